@@ -1,0 +1,118 @@
+"""The pipeline: path → model → inputs → probe statistics → findings → report."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from gradaudit.config import Options, Thresholds
+from gradaudit.errors import AuditError, first_line
+from gradaudit.findings import AuditRun, InputRow, LayerRow, LoadError, ModelReport
+from gradaudit.runtime import import_tensorflow
+
+
+def audit_paths(paths: Sequence[str], options: Options) -> AuditRun:
+    """Audit every path in one process; a failing path does not stop the others."""
+    import_tensorflow()
+    reports, errors = [], []
+    for path in paths:
+        try:
+            reports.append(audit_path(path, options))
+        except AuditError as exc:
+            errors.append(LoadError(path=path, error=str(exc)))
+    return AuditRun(models=tuple(reports), errors=tuple(errors))
+
+
+def audit_path(path: str, options: Options) -> ModelReport:
+    """Load one file and audit it; AuditError with a reason if it cannot be."""
+    from gradaudit import loading
+
+    with _quiet_library_output():
+        loaded = loading.load(path, unsafe=options.unsafe)
+        return audit_model(loaded.model, options, path=path, fmt=loaded.format,
+                           unsafe=loaded.unsafe)
+
+
+def audit_model(
+    model: Any, options: Options, *, path: str = "", fmt: str = "keras", unsafe: bool = False
+) -> ModelReport:
+    """Probe a Keras model in memory and build its report."""
+    from gradaudit import inputs
+    from gradaudit.checks import run_checks
+    from gradaudit.evidence import gather
+    from gradaudit.probe import probe
+    from gradaudit.structure import describe
+
+    structure = describe(model)
+    specs = inputs.input_specs(model)
+    watched = [info for info in structure.layers if info.unit_rule is not None]
+    batches = inputs.random_batches(specs, options.samples, options.batch_size, options.seed)
+    try:
+        result = probe(model, watched, batches, seed=options.seed,
+                       saturation_eps=options.thresholds.saturation_eps)
+    except Exception as exc:  # the model's own code failed on synthetic inputs
+        raise AuditError(f"running the model on probe inputs failed: {first_line(exc)}") from None
+    float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]
+    evidence = gather(structure, result, float_inputs)
+    findings = run_checks(evidence, options.thresholds)
+    return ModelReport(
+        path=path,
+        format=fmt,
+        model_name=model.name,
+        params_total=_count(model.weights),
+        params_trainable=_count(model.trainable_weights),
+        params_non_trainable=_count(model.non_trainable_weights),
+        samples=result.samples,
+        seed=options.seed,
+        inputs=tuple(InputRow(s.name, s.shape, s.dtype) for s in specs),
+        layers=tuple(_layer_row(structure, layer, options.thresholds) for layer in evidence.layers),
+        findings=tuple(findings),
+        unsafe=unsafe,
+    )
+
+
+def _layer_row(structure: Any, layer: Any, thresholds: Thresholds) -> LayerRow:
+    info = layer.info
+    weights = info.layer.weights
+    non_trainable = info.layer.non_trainable_weights
+    units = layer.units
+    dead_units = dead_fraction = saturated_fraction = None
+    if units is not None and units.rule.kind == "relu":
+        dead_units = units.dead_units()
+        dead_fraction = round(dead_units / units.units, 4)
+    elif units is not None:
+        saturated_fraction = round(units.saturated_units(thresholds.saturation_samples) / units.units, 4)
+    reason = None
+    if info.frozen and not structure.inside_frozen(info):
+        reason = "frozen (trainable=False)"
+    elif non_trainable and not info.is_container and not structure.inside_frozen(info):
+        labels = ", ".join(sorted({v.path.split("/")[-1] for v in non_trainable}))
+        reason = f"non-trainable weights: {labels}"
+    grad_rms = layer.grad_rms
+    return LayerRow(
+        name=info.name, type=info.type, activation=info.activation,
+        params=_count(weights), trainable_params=_count(info.layer.trainable_weights),
+        non_trainable_params=_count(non_trainable), trainable=bool(info.layer.trainable),
+        units=units.units if units is not None else None, dead_units=dead_units,
+        dead_fraction=dead_fraction, saturated_fraction=saturated_fraction,
+        grad_rms=None if grad_rms is None else float(f"{grad_rms:.6g}"),
+        non_trainable_reason=reason,
+    )
+
+
+def _count(variables: Any) -> int:
+    from gradaudit.structure import param_count
+
+    return param_count(list(variables))
+
+
+
+@contextlib.contextmanager
+def _quiet_library_output() -> Iterator[None]:
+    """Keep Keras/TensorFlow chatter off stdout, where the report goes."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,253 @@
+"""The catalogue of finding codes: the stable interface users script against.
+
+Every finding gradaudit can produce is described here once: its code, a short
+snake_case name, its severity, a one-line title, what it means, the usual
+causes and how to fix it. ``gradaudit checks`` and ``gradaudit explain`` print
+from this table; checks take their severity from it. Importing this module
+must stay cheap (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gradaudit.findings import Finding, Severity
+
+
+@dataclass(frozen=True)
+class Check:
+    """One entry of the catalogue."""
+
+    code: str
+    name: str
+    severity: Severity
+    title: str
+    explanation: str
+    fix: str
+    source: str = ""
+
+
+CATALOGUE: tuple[Check, ...] = (
+    Check(
+        code="GA101",
+        name="partially_dead_relu",
+        severity=Severity.WARNING,
+        title="Partially dead ReLU layer",
+        explanation=(
+            "At least `dead_warn` (default 50%) of the units of a ReLU-family layer "
+            "(relu, relu6, a ReLU layer without negative slope) never produce an "
+            "active output on any probe sample. A unit that never activates has a "
+            "derivative of exactly zero, so neither it nor the weights feeding it "
+            "can learn: the 'dying ReLU'. Units are channels (the last axis) for "
+            "convolutional and sequence outputs, counted over every position."
+        ),
+        fix=(
+            "Lower the learning rate (dying ReLU usually follows one huge update), "
+            "use He initialisation and a zero or small positive bias, add "
+            "normalisation before the activation, or switch to LeakyReLU, ELU or "
+            "GELU, whose derivative is never exactly zero."
+        ),
+        source="SageMaker Debugger DeadRelu flags a layer at >50% dead units; "
+        "keras-contrib DeadReluDetector warns at >=10%.",
+    ),
+    Check(
+        code="GA102",
+        name="dead_relu_layer",
+        severity=Severity.ERROR,
+        title="Fully dead ReLU layer",
+        explanation=(
+            "Every unit of a ReLU-family layer is inactive on every probe sample. "
+            "No gradient passes the layer: its own weights and every trainable "
+            "layer before it on this path receive exactly zero gradient."
+        ),
+        fix=(
+            "Check the layer's bias (a large negative bias kills every unit), "
+            "re-initialise the layer (He normal), lower the learning rate, or use "
+            "LeakyReLU/ELU/GELU. If the model was trained, the run that saved it "
+            "probably diverged: restart from an earlier checkpoint."
+        ),
+    ),
+    Check(
+        code="GA111",
+        name="saturated_activation",
+        severity=Severity.WARNING,
+        title="Saturated sigmoid/tanh units",
+        explanation=(
+            "At least half of the units of a sigmoid, tanh or hard_sigmoid layer "
+            "output a value within epsilon (default 1e-3) of the activation's "
+            "bounds on (nearly) every probe sample (at least 99%). There the "
+            "derivative is close to or exactly zero, so almost no gradient passes."
+        ),
+        fix=(
+            "Scale inputs (standardise them), use a smaller weight initialisation "
+            "(Glorot), add normalisation before the activation, or replace a hidden "
+            "sigmoid/tanh by ReLU-family activations."
+        ),
+        source="SageMaker Debugger SaturatedActivation (1% / 50% rule); "
+        "DeepDiagnosis flags >50% of pre-activations outside [-5, 5].",
+    ),
+    Check(
+        code="GA201",
+        name="disconnected_variable",
+        severity=Severity.ERROR,
+        title="Trainable variable gets no gradient",
+        explanation=(
+            "The tape returns no gradient at all (None) for a trainable variable: "
+            "no differentiable path leads from it to any output. Usual cuts are "
+            "stop_gradient, a cast to an integer or boolean dtype, argmax/argmin, "
+            "rounding, or values taken out to NumPy and back. The finding names the "
+            "operation that cuts the path where the model's graph shows it."
+        ),
+        fix=(
+            "Keep the path float and on the tape: remove the stop_gradient, replace "
+            "argmax/hard choices by softmax-weighted (soft) versions or a "
+            "straight-through estimator, and do not cast to integers inside the "
+            "model. If the layer is meant to be fixed, set trainable=False."
+        ),
+    ),
+    Check(
+        code="GA202",
+        name="zero_gradient",
+        severity=Severity.ERROR,
+        title="Trainable variable gets an exactly zero gradient",
+        explanation=(
+            "The variable is connected to the outputs, but its gradient is exactly "
+            "zero on every probe batch: the derivative is zero wherever the model "
+            "is used. Typical causes are dead ReLU units downstream, a "
+            "`where`/mask whose branch is never selected, a zero input feeding the "
+            "layer, or a vanishing gradient that underflowed to zero in float32."
+        ),
+        fix=(
+            "Look at the layers after this one: revive dead units (see GA102), "
+            "check the condition of any `where`, and check what feeds the layer. "
+            "For deep saturating stacks see GA204."
+        ),
+    ),
+    Check(
+        code="GA203",
+        name="exploding_gradient",
+        severity=Severity.WARNING,
+        title="Exploding gradient",
+        explanation=(
+            "A layer's gradient RMS is orders of magnitude above its weight RMS "
+            "(default ratio 1e3: one plain SGD step would change the weights by far "
+            "more than their own size), or the gradient grows by orders of magnitude "
+            "from the latest layers towards the input. In a deep linear stack with "
+            "large weights the gradients are equally huge at every depth, which is "
+            "why the weight-relative ratio is checked, not only first/last growth."
+        ),
+        fix=(
+            "Use a smaller initialisation (Glorot/He), add normalisation layers, "
+            "clip gradients (clipnorm) and lower the learning rate."
+        ),
+        source="AUTOTRAINER: first/last gradient norm ratio > 70; SageMaker "
+        "Debugger WeightUpdateRatio above 10.",
+    ),
+    Check(
+        code="GA204",
+        name="vanishing_gradient",
+        severity=Severity.WARNING,
+        title="Vanishing gradient",
+        explanation=(
+            "The gradient RMS of an early trainable layer is orders of magnitude "
+            "below that of the latest trainable layer (ratio < 1e-3) and tiny in "
+            "absolute terms (< 1e-4): early layers barely learn. Deep stacks of "
+            "saturating activations (sigmoid, tanh) cause this; in float32 the "
+            "gradient of the deepest layers can underflow to exactly zero, which "
+            "is then also reported as GA202."
+        ),
+        fix=(
+            "Use ReLU-family activations in hidden layers, add residual "
+            "connections or normalisation, and use Glorot/He initialisation."
+        ),
+        source="AUTOTRAINER: first/last gradient norm ratio < 1e-3 and first "
+        "norm < 1e-4.",
+    ),
+    Check(
+        code="GA205",
+        name="non_finite_gradient",
+        severity=Severity.ERROR,
+        title="Non-finite gradient (NaN/Inf)",
+        explanation=(
+            "The gradient of a trainable variable contains NaN or Inf on at least "
+            "one probe batch. One such step destroys the weights. Causes: "
+            "operations with an infinite derivative at a reachable point (sqrt or "
+            "log at zero, division by zero), overflow, or non-finite weights."
+        ),
+        fix=(
+            "Add an epsilon inside sqrt/log/division (sqrt(x + 1e-12)), clip "
+            "values before exp, check the weights (GA303) and the input data."
+        ),
+    ),
+    Check(
+        code="GA211",
+        name="unused_input",
+        severity=Severity.WARNING,
+        title="Input with no gradient path to any output",
+        explanation=(
+            "A float input of the model has no differentiable path to any output: "
+            "it is unused, or it only reaches the outputs through operations that "
+            "cut the gradient. Whatever is fed there cannot influence training. "
+            "Integer inputs (token ids) are never reported: they are not "
+            "differentiable by nature."
+        ),
+        fix=(
+            "Connect the input to the model's computation, or remove it from the "
+            "model's inputs; see GA201 for cuts."
+        ),
+    ),
+    Check(
+        code="GA301",
+        name="frozen_layer",
+        severity=Severity.INFO,
+        title="Frozen layer",
+        explanation=(
+            "The layer has weights and was set trainable=False: none of its weights "
+            "will be updated. This is expected for a frozen pre-trained base in "
+            "transfer learning; it is reported so that an accidental freeze is seen."
+        ),
+        fix="If the layer should learn, set `layer.trainable = True` before compiling.",
+    ),
+    Check(
+        code="GA302",
+        name="no_trainable_variables",
+        severity=Severity.ERROR,
+        title="Model has no trainable variables",
+        explanation=(
+            "Not a single variable of the model is trainable, so training cannot "
+            "change anything: the loss stays where it is."
+        ),
+        fix=(
+            "Set `model.trainable = True`, or unfreeze the layers that should learn "
+            "(for example the head on top of a frozen base), then compile again."
+        ),
+    ),
+    Check(
+        code="GA303",
+        name="non_finite_weights",
+        severity=Severity.ERROR,
+        title="Non-finite weight values",
+        explanation=(
+            "A layer's weights contain NaN or Inf. Every output that depends on "
+            "them is non-finite and so are the gradients: training has diverged."
+        ),
+        fix=(
+            "Restore an earlier checkpoint, lower the learning rate, clip gradients "
+            "and look for operations with infinite derivatives (GA205)."
+        ),
+    ),
+)
+
+BY_CODE: dict[str, Check] = {check.code: check for check in CATALOGUE}
+
+
+def lookup(code: str) -> Check:
+    """The catalogue entry for ``code`` (case-insensitive); KeyError if unknown."""
+    return BY_CODE[code.strip().upper()]
+
+
+def finding(code: str, layer: str, message: str, **metrics: Any) -> Finding:
+    """A Finding whose severity comes from the catalogue entry for ``code``."""
+    return Finding(code=code, severity=BY_CODE[code].severity, layer=layer,
+                   message=message, metrics=metrics)

@@ -1,0 +1,53 @@
+"""GA101, GA102, GA111: units whose derivative is zero where the model is used.
+
+Frozen layers (and layers inside a frozen model) are not judged: training
+cannot revive their units, and a frozen pre-trained base is expected to keep
+whatever dead channels it has. Their figures still appear in the report.
+"""
+
+from __future__ import annotations
+
+from gradaudit.catalogue import finding
+from gradaudit.config import Thresholds
+from gradaudit.evidence import Evidence
+from gradaudit.findings import Finding
+
+
+def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
+    findings = []
+    samples = evidence.probe.samples
+    for layer in evidence.layers:
+        units = layer.units
+        if units is None or layer.info.frozen or evidence.structure.inside_frozen(layer.info):
+            continue
+        name, activation = layer.info.name, layer.info.activation
+        if units.rule.kind == "relu":
+            dead = units.dead_units()
+            fraction = dead / units.units
+            metrics = dict(activation=activation, units=units.units, dead_units=dead,
+                           dead_fraction=round(fraction, 4), samples=samples)
+            if dead == units.units:
+                findings.append(finding(
+                    "GA102", name,
+                    f"all {units.units} units of this {activation} layer are inactive on "
+                    f"every one of {samples} probe samples: no gradient passes it",
+                    **metrics))
+            elif fraction >= thresholds.dead_warn:
+                findings.append(finding(
+                    "GA101", name,
+                    f"{dead} of {units.units} {activation} units ({fraction:.0%}) never "
+                    f"activate on {samples} probe samples",
+                    **metrics))
+        else:
+            saturated = units.saturated_units(thresholds.saturation_samples)
+            fraction = saturated / units.units
+            if fraction >= thresholds.saturation_units:
+                findings.append(finding(
+                    "GA111", name,
+                    f"{saturated} of {units.units} {activation} units ({fraction:.0%}) "
+                    f"are within {thresholds.saturation_eps:g} of their bounds on "
+                    f"≥{thresholds.saturation_samples:.0%} of samples; their derivative "
+                    "is close to zero",
+                    activation=activation, units=units.units, saturated_units=saturated,
+                    saturated_fraction=round(fraction, 4), samples=samples))
+    return findings

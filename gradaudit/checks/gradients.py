@@ -1,0 +1,142 @@
+"""GA201–GA205, GA211: what the tape says about each variable and input.
+
+``None`` from the tape means no differentiable path (GA201, GA211); a tensor
+of zeros means a path whose derivative is zero on the probe data (GA202).
+The depth profile of gradient RMS over the trainable layers gives GA203/GA204.
+"""
+
+from __future__ import annotations
+
+from gradaudit.catalogue import finding
+from gradaudit.config import Thresholds
+from gradaudit.evidence import Evidence, LayerEvidence
+from gradaudit.findings import Finding
+from gradaudit.structure import find_cut, find_input_cut
+
+
+def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
+    samples = evidence.probe.samples
+    trainable = [layer for layer in evidence.leaves() if layer.variables]
+    dead_layers = sorted(
+        layer.info.name for layer in evidence.layers
+        if layer.units is not None and layer.units.rule.kind == "relu"
+        and layer.units.dead_units() == layer.units.units
+    )
+    vanishing, underflowed = _vanishing(trainable, thresholds)
+    findings: list[Finding] = []
+    for layer in trainable:
+        name = layer.info.name
+        missing = [v.label for v in layer.variables if not v.grad.connected]
+        non_finite = [v.label for v in layer.variables if v.grad.connected and not v.grad.finite]
+        zero = [v.label for v in layer.variables
+                if v.grad.connected and v.grad.finite and not v.grad.nonzero]
+        if missing:
+            cut = find_cut(evidence.structure, layer.info) or "unknown"
+            findings.append(finding(
+                "GA201", name,
+                f"no gradient reaches {_join(missing)}: the path to the outputs is cut "
+                f"at {cut}",
+                variables=missing, cut_at=cut))
+        if non_finite:
+            findings.append(finding(
+                "GA205", name, f"NaN/Inf in the gradient of {_join(non_finite)}",
+                variables=non_finite))
+        if zero:
+            reason = _zero_reason(name, underflowed, dead_layers)
+            findings.append(finding(
+                "GA202", name,
+                f"gradient of {_join(zero)} is exactly zero on all {samples} probe "
+                f"samples{reason}",
+                variables=zero, dead_layers=dead_layers, underflow=name in underflowed))
+    findings += _exploding(trainable, thresholds)
+    for layer, ratio, reference in vanishing:
+        findings.append(finding(
+            "GA204", layer.info.name,
+            f"gradient RMS {layer.grad_rms:.2e} is {ratio:.1e} × that of the latest "
+            f"trainable layer '{reference.info.name}' ({reference.grad_rms:.2e})"
+            + (" — underflowed to exactly zero in float32" if not layer.grad_rms else ""),
+            grad_rms=layer.grad_rms, ratio_to_last=ratio, reference=reference.info.name))
+    for stats, (input_name, index) in zip(evidence.probe.inputs, evidence.float_inputs):
+        if not stats.connected:
+            cut = find_input_cut(evidence.structure, index)
+            where = f"its paths are cut at {cut}" if cut else "it is not used by any output"
+            findings.append(finding(
+                "GA211", input_name,
+                f"input '{input_name}' has no gradient path to any output: {where}",
+                cut_at=cut or "unused"))
+    return findings
+
+
+def _join(labels: list[str]) -> str:
+    return ", ".join(labels)
+
+
+def _zero_reason(name: str, underflowed: set[str], dead_layers: list[str]) -> str:
+    if name in underflowed:
+        return " (vanishing gradient underflowed to zero in float32; see GA204)"
+    if dead_layers:
+        return f" (fully dead layer(s) on the path: {', '.join(dead_layers)})"
+    return ""
+
+
+def _profile(trainable: list[LayerEvidence]) -> list[LayerEvidence]:
+    """Layers with a finite, measured gradient, in depth order."""
+    return [
+        layer for layer in trainable
+        if layer.grad_rms is not None
+        and all(v.grad.connected and v.grad.finite for v in layer.variables)
+    ]
+
+
+def _vanishing(
+    trainable: list[LayerEvidence], thresholds: Thresholds
+) -> tuple[list[tuple[LayerEvidence, float, LayerEvidence]], set[str]]:
+    """Layers whose gradient RMS is orders below the latest layer's.
+
+    Exactly-zero layers count only when non-zero layers show the vanishing
+    trend too; otherwise zero gradients have another cause (dead units, a
+    `where`), reported as GA202 alone.
+    """
+    profile = _profile(trainable)
+    nonzero = [layer for layer in profile if layer.grad_rms > 0]
+    if len(nonzero) < 2:
+        return [], set()
+    reference = nonzero[-1]
+    last_index = profile.index(reference)
+
+    def vanishes(layer: LayerEvidence) -> bool:
+        return (layer.grad_rms < thresholds.vanishing_abs
+                and layer.grad_rms / reference.grad_rms < thresholds.vanishing_ratio)
+
+    weak = [layer for layer in profile[:last_index] if layer.grad_rms > 0 and vanishes(layer)]
+    if not weak:
+        return [], set()
+    deepest = profile.index(weak[-1])
+    zeros = [layer for layer in profile[:deepest] if layer.grad_rms == 0]
+    flagged = sorted(weak + zeros, key=lambda layer: layer.info.depth_index)
+    result = [(layer, layer.grad_rms / reference.grad_rms, reference) for layer in flagged]
+    return result, {layer.info.name for layer in zeros}
+
+
+def _exploding(trainable: list[LayerEvidence], thresholds: Thresholds) -> list[Finding]:
+    profile = [layer for layer in _profile(trainable) if layer.grad_rms > 0]
+    if not profile:
+        return []
+    reference = profile[-1]
+    findings = []
+    for layer in profile:
+        weight_rms = layer.weight_rms
+        relative = layer.grad_rms / weight_rms if weight_rms > 0 else None
+        growth = layer.grad_rms / reference.grad_rms
+        if relative is not None and relative > thresholds.exploding_ratio:
+            why = f"{relative:.1e} × its weight RMS ({weight_rms:.2e})"
+        elif layer is not reference and growth > thresholds.exploding_growth:
+            why = f"{growth:.1e} × that of the latest trainable layer '{reference.info.name}'"
+        else:
+            continue
+        findings.append(finding(
+            "GA203", layer.info.name,
+            f"gradient RMS {layer.grad_rms:.2e} is {why}",
+            grad_rms=layer.grad_rms, weight_rms=weight_rms,
+            relative_update=relative, ratio_to_last=growth))
+    return findings

@@ -1,0 +1,45 @@
+"""GA301, GA302, GA303: what the weights themselves say."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradaudit.catalogue import finding
+from gradaudit.config import Thresholds
+from gradaudit.evidence import Evidence
+from gradaudit.findings import Finding
+from gradaudit.structure import param_count, variable_label
+
+
+def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
+    model = evidence.structure.model
+    findings = []
+    if not model.trainable_variables:
+        findings.append(finding(
+            "GA302", model.name,
+            f"none of the model's {param_count(model.weights)} parameters is trainable: "
+            "training cannot change anything",
+            params=param_count(model.weights)))
+    for layer in evidence.layers:
+        info = layer.info
+        if info.frozen and not evidence.structure.inside_frozen(info):
+            params = param_count(info.layer.weights)
+            findings.append(finding(
+                "GA301", info.name,
+                f"{info.type} with {params} parameters is frozen (trainable=False)",
+                params=params))
+        if not info.is_container:
+            bad = {
+                variable_label(v): int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+                for v in info.layer.weights
+                for a in [np.asarray(v)]
+            }
+            bad = {label: count for label, count in bad.items() if count}
+            if bad:
+                listed = ", ".join(f"{label} ({count})" for label, count in bad.items())
+                findings.append(finding(
+                    "GA303", info.name,
+                    f"NaN/Inf values in weights: {listed}",
+                    variables=sorted(bad), non_finite_values=sum(bad.values())))
+    return findings
+

@@ -1,0 +1,38 @@
+"""Audit options and detection thresholds, with their defaults in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Detection thresholds; sources are named in ``gradaudit explain``."""
+
+    dead_warn: float = 0.5
+    """GA101 when at least this fraction of a ReLU layer's units never fire."""
+    saturation_eps: float = 1e-3
+    """A sigmoid/tanh output within this of a bound counts as saturated."""
+    saturation_samples: float = 0.99
+    """A unit is saturated when saturated on at least this fraction of samples."""
+    saturation_units: float = 0.5
+    """GA111 when at least this fraction of a layer's units is saturated."""
+    vanishing_ratio: float = 1e-3
+    """GA204 when a layer's gradient RMS / the latest layer's is below this …"""
+    vanishing_abs: float = 1e-4
+    """… and the layer's gradient RMS itself is below this."""
+    exploding_ratio: float = 1e3
+    """GA203 when a layer's gradient RMS / its weight RMS is above this …"""
+    exploding_growth: float = 1e3
+    """… or its gradient RMS / the latest layer's is above this."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to probe: sample count, batching, seed, trust, thresholds."""
+
+    samples: int = 256
+    batch_size: int = 64
+    seed: int = 0
+    unsafe: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)

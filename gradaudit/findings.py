@@ -1,0 +1,179 @@
+"""Findings and reports: plain frozen data, no TensorFlow.
+
+Everything downstream of the probe (formats, exit code) works on these
+types only, so they can be built and rendered in tests without a model.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    """Ordered severities: a higher value is more severe."""
+
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> "Severity":
+        return cls[text.strip().upper()]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in one layer (or input) of one model."""
+
+    code: str
+    severity: Severity
+    layer: str
+    message: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "layer": self.layer,
+            "message": self.message,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """Per-layer figures for the report; ``None`` where a figure does not apply."""
+
+    name: str
+    type: str
+    activation: str | None
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    trainable: bool
+    units: int | None
+    dead_units: int | None
+    dead_fraction: float | None
+    saturated_fraction: float | None
+    grad_rms: float | None
+    non_trainable_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "activation": self.activation,
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "trainable": self.trainable,
+            "units": self.units,
+            "dead_units": self.dead_units,
+            "dead_fraction": self.dead_fraction,
+            "saturated_fraction": self.saturated_fraction,
+            "grad_rms": self.grad_rms,
+        }
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """A model input as probed."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """Everything gradaudit found out about one model file."""
+
+    path: str
+    format: str
+    model_name: str
+    params_total: int
+    params_trainable: int
+    params_non_trainable: int
+    samples: int
+    seed: int
+    inputs: tuple[InputRow, ...]
+    layers: tuple[LayerRow, ...]
+    findings: tuple[Finding, ...]
+    unsafe: bool = False
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "model": self.model_name,
+            "unsafe": self.unsafe,
+            "summary": {
+                "params": {
+                    "total": self.params_total,
+                    "trainable": self.params_trainable,
+                    "non_trainable": self.params_non_trainable,
+                },
+                "layers": len(self.layers),
+                "samples": self.samples,
+                "seed": self.seed,
+                "inputs": [
+                    {"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
+                    for i in self.inputs
+                ],
+                "findings": {str(s): self.count(s) for s in reversed(Severity)},
+            },
+            "layers": [row.to_dict() for row in self.layers],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A path that could not be audited, with a reason a person can act on."""
+
+    path: str
+    error: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "error": self.error}
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """The result of one ``gradaudit audit`` invocation over one or more paths."""
+
+    models: tuple[ModelReport, ...]
+    errors: tuple[LoadError, ...]
+
+
+class FailOn(str, enum.Enum):
+    """The lowest severity that makes the run fail (exit code 1)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    NEVER = "never"
+
+
+def exit_code(run: AuditRun, fail_on: FailOn) -> int:
+    """2 if any path failed, else 1 if a finding is at/over ``fail_on``, else 0."""
+    if run.errors:
+        return 2
+    if fail_on is FailOn.NEVER:
+        return 0
+    threshold = Severity.parse(fail_on.value)
+    worst = max((m.worst for m in run.models if m.worst is not None), default=None)
+    return 1 if worst is not None and worst >= threshold else 0

@@ -1,0 +1,29 @@
+"""Output formats: one module per format, each ``render(run) -> str``.
+
+The CLI alone decides where the text goes (stdout or ``--output``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from gradaudit.findings import AuditRun
+
+
+class Format(str, enum.Enum):
+    TABLE = "table"
+    JSON = "json"
+
+    def renderer(self) -> Callable[[AuditRun], str]:
+        from gradaudit.formats import json_format, table
+
+        renderers: dict[Format, Callable[[AuditRun], str]] = {
+            Format.TABLE: table.render,
+            Format.JSON: json_format.render,
+        }
+        return renderers[self]
+
+
+def render(run: AuditRun, fmt: Format) -> str:
+    return fmt.renderer()(run)

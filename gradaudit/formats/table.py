@@ -1,0 +1,68 @@
+"""The human report: a header line, three tables and the findings, per model."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from gradaudit.findings import AuditRun, ModelReport
+
+DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211": "no gradient"}
+
+
+def render(run: AuditRun) -> str:
+    blocks = [_model_block(model) for model in run.models]
+    blocks += [f"{error.path}: ERROR: {error.error}" for error in run.errors]
+    return "\n\n".join(blocks) + "\n"
+
+
+def _model_block(report: ModelReport) -> str:
+    inputs = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in report.inputs)
+    lines = [
+        f"{report.path} ({report.format})"
+        + ("  [UNSAFE: loaded with --unsafe, code from the file may have run]" if report.unsafe else ""),
+        f"params: {report.params_total:,} total, {report.params_trainable:,} trainable, "
+        f"{report.params_non_trainable:,} non-trainable | inputs: {inputs} | "
+        f"samples: {report.samples} (seed {report.seed})",
+    ]
+    lines += _section("Dead activations", _dead_rows(report),
+                      ["layer", "activation", "units", "dead units", "dead %"],
+                      "no ReLU-family layer has dead units")
+    lines += _section("Non-trainable parameters", _non_trainable_rows(report),
+                      ["layer", "params", "why"], "every parameter is trainable")
+    lines += _section("Disconnected paths", _disconnected_rows(report),
+                      ["layer / input", "variables", "gradient", "cut at"],
+                      "every trainable variable and input gets a gradient")
+    rows = [[str(f.severity), f.code, f.layer, f.message] for f in report.findings]
+    lines += _section("Findings", rows, ["severity", "code", "layer", "message"], "no findings")
+    return "\n".join(lines)
+
+
+def _section(title: str, rows: list[list[object]], headers: list[str], empty: str) -> list[str]:
+    if not rows:
+        return ["", f"{title}: none ({empty})."]
+    return ["", f"{title}:", tabulate(rows, headers=headers, tablefmt="simple")]
+
+
+def _dead_rows(report: ModelReport) -> list[list[object]]:
+    return [
+        [row.name, row.activation, row.units, row.dead_units, f"{row.dead_fraction:.0%}"]
+        for row in report.layers
+        if row.dead_units
+    ]
+
+
+def _non_trainable_rows(report: ModelReport) -> list[list[object]]:
+    return [
+        [row.name, f"{row.non_trainable_params:,}", row.non_trainable_reason]
+        for row in report.layers
+        if row.non_trainable_reason
+    ]
+
+
+def _disconnected_rows(report: ModelReport) -> list[list[object]]:
+    return [
+        [f.layer, ", ".join(f.metrics.get("variables", [])) or "-",
+         DISCONNECTION_CODES[f.code], f.metrics.get("cut_at", "-")]
+        for f in report.findings
+        if f.code in DISCONNECTION_CODES
+    ]

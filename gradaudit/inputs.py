@@ -1,0 +1,114 @@
+"""Input specs of a model → reproducible random probe batches.
+
+Float inputs are standard normal. Integer inputs (token ids) are uniform in
+``[0, vocab)``, where ``vocab`` is the ``input_dim`` of the Embedding layer
+that consumes the input. Unknown (None) dimensions other than the batch axis
+get ``DEFAULT_DIM`` entries. Batches are generated one at a time, never all
+samples at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradaudit.errors import AuditError
+
+DEFAULT_DIM = 32
+"""Size given to every unknown (None) non-batch dimension of an input."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as gradaudit will feed it."""
+
+    name: str
+    shape: tuple[int, ...]  # without the batch axis
+    dtype: str
+    vocab: int | None = None  # for integer inputs
+
+    @property
+    def is_float(self) -> bool:
+        return "float" in self.dtype
+
+
+def input_specs(model: Any) -> list[InputSpec]:
+    """Read the model's inputs; AuditError if they cannot be synthesised."""
+    tensors = getattr(model, "inputs", None)
+    if not tensors:
+        raise AuditError(
+            "the model does not record its input shapes (a subclassed model "
+            "that was never built?); random inputs cannot be made for it"
+        )
+    specs = []
+    for tensor in tensors:
+        name = _input_name(tensor)
+        shape = tuple(DEFAULT_DIM if d is None else int(d) for d in tensor.shape[1:])
+        dtype = str(tensor.dtype)
+        vocab = None
+        if "int" in dtype:
+            vocab = _embedding_vocab(tensor)
+            if vocab is None:
+                raise AuditError(
+                    f"input '{name}' is {dtype} but feeds no Embedding layer, so "
+                    "its valid value range is unknown; audit with real inputs"
+                )
+        elif "float" not in dtype:
+            raise AuditError(
+                f"input '{name}' has dtype {dtype}, which gradaudit cannot "
+                "synthesise; audit with real inputs"
+            )
+        specs.append(InputSpec(name=name, shape=shape, dtype=dtype, vocab=vocab))
+    return specs
+
+
+def _input_name(tensor: Any) -> str:
+    history = getattr(tensor, "_keras_history", None)
+    operation = getattr(history, "operation", None)
+    return getattr(operation, "name", None) or str(getattr(tensor, "name", "input"))
+
+
+def _embedding_vocab(tensor: Any) -> int | None:
+    """``input_dim`` of the Embedding layer(s) that read ``tensor`` directly.
+
+    Looks through nested models too: a Sequential whose first layer is an
+    Embedding consumes its input through that layer. With several consumers
+    the smallest vocabulary keeps every id valid for all of them.
+    """
+    import keras
+
+    vocabs: list[int] = []
+    frontier = [tensor]
+    while frontier:
+        current = frontier.pop()
+        operation = current._keras_history.operation
+        for node in operation._outbound_nodes:
+            if not any(t is current for t in node.input_tensors):
+                continue
+            consumer = node.operation
+            if isinstance(consumer, keras.layers.Embedding):
+                vocabs.append(int(consumer.input_dim))
+            elif isinstance(consumer, keras.Model) and getattr(consumer, "inputs", None):
+                frontier.extend(consumer.inputs)
+    return min(vocabs) if vocabs else None
+
+
+def random_batches(
+    specs: list[InputSpec], samples: int, batch_size: int, seed: int
+) -> Iterator[list[np.ndarray]]:
+    """Yield ``ceil(samples / batch_size)`` batches, one array per input."""
+    rng = np.random.default_rng(seed)
+    remaining = samples
+    while remaining > 0:
+        n = min(batch_size, remaining)
+        remaining -= n
+        batch = []
+        for spec in specs:
+            if spec.is_float:
+                batch.append(rng.standard_normal((n, *spec.shape)).astype(spec.dtype))
+            else:
+                batch.append(rng.integers(0, spec.vocab, (n, *spec.shape)).astype(spec.dtype))
+        yield batch

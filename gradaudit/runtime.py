@@ -1,0 +1,36 @@
+"""Import TensorFlow and Keras once, without their start-up noise on the terminal.
+
+TensorFlow's C++ runtime writes log lines to file descriptor 2 while it is
+imported (absl "log messages before InitializeLog", CUDA stubs), whatever
+TF_CPP_MIN_LOG_LEVEL says. Standard error is pointed at /dev/null for the
+duration of the import only, so gradaudit's own one-line errors stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def import_tensorflow(verbose: bool = False) -> None:
+    """Import TensorFlow and Keras quietly (a no-op once they are imported)."""
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    if verbose:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
