@@ -30,7 +30,12 @@ def audit_path(path: str, options: Options) -> ModelReport:
     """Load one file and audit it; AuditError with a reason if it cannot be."""
     from gradaudit import loading
 
+    import keras
+
     with _quiet_library_output():
+        # Layers created without an explicit seed (Dropout …) draw theirs from
+        # the global RNGs while loading: seed them so reports are reproducible.
+        keras.utils.set_random_seed(options.seed)
         loaded = loading.load(path, unsafe=options.unsafe)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe)
@@ -52,7 +57,8 @@ def audit_model(
     batches = inputs.random_batches(specs, options.samples, options.batch_size, options.seed)
     try:
         result = probe(model, watched, batches, seed=options.seed,
-                       saturation_eps=options.thresholds.saturation_eps)
+                       saturation_eps=options.thresholds.saturation_eps,
+                       training=options.training)
     except Exception as exc:  # the model's own code failed on synthetic inputs
         raise AuditError(f"running the model on probe inputs failed: {first_line(exc)}") from None
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]

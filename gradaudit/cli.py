@@ -66,6 +66,9 @@ def audit(
         "--batch-size", min=1, help="Samples per forward/backward pass.")] = 64,
     seed: Annotated[int, typer.Option(
         "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")] = 0,
+    inference: Annotated[bool, typer.Option(
+        "--inference", help="Probe in inference mode (BatchNormalization on moving "
+        "statistics, Dropout off) instead of training mode.")] = False,
     unsafe: Annotated[bool, typer.Option(
         "--unsafe", help="Allow Lambda layers and non-Keras code in the file to run. "
         "Only for files you trust; the report says it ran unsafely.")] = False,
@@ -77,6 +80,8 @@ def audit(
     Random inputs are built from each model's input signature: float inputs are
     standard normal, integer inputs are uniform token ids below the consuming
     Embedding's vocabulary size, unknown (None) dimensions get 32 entries.
+    Layers run in training mode, as the optimizer sees them; the model file is
+    never modified.
 
     Exit codes: 0 no finding at/over --fail-on, 1 findings at/over --fail-on,
     2 a file could not be audited or the arguments are wrong.
@@ -85,7 +90,8 @@ def audit(
         _refuse_overwriting_inputs(output, paths)
     from gradaudit.audit import audit_paths
 
-    options = Options(samples=samples, batch_size=batch_size, seed=seed, unsafe=unsafe)
+    options = Options(samples=samples, batch_size=batch_size, seed=seed, unsafe=unsafe,
+                      training=not inference)
     run = audit_paths(paths, options)
     for error in run.errors:
         typer.echo(f"gradaudit: error: {error.path}: {error.error}", err=True)

@@ -35,4 +35,6 @@ class Options:
     batch_size: int = 64
     seed: int = 0
     unsafe: bool = False
+    training: bool = True
+    """Probe in training mode (as the optimizer sees the model) or inference mode."""
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -71,12 +71,16 @@ def probe(
     *,
     seed: int,
     saturation_eps: float,
+    training: bool = True,
 ) -> ProbeResult:
     """Run the model over ``batches`` under a GradientTape and reduce statistics.
 
     ``watched`` are the layers whose outputs are judged per unit (those with a
     unit rule); every trainable variable and every float input gets gradient
-    statistics.
+    statistics. With ``training`` the layers behave as the optimizer sees them
+    (BatchNormalization on batch statistics, Dropout active); the model's
+    non-trainable state (moving statistics, RNG state) is restored afterwards,
+    so probing leaves the model as it found it.
     """
     variables = list(model.trainable_variables)
     var_stats = [GradStats() for _ in variables]
@@ -88,14 +92,14 @@ def probe(
     samples = 0
     output_shapes: list[tuple[int, ...]] = []
 
-    with _capture_outputs(watched) as captured:
+    with _capture_outputs(watched) as captured, _restoring(model.non_trainable_variables):
         for batch in batches:
             n = int(batch[0].shape[0])
             tensors = [tf.constant(x) for x in batch]
             floats = [t for t in tensors if t.dtype.is_floating]
             with tf.GradientTape() as tape:
                 tape.watch(floats)
-                outputs = tf.nest.flatten(model(_structured(model, tensors), training=False))
+                outputs = tf.nest.flatten(model(_structured(model, tensors), training=training))
                 if not cotangents:
                     cotangents = [
                         cotangent_rng.standard_normal(tuple(o.shape[1:])).astype("float32")
@@ -185,6 +189,17 @@ def _fold_units(
         near = tf.logical_or(values <= rule.low + eps, values >= rule.high - eps)
         count = tf.reduce_sum(tf.cast(near, tf.int64), axis=0).numpy()
         stats.saturated = count if stats.saturated is None else stats.saturated + count
+
+
+@contextlib.contextmanager
+def _restoring(variables: list[Any]) -> Iterator[None]:
+    """Put the values of ``variables`` back on exit (training mode updates them)."""
+    saved = [tf.identity(v) for v in variables]
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
 
 
 @contextlib.contextmanager
