@@ -37,7 +37,7 @@ class LayerEvidence:
 
     @property
     def weight_rms(self) -> float:
-        arrays = [np.asarray(v.variable) for v in self.variables]
+        arrays = [v.variable.numpy() for v in self.variables]
         return rms(np.concatenate([a.ravel() for a in arrays])) if arrays else 0.0
 
 

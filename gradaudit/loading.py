@@ -170,9 +170,12 @@ def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
     """Hand the file to Keras's loader for the detected format.
 
     Keras's public ``load_model`` dispatches on the file extension; we call the
-    loader for the format detected from the content instead, so a renamed file
-    loads the same way and cannot pick a different code path by its name.
+    loader for the format detected from the content instead, with an open
+    file, so a renamed file loads the same way and cannot pick a different code
+    path by its name.
     """
+    import h5py
+
     import_tensorflow()
     import keras
     from keras.src.legacy.saving import legacy_h5_format
@@ -180,13 +183,15 @@ def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
 
     try:
         if fmt == "keras":
-            model = saving_lib.load_model(
-                str(path), custom_objects=None, compile=False, safe_mode=not unsafe
-            )
+            with path.open("rb") as handle:
+                model = saving_lib.load_model(
+                    handle, custom_objects=None, compile=False, safe_mode=not unsafe
+                )
         else:
-            model = legacy_h5_format.load_model_from_hdf5(
-                str(path), custom_objects=None, compile=False, safe_mode=not unsafe
-            )
+            with h5py.File(path, "r") as handle:
+                model = legacy_h5_format.load_model_from_hdf5(
+                    handle, custom_objects=None, compile=False, safe_mode=not unsafe
+                )
     except AuditError:
         raise
     except Exception as exc:  # Keras raises many types for bad files; all mean "cannot load".

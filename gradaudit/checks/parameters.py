@@ -32,7 +32,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             bad = {
                 variable_label(v): int(np.size(a) - np.count_nonzero(np.isfinite(a)))
                 for v in info.layer.weights
-                for a in [np.asarray(v)]
+                for a in [v.numpy()]
             }
             bad = {label: count for label, count in bad.items() if count}
             if bad:

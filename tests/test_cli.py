@@ -1,0 +1,274 @@
+"""The command line end to end: exit codes, bad input, safety, output files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import FIXTURES, run_cli
+
+HEALTHY = str(FIXTURES / "healthy_mlp.keras")
+DEAD = str(FIXTURES / "dead_relu.keras")
+PARTLY_DEAD = str(FIXTURES / "partly_dead.keras")
+FROZEN = str(FIXTURES / "frozen_layer.keras")
+
+
+def _stderr_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+# --- exit codes ---------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("path", "fail_on", "code"),
+    [
+        (HEALTHY, "error", 0),
+        (DEAD, "error", 1),
+        (DEAD, "never", 0),
+        (PARTLY_DEAD, "error", 0),
+        (PARTLY_DEAD, "warning", 1),
+        (FROZEN, "warning", 0),
+        (FROZEN, "info", 1),
+    ],
+)
+def test_exit_code_follows_fail_on(path: str, fail_on: str, code: int) -> None:
+    result = run_cli("audit", path, "--fail-on", fail_on, "--samples", "64", "-q")
+    assert result.exit_code == code
+    assert result.stderr == ""
+
+
+def test_a_failing_file_does_not_stop_the_others_and_exit_is_2(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.keras"
+    result = run_cli("audit", "--format", "json", str(missing), DEAD, "--samples", "64")
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert [Path(m["path"]).name for m in document["models"]] == ["dead_relu.keras"]
+    assert document["errors"] == [{"path": str(missing), "error": "no such file or directory"}]
+
+
+def test_bad_arguments_exit_2() -> None:
+    assert run_cli("audit", HEALTHY, "--samples", "0").exit_code == 2
+    assert run_cli("audit", HEALTHY, "--format", "xml").exit_code == 2
+    assert run_cli("audit").exit_code == 2
+
+
+# --- bad input: exit 2, one clear line, no traceback ------------------------------
+
+def _truncated(tmp: Path, size: int, suffix: str = ".keras") -> Path:
+    path = tmp / f"truncated_{size}{suffix}"
+    source = FIXTURES / f"healthy_mlp{suffix}"
+    path.write_bytes(source.read_bytes()[:size])
+    return path
+
+
+def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
+    rng = np.random.default_rng(0)
+    random_keras = tmp / "random.keras"
+    random_keras.write_bytes(rng.bytes(4096))
+    text_h5 = tmp / "notes.h5"
+    text_h5.write_text("these are my notes, not a model\n")
+    empty = tmp / "empty.keras"
+    empty.write_bytes(b"")
+    no_config = tmp / "no_config.keras"
+    with zipfile.ZipFile(no_config, "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    bad_json = tmp / "bad_json.keras"
+    with zipfile.ZipFile(bad_json, "w") as archive:
+        archive.writestr("config.json", "{not json")
+    weights_only = tmp / "weights_only.h5"
+    with h5py.File(weights_only, "w") as handle:
+        handle.create_dataset("kernel", data=np.zeros((2, 2)))
+    plain_dir = tmp / "plain_dir"
+    plain_dir.mkdir()
+    return {
+        "truncated zip (half)": (_truncated(tmp, 18000), "damaged .keras archive"),
+        "truncated zip (100 bytes)": (_truncated(tmp, 100), "damaged .keras archive"),
+        "truncated h5": (_truncated(tmp, 4000, ".h5"), "damaged HDF5 file"),
+        "random bytes": (random_keras, "not a Keras model file"),
+        "text file": (text_h5, "not a Keras model file"),
+        "empty file": (empty, "the file is empty"),
+        "zip without config": (no_config, "zip archive without config.json"),
+        "invalid config": (bad_json, "not valid JSON"),
+        "weights-only h5": (weights_only, "without a model_config"),
+        "plain directory": (plain_dir, "not a SavedModel"),
+        "missing": (tmp / "nope.keras", "no such file or directory"),
+    }
+
+
+def test_bad_files_give_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    for label, (path, reason) in _bad_files(tmp_path).items():
+        result = run_cli("audit", str(path), "-q")
+        assert result.exit_code == 2, label
+        lines = _stderr_lines(result)
+        assert len(lines) == 1, (label, lines)
+        assert lines[0].startswith(f"gradaudit: error: {path}: "), label
+        assert reason in lines[0], (label, lines[0])
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_format_is_detected_from_content_not_extension(tmp_path: Path) -> None:
+    renamed = tmp_path / "model.bin"
+    shutil.copy(FIXTURES / "dead_relu.keras", renamed)
+    disguised = tmp_path / "model.keras"
+    shutil.copy(FIXTURES / "healthy_mlp.h5", disguised)
+    result = run_cli("audit", "-f", "json", str(renamed), str(disguised), "--samples", "64")
+    models = json.loads(result.stdout)["models"]
+    assert [m["format"] for m in models] == ["keras", "h5"]
+    assert {f["code"] for f in models[0]["findings"]} >= {"GA102"}
+
+
+# --- untrusted code never runs without --unsafe ----------------------------------
+
+@pytest.mark.parametrize("name", ["lambda_payload.keras", "lambda_payload.h5"])
+def test_lambda_payload_is_refused_and_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    marker = tmp_path / "marker.txt"
+    monkeypatch.setenv("GRADAUDIT_MARKER", str(marker))
+    result = run_cli("audit", str(FIXTURES / name))
+    assert result.exit_code == 2
+    (line,) = _stderr_lines(result)[:1]
+    assert "Lambda layer 'payload'" in line and "--unsafe" in line
+    assert not marker.exists()
+
+
+def test_unsafe_opt_in_runs_the_lambda_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "marker.txt"
+    monkeypatch.setenv("GRADAUDIT_MARKER", str(marker))
+    path = str(FIXTURES / "lambda_payload.keras")
+    result = run_cli("audit", path, "--unsafe", "-f", "json", "--samples", "8")
+    assert result.exit_code in (0, 1), result.stderr
+    assert marker.exists()  # the payload ran: --unsafe really is the only switch
+    (model,) = json.loads(result.stdout)["models"]
+    assert model["unsafe"] is True
+    table = run_cli("audit", path, "--unsafe", "--samples", "8")
+    assert "UNSAFE" in table.stdout.splitlines()[0]
+
+
+# --- output -----------------------------------------------------------------
+
+def test_output_file_is_written_and_stdout_stays_empty(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = run_cli("audit", DEAD, "-f", "json", "-o", str(out), "--samples", "64")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert json.loads(out.read_text())["models"][0]["path"] == DEAD
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp files left
+
+
+def test_output_never_overwrites_an_audited_model(tmp_path: Path) -> None:
+    model = tmp_path / "model.keras"
+    shutil.copy(FIXTURES / "healthy_mlp.keras", model)
+    before = model.read_bytes()
+    result = run_cli("audit", str(model), "-o", str(model))
+    assert result.exit_code == 2
+    assert "refusing to overwrite" in result.stderr
+    assert model.read_bytes() == before
+
+
+def test_table_report_has_header_tables_and_findings() -> None:
+    result = run_cli("audit", DEAD, "--samples", "64")
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{DEAD} (keras)"
+    assert lines[1].startswith("params: 484 total, 484 trainable, 0 non-trainable")
+    assert "samples: 64 (seed 0)" in lines[1]
+    text = result.stdout
+    for heading in ("Dead activations:", "Non-trainable parameters: none",
+                    "Disconnected paths:", "Findings:"):
+        assert heading in text
+    assert "GA102" in text and "100%" in text
+
+
+def test_same_seed_same_report_different_seed_other_inputs() -> None:
+    first = run_cli("audit", "-f", "json", PARTLY_DEAD, "--seed", "3", "--samples", "32")
+    second = run_cli("audit", "-f", "json", PARTLY_DEAD, "--seed", "3", "--samples", "32")
+    assert first.stdout == second.stdout
+    other = run_cli("audit", "-f", "json", PARTLY_DEAD, "--seed", "4", "--samples", "32")
+    assert json.loads(other.stdout)["models"][0]["summary"]["seed"] == 4
+
+
+def test_samples_and_batch_size_are_honoured() -> None:
+    result = run_cli("audit", "-f", "json", HEALTHY, "--samples", "50", "--batch-size", "16")
+    assert json.loads(result.stdout)["models"][0]["summary"]["samples"] == 50
+
+
+# --- catalogue commands -----------------------------------------------------
+
+def test_checks_lists_every_code() -> None:
+    from gradaudit.catalogue import CATALOGUE
+
+    result = run_cli("checks")
+    assert result.exit_code == 0
+    for check in CATALOGUE:
+        assert check.code in result.stdout
+
+
+def test_explain_prints_meaning_and_fix() -> None:
+    result = run_cli("explain", "ga102")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("GA102 dead_relu_layer (error)")
+    assert "LeakyReLU" in result.stdout
+    unknown = run_cli("explain", "GA999")
+    assert unknown.exit_code == 2 and "unknown code" in unknown.stderr
+
+
+# --- the installed console script, in a real subprocess ----------------------------
+
+def _console_script() -> str:
+    script = Path(sys.executable).with_name("gradaudit")
+    return str(script) if script.exists() else shutil.which("gradaudit") or "gradaudit"
+
+
+def test_console_script_subprocess_audit() -> None:
+    proc = subprocess.run(
+        [_console_script(), "audit", DEAD, "--format", "json", "--samples", "64"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    codes = {(f["code"], f["layer"]) for f in json.loads(proc.stdout)["models"][0]["findings"]}
+    assert ("GA102", "dead") in codes
+    # TensorFlow's start-up chatter does not reach the terminal; only our status line.
+    assert _nonempty(proc.stderr) == [
+        line for line in _nonempty(proc.stderr) if line.startswith("gradaudit: ")
+    ]
+
+
+def _nonempty(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["audit", "--help"], ["checks"], ["explain", "GA201"],
+             ["audit", "--samples", "x", "m.keras"]]
+)
+def test_commands_that_need_no_model_do_not_import_tensorflow(args: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from gradaudit.cli import app\n"
+        "try:\n"
+        f"    app({args!r}, prog_name='gradaudit')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "print('LOADED:', loaded)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(FIXTURES.parent)})
+    assert "LOADED: []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_python_dash_m_works() -> None:
+    proc = subprocess.run([sys.executable, "-m", "gradaudit", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("gradaudit ")

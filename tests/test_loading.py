@@ -1,0 +1,114 @@
+"""Loading treats the file as untrusted: the config is read and walked first."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gradaudit.errors import AuditError
+from gradaudit.loading import detect_format, load, read_config, unsafe_references
+from tests.conftest import FIXTURES
+
+
+def _layer(class_name: str, name: str, **extra: object) -> dict:
+    return {"module": "keras.layers", "class_name": class_name,
+            "config": {"name": name, **extra}}
+
+
+def test_scan_finds_lambda_nested_inside_nested_models() -> None:
+    inner = {"module": "keras", "class_name": "Sequential",
+             "config": {"name": "inner", "layers": [_layer("Lambda", "hidden_payload")]}}
+    outer = {"module": "keras", "class_name": "Sequential",
+             "config": {"name": "outer", "layers": [_layer("Dense", "d"), inner]}}
+    assert unsafe_references(outer) == [
+        "Lambda layer 'hidden_payload' (runs Python code stored in the file)"
+    ]
+
+
+def test_scan_finds_modules_outside_keras_anywhere_in_the_tree() -> None:
+    initializer = {"module": "os", "class_name": "function", "config": "system"}
+    config = {"module": "keras", "class_name": "Functional",
+              "config": {"layers": [_layer("Dense", "d", kernel_initializer=initializer)]}}
+    assert unsafe_references(config) == ["a reference to Python module 'os'"]
+
+
+def test_scan_accepts_a_plain_keras_config() -> None:
+    config = read_config(FIXTURES / "multi_io.keras", "keras")
+    assert unsafe_references(config) == []
+
+
+def test_h5_lambda_is_found_in_the_legacy_config() -> None:
+    config = read_config(FIXTURES / "lambda_payload.h5", "h5")
+    assert any("Lambda layer 'payload'" in r for r in unsafe_references(config))
+
+
+def test_detect_format_by_content(tmp_path: Path) -> None:
+    assert detect_format(FIXTURES / "healthy_mlp.keras") == "keras"
+    assert detect_format(FIXTURES / "healthy_mlp.h5") == "h5"
+    saved_model = tmp_path / "export"
+    saved_model.mkdir()
+    (saved_model / "saved_model.pb").write_bytes(b"")
+    assert detect_format(saved_model) == "savedmodel"
+
+
+def test_savedmodel_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(AuditError, match="SavedModel directories are not supported"):
+        load(str(tmp_path))
+
+
+def _with_config(tmp_path: Path, edit) -> Path:
+    """A copy of healthy_mlp.keras whose config.json was changed by ``edit``."""
+    source = zipfile.ZipFile(FIXTURES / "healthy_mlp.keras")
+    target = tmp_path / "edited.keras"
+    with zipfile.ZipFile(target, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                edit(config)
+                data = json.dumps(config).encode()
+            out.writestr(item, data)
+    return target
+
+
+def test_module_outside_keras_refused_before_keras_sees_it(tmp_path: Path) -> None:
+    def point_activation_at_os(config: dict) -> None:
+        dense = config["config"]["layers"][1]
+        dense["config"]["activation"] = {
+            "module": "os", "class_name": "function", "config": "system",
+            "registered_name": "function"}
+
+    with pytest.raises(AuditError, match="module 'os'"):
+        load(str(_with_config(tmp_path, point_activation_at_os)))
+
+
+def test_unknown_layer_class_is_a_clear_load_error(tmp_path: Path) -> None:
+    def rename_class(config: dict) -> None:
+        config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
+
+    with pytest.raises(AuditError, match="Keras could not load the model"):
+        load(str(_with_config(tmp_path, rename_class)))
+
+
+def test_subclassed_model_is_refused_as_custom_code(tmp_path: Path) -> None:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="gradaudit_tests")
+    class Tiny(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Tiny()
+    model(keras.ops.ones((1, 3)))
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    with pytest.raises(AuditError, match="reference to Python module"):
+        load(str(path))

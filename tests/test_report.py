@@ -1,0 +1,93 @@
+"""Report shape, formats and the exit-code function."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import keras
+import pytest
+
+from gradaudit.findings import (
+    AuditRun, FailOn, Finding, LoadError, ModelReport, Severity, exit_code,
+)
+from gradaudit.formats import Format, render
+from tests.conftest import FIXTURES
+
+
+def _report(*severities: Severity) -> ModelReport:
+    findings = tuple(Finding(code="GA999", severity=s, layer="x", message="m") for s in severities)
+    return ModelReport(path="m.keras", format="keras", model_name="m", params_total=1,
+                       params_trainable=1, params_non_trainable=0, samples=1, seed=0,
+                       inputs=(), layers=(), findings=findings)
+
+
+@pytest.mark.parametrize(
+    ("severities", "fail_on", "code"),
+    [
+        ((), FailOn.INFO, 0),
+        ((Severity.INFO,), FailOn.INFO, 1),
+        ((Severity.INFO,), FailOn.WARNING, 0),
+        ((Severity.WARNING,), FailOn.WARNING, 1),
+        ((Severity.WARNING,), FailOn.ERROR, 0),
+        ((Severity.ERROR, Severity.INFO), FailOn.ERROR, 1),
+        ((Severity.ERROR,), FailOn.NEVER, 0),
+    ],
+)
+def test_exit_code_is_a_pure_function_of_findings_and_fail_on(
+    severities: tuple[Severity, ...], fail_on: FailOn, code: int
+) -> None:
+    assert exit_code(AuditRun(models=(_report(*severities),), errors=()), fail_on) == code
+
+
+def test_any_load_error_is_exit_2_even_with_fail_on_never() -> None:
+    run = AuditRun(models=(_report(),), errors=(LoadError("bad.h5", "damaged"),))
+    assert exit_code(run, FailOn.NEVER) == 2
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_every_format_renders_a_run_with_models_and_errors(fmt: Format) -> None:
+    run = AuditRun(models=(_report(Severity.ERROR),), errors=(LoadError("bad.h5", "damaged"),))
+    text = render(run, fmt)
+    assert "m.keras" in text and "bad.h5" in text and "damaged" in text
+
+
+def test_json_shape(audited: dict[str, Any]) -> None:
+    model = audited["batchnorm.keras"]
+    assert set(model) >= {"path", "format", "summary", "layers", "findings"}
+    summary = model["summary"]
+    assert set(summary) >= {"params", "layers", "samples", "seed"}
+    assert set(summary["params"]) == {"total", "trainable", "non_trainable"}
+    assert (summary["samples"], summary["seed"]) == (256, 0)
+    assert summary["layers"] == len(model["layers"])
+    dense = next(row for row in model["layers"] if row["name"] == "dense")
+    assert {"name", "type", "activation", "params", "trainable", "dead_fraction",
+            "saturated_fraction", "grad_rms"} <= set(dense)
+    assert dense["type"] == "Dense" and dense["activation"] == "linear"
+    assert dense["grad_rms"] > 0
+    act = next(row for row in model["layers"] if row["name"] == "act")
+    assert act["dead_fraction"] == 0.0
+
+
+def test_json_top_level(audited: dict[str, Any]) -> None:
+    from gradaudit import __version__
+    from tests.conftest import run_cli
+
+    document = json.loads(run_cli("audit", "-f", "json", "--samples", "8",
+                                  str(FIXTURES / "healthy_mlp.keras")).stdout)
+    assert document["gradaudit"] == __version__
+    assert set(document) == {"gradaudit", "models", "errors"}
+
+
+@pytest.mark.parametrize("name", ["frozen_base.keras", "batchnorm.keras", "frozen_layer.keras"])
+def test_param_counts_equal_keras_own_counts(audited: dict[str, Any], name: str) -> None:
+    model = keras.saving.load_model(FIXTURES / name, compile=False)
+    params = audited[name]["summary"]["params"]
+    assert params["total"] == model.count_params()
+    assert params["trainable"] == sum(int(w.numpy().size) for w in model.trainable_weights)
+    assert params["non_trainable"] == sum(int(w.numpy().size) for w in model.non_trainable_weights)
+
+
+def test_batchnorm_moving_statistics_are_listed_as_non_trainable(audited: dict[str, Any]) -> None:
+    bn = next(row for row in audited["batchnorm.keras"]["layers"] if row["name"] == "bn")
+    assert (bn["params"], bn["non_trainable_params"], bn["trainable"]) == (64, 32, True)
