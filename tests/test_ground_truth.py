@@ -14,7 +14,7 @@ from tests.conftest import findings_at_least
 
 HEALTHY = [
     "healthy_mlp.keras", "healthy_mlp.h5", "lstm_text.keras", "frozen_base.keras",
-    "multi_io.keras", "batchnorm.keras", "frozen_layer.keras",
+    "multi_io.keras", "batchnorm.keras", "frozen_layer.keras", "keras2_sequential.h5",
 ]
 
 
@@ -48,6 +48,13 @@ EXACT = {
     "where_never.keras": {("GA202", "error", "never_chosen")},
     "unused_input.keras": {("GA211", "warning", "unused")},
     "no_trainable.keras": {("GA302", "error", "no_trainable")},
+    "keras2_functional.h5": {  # written by Keras 2 (tf_keras)
+        ("GA102", "error", "dead"),
+        ("GA202", "error", "hidden"),
+        ("GA202", "error", "bn"),
+        ("GA202", "error", "dead"),
+        ("GA202", "error", "probs"),
+    },
     "nan_grad.keras": {("GA205", "error", "rooted")},
     "nan_weight.keras": {
         ("GA303", "error", "bad"),
@@ -149,3 +156,28 @@ def test_every_catalogue_code_is_triggered_by_some_fixture(audited: dict[str, An
 
     seen = {f["code"] for model in audited.values() for f in model["findings"]}
     assert seen == {check.code for check in CATALOGUE}
+
+
+def test_deep_sigmoid_underflow_is_reported_as_vanishing_not_dead(tmp_path) -> None:
+    """60 sigmoid layers: the first gradients underflow to exact zeros in float32."""
+    import json
+
+    import keras
+
+    from tests.conftest import run_cli
+
+    keras.utils.set_random_seed(0)
+    x = features = keras.Input((8,), name="features")
+    for k in range(60):
+        x = keras.layers.Dense(8, activation="sigmoid", name=f"s{k:02d}")(x)
+    path = tmp_path / "underflow.keras"
+    keras.Model(features, keras.layers.Dense(2, name="out")(x)).save(path)
+    result = run_cli("audit", str(path), "-f", "json", "--samples", "64")
+    findings = json.loads(result.stdout)["models"][0]["findings"]
+    zero = [f for f in findings if f["code"] == "GA202"]
+    assert zero and zero[0]["layer"] == "s00"
+    assert all(f["metrics"]["underflow"] and "underflowed" in f["message"] for f in zero)
+    vanishing = {f["layer"] for f in findings if f["code"] == "GA204"}
+    assert {f["layer"] for f in zero} <= vanishing
+    assert "s59" not in vanishing and "out" not in vanishing
+    assert not [f for f in findings if f["code"] not in {"GA202", "GA204"}]

@@ -79,7 +79,8 @@ def test_json_top_level(audited: dict[str, Any]) -> None:
     assert set(document) == {"gradaudit", "models", "errors"}
 
 
-@pytest.mark.parametrize("name", ["frozen_base.keras", "batchnorm.keras", "frozen_layer.keras"])
+@pytest.mark.parametrize("name", ["frozen_base.keras", "batchnorm.keras", "frozen_layer.keras",
+                                  "keras2_sequential.h5", "keras2_functional.h5"])
 def test_param_counts_equal_keras_own_counts(audited: dict[str, Any], name: str) -> None:
     model = keras.saving.load_model(FIXTURES / name, compile=False)
     params = audited[name]["summary"]["params"]
@@ -91,3 +92,14 @@ def test_param_counts_equal_keras_own_counts(audited: dict[str, Any], name: str)
 def test_batchnorm_moving_statistics_are_listed_as_non_trainable(audited: dict[str, Any]) -> None:
     bn = next(row for row in audited["batchnorm.keras"]["layers"] if row["name"] == "bn")
     assert (bn["params"], bn["non_trainable_params"], bn["trainable"]) == (64, 32, True)
+
+
+@pytest.mark.parametrize(
+    ("name", "non_trainable"), [("keras2_sequential.h5", 592), ("keras2_functional.h5", 48)]
+)
+def test_keras2_files_match_the_writers_count(
+    audited: dict[str, Any], name: str, non_trainable: int
+) -> None:
+    """Counts recorded by tf_keras when the fixture was written (fixtures/README.md)."""
+    assert audited[name]["format"] == "h5"
+    assert audited[name]["summary"]["params"]["non_trainable"] == non_trainable

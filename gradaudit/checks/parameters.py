@@ -26,7 +26,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             params = param_count(info.layer.weights)
             findings.append(finding(
                 "GA301", info.name,
-                f"{info.type} with {params} parameters is frozen (trainable=False)",
+                f"{info.type} with {params:,} parameters is frozen (trainable=False)",
                 params=params))
         if not info.is_container:
             bad = {

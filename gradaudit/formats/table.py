@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from gradaudit.findings import AuditRun, ModelReport
+from gradaudit.findings import AuditRun, Finding, ModelReport
 
 DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211": "no gradient"}
 
@@ -25,12 +25,12 @@ def _model_block(report: ModelReport) -> str:
         f"samples: {report.samples} (seed {report.seed})",
     ]
     lines += _section("Dead activations", _dead_rows(report),
-                      ["layer", "activation", "units", "dead units", "dead %"],
+                      ["layer", "activation", "units", "dead units", "dead %", "note"],
                       "no ReLU-family layer has dead units")
     lines += _section("Non-trainable parameters", _non_trainable_rows(report),
                       ["layer", "params", "why"], "every parameter is trainable")
     lines += _section("Disconnected paths", _disconnected_rows(report),
-                      ["layer / input", "variables", "gradient", "cut at"],
+                      ["layer / input", "variables", "gradient", "cut at / cause"],
                       "every trainable variable and input gets a gradient")
     rows = [[str(f.severity), f.code, f.layer, f.message] for f in report.findings]
     lines += _section("Findings", rows, ["severity", "code", "layer", "message"], "no findings")
@@ -45,7 +45,8 @@ def _section(title: str, rows: list[list[object]], headers: list[str], empty: st
 
 def _dead_rows(report: ModelReport) -> list[list[object]]:
     return [
-        [row.name, row.activation, row.units, row.dead_units, f"{row.dead_fraction:.0%}"]
+        [row.name, row.activation, row.units, row.dead_units, f"{row.dead_fraction:.0%}",
+         "" if row.trainable else "frozen: not judged"]
         for row in report.layers
         if row.dead_units
     ]
@@ -62,7 +63,16 @@ def _non_trainable_rows(report: ModelReport) -> list[list[object]]:
 def _disconnected_rows(report: ModelReport) -> list[list[object]]:
     return [
         [f.layer, ", ".join(f.metrics.get("variables", [])) or "-",
-         DISCONNECTION_CODES[f.code], f.metrics.get("cut_at", "-")]
+         DISCONNECTION_CODES[f.code], _cause(f)]
         for f in report.findings
         if f.code in DISCONNECTION_CODES
     ]
+
+
+def _cause(finding: Finding) -> str:
+    if "cut_at" in finding.metrics:
+        return str(finding.metrics["cut_at"])
+    if finding.metrics.get("underflow"):
+        return "underflow (vanishing, GA204)"
+    dead = finding.metrics.get("dead_layers")
+    return f"dead layer: {', '.join(dead)}" if dead else "-"
