@@ -155,7 +155,7 @@ def param_count(variables: list[Any]) -> int:
 
 # --- where the graph cuts gradient paths ------------------------------------
 
-def find_cut(structure: ModelStructure, info: LayerInfo) -> str | None:
+def find_cut(info: LayerInfo) -> str | None:
     """The first operations after ``info``'s layer through which no gradient passes.
 
     Walks the Keras functional graph from the layer towards the outputs of its
@@ -166,10 +166,10 @@ def find_cut(structure: ModelStructure, info: LayerInfo) -> str | None:
     return _cut_through(list(info.owners), starts)
 
 
-def find_input_cut(structure: ModelStructure, index: int) -> str | None:
+def find_input_cut(model: Any, index: int) -> str | None:
     """Like :func:`find_cut`, for the model's ``index``-th input."""
-    inputs = getattr(structure.model, "inputs", None) or []
-    return _cut_through([structure.model], [inputs[index]]) if index < len(inputs) else None
+    inputs = getattr(model, "inputs", None) or []
+    return _cut_through([model], [inputs[index]]) if index < len(inputs) else None
 
 
 def _cut_through(owners: list[Any], starts: list[Any]) -> str | None:

@@ -31,7 +31,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
         zero = [v.label for v in layer.variables
                 if v.grad.connected and v.grad.finite and not v.grad.nonzero]
         if missing:
-            cut = find_cut(evidence.structure, layer.info) or "unknown"
+            cut = find_cut(layer.info) or "unknown"
             findings.append(finding(
                 "GA201", name,
                 f"no gradient reaches {_join(missing)}: the path to the outputs is cut "
@@ -58,7 +58,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             grad_rms=layer.grad_rms, ratio_to_last=ratio, reference=reference.info.name))
     for stats, (input_name, index) in zip(evidence.probe.inputs, evidence.float_inputs):
         if not stats.connected:
-            cut = find_input_cut(evidence.structure, index)
+            cut = find_input_cut(evidence.structure.model, index)
             where = f"its paths are cut at {cut}" if cut else "it is not used by any output"
             findings.append(finding(
                 "GA211", input_name,
