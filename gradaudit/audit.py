@@ -58,7 +58,9 @@ def audit_model(
     try:
         result = probe(model, watched, batches, seed=options.seed,
                        saturation_eps=options.thresholds.saturation_eps,
-                       training=options.training)
+                       saturation_samples=options.thresholds.saturation_samples,
+                       max_samples=options.samples, training=options.training,
+                       early_stop=options.early_stop)
     except Exception as exc:  # the model's own code failed on synthetic inputs
         raise AuditError(f"running the model on probe inputs failed: {first_line(exc)}") from None
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]

@@ -66,6 +66,10 @@ def audit(
         "--batch-size", min=1, help="Samples per forward/backward pass.")] = 64,
     seed: Annotated[int, typer.Option(
         "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")] = 0,
+    all_samples: Annotated[bool, typer.Option(
+        "--all-samples", help="Probe every one of --samples. By default the probe stops "
+        "as soon as further batches cannot change a verdict (summary.samples says how "
+        "many were used).")] = False,
     inference: Annotated[bool, typer.Option(
         "--inference", help="Probe in inference mode (BatchNormalization on moving "
         "statistics, Dropout off) instead of training mode.")] = False,
@@ -91,7 +95,7 @@ def audit(
     from gradaudit.audit import audit_paths
 
     options = Options(samples=samples, batch_size=batch_size, seed=seed, unsafe=unsafe,
-                      training=not inference)
+                      training=not inference, early_stop=not all_samples)
     run = audit_paths(paths, options)
     for error in run.errors:
         typer.echo(f"gradaudit: error: {error.path}: {error.error}", err=True)

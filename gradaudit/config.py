@@ -34,7 +34,13 @@ class Options:
     samples: int = 256
     batch_size: int = 64
     seed: int = 0
+    input_dist: str = "normal"
+    """Random float inputs: "normal" (standard normal) or "uniform" over ``input_range``."""
+    input_range: tuple[float, float] = (0.0, 1.0)
+    """[low, high) of uniform random float inputs (images: (0, 1) or (0, 255))."""
     unsafe: bool = False
     training: bool = True
     """Probe in training mode (as the optimizer sees the model) or inference mode."""
+    early_stop: bool = True
+    """Stop probing once further batches cannot change a verdict (see probe.py)."""
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -61,7 +61,7 @@ class ProbeResult:
     units: dict[str, UnitStats]
     variables: list[tuple[Any, GradStats]]
     inputs: list[GradStats]
-    output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    stopped_early: bool = False
 
 
 def probe(
@@ -71,7 +71,11 @@ def probe(
     *,
     seed: int,
     saturation_eps: float,
+    saturation_samples: float,
+    max_samples: int,
     training: bool = True,
+    early_stop: bool = True,
+    compiled: bool = False,
 ) -> ProbeResult:
     """Run the model over ``batches`` under a GradientTape and reduce statistics.
 
@@ -81,52 +85,135 @@ def probe(
     (BatchNormalization on batch statistics, Dropout active); the model's
     non-trainable state (moving statistics, RNG state) is restored afterwards,
     so probing leaves the model as it found it.
+
+    With ``early_stop`` the probe ends as soon as no further batch can change a
+    verdict: every unit has fired (or can no longer reach the saturation
+    threshold) and every connected variable has had a non-zero gradient.
+    ``compiled`` traces the step with ``tf.function`` instead of running eagerly.
     """
-    variables = list(model.trainable_variables)
-    var_stats = [GradStats() for _ in variables]
-    totals: list[tf.Tensor | None] = [None] * len(variables)
-    input_stats: list[GradStats] = []
+    step = _Step(model, watched, seed, saturation_eps, training)
+    run = tf.function(step, reduce_retracing=True) if compiled else step
+    var_stats = [GradStats() for _ in step.variables]
     unit_stats: dict[str, UnitStats] = {}
-    cotangents: list[np.ndarray | None] = []
-    cotangent_rng = np.random.default_rng([seed, 1])
     samples = 0
-    output_shapes: list[tuple[int, ...]] = []
-
-    with _capture_outputs(watched) as captured, _restoring(model.non_trainable_variables):
+    stopped_early = False
+    with _capture_outputs(watched, step.captured), _restoring(model.non_trainable_variables):
         for batch in batches:
-            n = int(batch[0].shape[0])
-            tensors = [tf.constant(x) for x in batch]
-            floats = [t for t in tensors if t.dtype.is_floating]
-            with tf.GradientTape() as tape:
-                tape.watch(floats)
-                outputs = tf.nest.flatten(model(_structured(model, tensors), training=training))
-                if not cotangents:
-                    cotangents = [
-                        cotangent_rng.standard_normal(tuple(o.shape[1:])).astype("float32")
-                        if o.dtype.is_floating else None
-                        for o in outputs
-                    ]
-                    output_shapes = [tuple(o.shape[1:]) for o in outputs]
-                objective = _objective(outputs, cotangents)
-            grads = tape.gradient(objective, variables + floats)
-            _fold_gradients(grads[: len(variables)], var_stats, totals, n)
-            if not input_stats:
-                input_stats = [GradStats() for _ in floats]
-            _fold_gradients(grads[len(variables):], input_stats, None, n)
-            for info in watched:
-                for output in captured.pop(info.name, ()):
-                    _fold_units(unit_stats, info, output, saturation_eps)
-            samples += n
-            captured.clear()
+            result = run([tf.constant(x) for x in batch])
+            samples += int(batch[0].shape[0])
+            _fold_gradient_flags(var_stats, step, result)
+            for info, (values, observations) in zip(step.seen_layers, result["units"]):
+                _fold_units(unit_stats, info, values.numpy(), int(observations))
+            if early_stop and samples < max_samples and _decided(
+                var_stats, unit_stats, samples, max_samples, saturation_samples
+            ):
+                stopped_early = True
+                break
+    for stats, total in zip(var_stats, step.totals):
+        if stats.connected and samples:
+            stats.rms = float(tf.sqrt(tf.reduce_mean(tf.square(total / samples))))
+    inputs = [GradStats(connected=c) for c in step.inputs_connected]
+    return ProbeResult(samples=samples, units=unit_stats,
+                       variables=list(zip(step.variables, var_stats)),
+                       inputs=inputs, stopped_early=stopped_early)
 
-    for stats, total in zip(var_stats, totals):
-        if total is not None and samples:
-            mean = total / samples
-            stats.rms = float(tf.sqrt(tf.reduce_mean(tf.square(mean))))
-    return ProbeResult(
-        samples=samples, units=unit_stats, variables=list(zip(variables, var_stats)),
-        inputs=input_stats, output_shapes=output_shapes,
-    )
+
+class _Step:
+    """One probe step: forward, backward and every reduction, returning small tensors.
+
+    Written so it runs the same eagerly or traced by ``tf.function``: Python
+    side effects (which layers were seen, which gradients are None) happen
+    while it runs or traces, and everything per batch comes back as tensors.
+    """
+
+    def __init__(self, model: Any, watched: list[LayerInfo], seed: int, eps: float,
+                 training: bool) -> None:
+        self.model = model
+        self.watched = watched
+        self.eps = eps
+        self.training = training
+        self.variables = list(model.trainable_variables)
+        self.totals = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)
+                       for v in self.variables]
+        self.captured: dict[str, list[Any]] = {}
+        self.cotangents: list[np.ndarray | None] | None = None
+        self.rng = np.random.default_rng([seed, 1])
+        self.seen_layers: list[LayerInfo] = []
+        self.variables_connected: list[bool] = []
+        self.inputs_connected: list[bool] = []
+
+    def __call__(self, tensors: list[tf.Tensor]) -> dict[str, Any]:
+        floats = [t for t in tensors if t.dtype.is_floating]
+        n = tf.cast(tf.shape(tensors[0])[0], tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(floats)
+            outputs = tf.nest.flatten(
+                self.model(_structured(self.model, tensors), training=self.training))
+            objective = self._objective(outputs)
+        grads = tape.gradient(objective, self.variables + floats)
+        var_grads = grads[: len(self.variables)]
+        self.variables_connected = [g is not None for g in var_grads]
+        self.inputs_connected = [g is not None for g in grads[len(self.variables):]]
+        finite, nonzero = [], []
+        for grad, total in zip(var_grads, self.totals):
+            if grad is None:
+                continue
+            if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
+                grad = tf.convert_to_tensor(grad)
+            grad = tf.cast(grad, tf.float32)
+            finite.append(tf.reduce_all(tf.math.is_finite(grad)))
+            nonzero.append(tf.reduce_any(tf.not_equal(grad, 0.0)))
+            total.assign_add(grad * n)
+        return {"finite": _stack(finite), "nonzero": _stack(nonzero), "units": self._units()}
+
+    def _objective(self, outputs: list[tf.Tensor]) -> tf.Tensor:
+        if self.cotangents is None:
+            self.cotangents = [
+                self.rng.standard_normal(tuple(o.shape[1:])).astype("float32")
+                if o.dtype.is_floating else None  # integer/bool outputs carry no gradient
+                for o in outputs
+            ]
+        terms = []
+        for output, cotangent in zip(outputs, self.cotangents):
+            if cotangent is not None:
+                product = tf.cast(output, tf.float32) * cotangent
+                flat = tf.reshape(product, [tf.shape(output)[0], -1])
+                terms.append(tf.reduce_mean(tf.reduce_sum(flat, axis=1)))
+        return tf.add_n(terms) if terms else tf.constant(0.0)
+
+    def _units(self) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """Per watched layer: (per-unit statistic over the batch, observations)."""
+        self.seen_layers = []
+        reduced = []
+        for info in self.watched:
+            outputs = [o for o in self.captured.pop(info.name, ())
+                       if isinstance(o, tf.Tensor) and o.dtype.is_floating]
+            if not outputs:
+                continue
+            parts = [self._reduce(info.unit_rule, o) for o in outputs]
+            values = parts[0][0]
+            for other, _ in parts[1:]:
+                values = tf.logical_or(values, other) if values.dtype == tf.bool else values + other
+            reduced.append((values, tf.add_n([count for _, count in parts])))
+            self.seen_layers.append(info)
+        self.captured.clear()
+        return reduced
+
+    def _reduce(self, rule: UnitRule, output: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        values = tf.cast(output, tf.float32)
+        if values.shape.rank == 1:
+            values = values[:, None]
+        values = tf.reshape(values, [-1, values.shape[-1]])
+        observations = tf.shape(values)[0]
+        if rule.kind == "relu":
+            active = tf.logical_and(tf.not_equal(values, 0.0), values < rule.high)
+            return tf.reduce_any(active, axis=0), observations
+        near = tf.logical_or(values <= rule.low + self.eps, values >= rule.high - self.eps)
+        return tf.reduce_sum(tf.cast(near, tf.int32), axis=0), observations
+
+
+def _stack(flags: list[tf.Tensor]) -> tf.Tensor:
+    return tf.stack(flags) if flags else tf.zeros([0], tf.bool)
 
 
 def _structured(model: Any, tensors: list[tf.Tensor]) -> Any:
@@ -137,58 +224,49 @@ def _structured(model: Any, tensors: list[tf.Tensor]) -> Any:
     return tensors if len(tensors) > 1 else tensors[0]
 
 
-def _objective(outputs: list[tf.Tensor], cotangents: list[np.ndarray | None]) -> tf.Tensor:
-    terms = []
-    for output, cotangent in zip(outputs, cotangents):
-        if cotangent is None:
-            continue  # integer/bool outputs carry no gradient
-        n = tf.shape(output)[0]
-        product = tf.cast(output, tf.float32) * cotangent
-        terms.append(tf.reduce_mean(tf.reduce_sum(tf.reshape(product, [n, -1]), axis=1)))
-    return tf.add_n(terms) if terms else tf.constant(0.0)
-
-
-def _fold_gradients(
-    grads: list[Any], stats: list[GradStats], totals: list[Any] | None, n: int
-) -> None:
-    for i, grad in enumerate(grads):
-        if grad is None:
-            stats[i].connected = False
+def _fold_gradient_flags(stats: list[GradStats], step: _Step, result: dict[str, Any]) -> None:
+    finite = iter(result["finite"].numpy())
+    nonzero = iter(result["nonzero"].numpy())
+    for entry, connected in zip(stats, step.variables_connected):
+        if not connected:
+            entry.connected = False
             continue
-        if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
-            grad = tf.convert_to_tensor(grad)
-        grad = tf.cast(grad, tf.float32)
-        if not bool(tf.reduce_all(tf.math.is_finite(grad))):
-            stats[i].finite = False
-        if bool(tf.reduce_any(tf.not_equal(grad, 0.0))):
-            stats[i].nonzero = True
-        if totals is not None:
-            totals[i] = grad * n if totals[i] is None else totals[i] + grad * n
+        entry.finite &= bool(next(finite))
+        entry.nonzero |= bool(next(nonzero))
 
 
-def _fold_units(
-    unit_stats: dict[str, UnitStats], info: LayerInfo, output: Any, eps: float
-) -> None:
-    if not isinstance(output, tf.Tensor) or not output.dtype.is_floating:
-        return
-    values = tf.cast(output, tf.float32)
-    if values.shape.rank == 1:
-        values = values[:, None]
-    units = int(values.shape[-1])
-    values = tf.reshape(values, [-1, units])
-    rule = info.unit_rule
+def _fold_units(unit_stats: dict[str, UnitStats], info: LayerInfo, values: np.ndarray,
+                observations: int) -> None:
     stats = unit_stats.get(info.name)
     if stats is None:
-        stats = unit_stats[info.name] = UnitStats(rule=rule, units=units)
-    stats.observations += int(values.shape[0])
-    if rule.kind == "relu":
-        active = tf.logical_and(tf.not_equal(values, 0.0), values < rule.high)
-        seen = tf.reduce_any(active, axis=0).numpy()
-        stats.ever_active = seen if stats.ever_active is None else stats.ever_active | seen
+        stats = unit_stats[info.name] = UnitStats(rule=info.unit_rule, units=len(values))
+    stats.observations += observations
+    if info.unit_rule.kind == "relu":
+        stats.ever_active = values if stats.ever_active is None else stats.ever_active | values
     else:
-        near = tf.logical_or(values <= rule.low + eps, values >= rule.high - eps)
-        count = tf.reduce_sum(tf.cast(near, tf.int64), axis=0).numpy()
-        stats.saturated = count if stats.saturated is None else stats.saturated + count
+        stats.saturated = values if stats.saturated is None else stats.saturated + values
+
+
+def _decided(var_stats: list[GradStats], unit_stats: dict[str, UnitStats], samples: int,
+             max_samples: int, saturation_samples: float) -> bool:
+    """Whether more batches could still change a verdict.
+
+    A unit that has fired once can never be dead; a unit seen unsaturated on more
+    observations than the saturation rule allows over all ``max_samples`` can no
+    longer become saturated; a connected gradient that was non-zero once is
+    not zero. Non-finite gradients are already decided.
+    """
+    if any(s.connected and s.finite and not s.nonzero for s in var_stats):
+        return False
+    for stats in unit_stats.values():
+        if stats.rule.kind == "relu":
+            if not stats.ever_active.all():
+                return False
+            continue
+        allowed = (1 - saturation_samples) * stats.observations / samples * max_samples
+        if np.any(stats.observations - stats.saturated <= allowed):
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -203,9 +281,8 @@ def _restoring(variables: list[Any]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _capture_outputs(watched: list[LayerInfo]) -> Iterator[dict[str, list[Any]]]:
-    """Wrap each watched layer's ``call`` so its outputs are collected; undo on exit."""
-    captured: dict[str, list[Any]] = {}
+def _capture_outputs(watched: list[LayerInfo], captured: dict[str, list[Any]]) -> Iterator[None]:
+    """Wrap each watched layer's ``call`` so its outputs land in ``captured``; undo on exit."""
 
     def wrap(info: LayerInfo) -> None:
         original = info.layer.call
@@ -223,7 +300,7 @@ def _capture_outputs(watched: list[LayerInfo]) -> Iterator[dict[str, list[Any]]]
             if "call" not in vars(info.layer):
                 wrap(info)
                 wrapped.append(info.layer)
-        yield captured
+        yield
     finally:
         for layer in wrapped:
             object.__delattr__(layer, "call")

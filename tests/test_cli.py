@@ -199,8 +199,13 @@ def test_same_seed_same_report_different_seed_other_inputs() -> None:
 
 
 def test_samples_and_batch_size_are_honoured() -> None:
-    result = run_cli("audit", "-f", "json", HEALTHY, "--samples", "50", "--batch-size", "16")
-    assert json.loads(result.stdout)["models"][0]["summary"]["samples"] == 50
+    def used(*args: str) -> int:
+        result = run_cli("audit", "-f", "json", HEALTHY, "--samples", "50", *args)
+        return json.loads(result.stdout)["models"][0]["summary"]["samples"]
+
+    assert used("--batch-size", "16", "--all-samples") == 50
+    assert used("--batch-size", "16") == 16  # healthy: decided after the first batch
+    assert used("--batch-size", "64") == 50
 
 
 # --- catalogue commands -----------------------------------------------------

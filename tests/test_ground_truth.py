@@ -6,6 +6,7 @@ positives both fail.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +182,20 @@ def test_deep_sigmoid_underflow_is_reported_as_vanishing_not_dead(tmp_path) -> N
     assert {f["layer"] for f in zero} <= vanishing
     assert "s59" not in vanishing and "out" not in vanishing
     assert not [f for f in findings if f["code"] not in {"GA202", "GA204"}]
+
+
+def test_early_stop_changes_no_verdict(audited) -> None:
+    """Stopping once every verdict is decided gives the findings of a full run."""
+    import json
+
+    from tests.conftest import LOADABLE, run_cli
+
+    full = json.loads(run_cli("audit", "-f", "json", "--all-samples", *map(str, LOADABLE)).stdout)
+    for model in full["models"]:
+        early = audited[Path(model["path"]).name]
+        assert model["summary"]["samples"] == 256
+        assert {(f["code"], f["layer"]) for f in early["findings"]} == {
+            (f["code"], f["layer"]) for f in model["findings"]}, model["path"]
+    stopped = {name for name, model in audited.items() if model["summary"]["samples"] < 256}
+    assert {"healthy_mlp.keras", "lstm_text.keras", "multi_io.keras"} <= stopped
+    assert "dead_relu.keras" not in stopped  # dead units stay undecided until the end
