@@ -91,30 +91,26 @@ def probe(
     threshold) and every connected variable has had a non-zero gradient.
     ``compiled`` traces the step with ``tf.function`` instead of running eagerly.
     """
-    step = _Step(model, watched, seed, saturation_eps, training)
+    step = _Step(model, watched, seed, saturation_eps, training, max_samples)
     run = tf.function(step, reduce_retracing=True) if compiled else step
-    var_stats = [GradStats() for _ in step.variables]
     unit_stats: dict[str, UnitStats] = {}
     samples = 0
     stopped_early = False
+    nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
     with _capture_outputs(watched, step.captured), _restoring(model.non_trainable_variables):
         for batch in batches:
             result = run([tf.constant(x) for x in batch])
             samples += int(batch[0].shape[0])
-            _fold_gradient_flags(var_stats, step, result)
             for info, (values, observations) in zip(step.seen_layers, result["units"]):
                 _fold_units(unit_stats, info, values.numpy(), int(observations))
-            if early_stop and samples < max_samples and _decided(
-                var_stats, unit_stats, samples, max_samples, saturation_samples
-            ):
-                stopped_early = True
-                break
-    for stats, total in zip(var_stats, step.totals):
-        if stats.connected and samples:
-            stats.rms = float(tf.sqrt(tf.reduce_mean(tf.square(total / samples))))
+            if early_stop and samples < max_samples:
+                nonzero |= step.nonzero_totals(exclude=nonzero)
+                if _decided(step, nonzero, unit_stats, samples, max_samples, saturation_samples):
+                    stopped_early = True
+                    break
+    variables = [(v, step.gradient_stats(i, samples)) for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected]
-    return ProbeResult(samples=samples, units=unit_stats,
-                       variables=list(zip(step.variables, var_stats)),
+    return ProbeResult(samples=samples, units=unit_stats, variables=variables,
                        inputs=inputs, stopped_early=stopped_early)
 
 
@@ -127,12 +123,15 @@ class _Step:
     """
 
     def __init__(self, model: Any, watched: list[LayerInfo], seed: int, eps: float,
-                 training: bool) -> None:
+                 training: bool, max_samples: int) -> None:
         self.model = model
         self.watched = watched
         self.eps = eps
         self.training = training
         self.variables = list(model.trainable_variables)
+        self.max_samples = max_samples
+        # Running mean gradient: each batch adds g × n / max_samples, which stays
+        # within the gradient's own magnitude (no float32 overflow from summing).
         self.totals = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)
                        for v in self.variables]
         self.captured: dict[str, list[Any]] = {}
@@ -154,17 +153,36 @@ class _Step:
         var_grads = grads[: len(self.variables)]
         self.variables_connected = [g is not None for g in var_grads]
         self.inputs_connected = [g is not None for g in grads[len(self.variables):]]
-        finite, nonzero = [], []
+        weight = n / self.max_samples
         for grad, total in zip(var_grads, self.totals):
-            if grad is None:
-                continue
-            if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
-                grad = tf.convert_to_tensor(grad)
-            grad = tf.cast(grad, tf.float32)
-            finite.append(tf.reduce_all(tf.math.is_finite(grad)))
-            nonzero.append(tf.reduce_any(tf.not_equal(grad, 0.0)))
-            total.assign_add(grad * n)
-        return {"finite": _stack(finite), "nonzero": _stack(nonzero), "units": self._units()}
+            if grad is not None:
+                if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
+                    grad = tf.convert_to_tensor(grad)
+                total.assign_add(tf.cast(grad, tf.float32) * weight)
+        return {"units": self._units()}
+
+    def nonzero_totals(self, exclude: set[int]) -> set[int]:
+        """Indices of connected variables whose accumulated gradient is non-zero.
+
+        A batch gradient that is non-zero makes the running sum non-zero (exact
+        cancellation aside), so checking the sum replaces a check per batch.
+        """
+        return {
+            i for i, (total, connected) in enumerate(zip(self.totals, self.variables_connected))
+            if connected and i not in exclude and bool(tf.reduce_any(tf.not_equal(total, 0.0)))
+        }
+
+    def gradient_stats(self, index: int, samples: int) -> GradStats:
+        """Connectivity, finiteness, non-zero-ness and RMS of the mean gradient."""
+        if not self.variables_connected[index]:
+            return GradStats(connected=False)
+        mean = self.totals[index] * (self.max_samples / max(samples, 1))
+        return GradStats(
+            connected=True,
+            finite=bool(tf.reduce_all(tf.math.is_finite(mean))),
+            nonzero=bool(tf.reduce_any(tf.not_equal(mean, 0.0))),
+            rms=float(tf.sqrt(tf.reduce_mean(tf.square(mean)))),
+        )
 
     def _objective(self, outputs: list[tf.Tensor]) -> tf.Tensor:
         if self.cotangents is None:
@@ -212,27 +230,12 @@ class _Step:
         return tf.reduce_sum(tf.cast(near, tf.int32), axis=0), observations
 
 
-def _stack(flags: list[tf.Tensor]) -> tf.Tensor:
-    return tf.stack(flags) if flags else tf.zeros([0], tf.bool)
-
-
 def _structured(model: Any, tensors: list[tf.Tensor]) -> Any:
     """Arrange input tensors the way the model's inputs were declared (list, dict …)."""
     structure = getattr(model, "_inputs_struct", None)
     if structure is not None:
         return keras.tree.pack_sequence_as(structure, tensors)
     return tensors if len(tensors) > 1 else tensors[0]
-
-
-def _fold_gradient_flags(stats: list[GradStats], step: _Step, result: dict[str, Any]) -> None:
-    finite = iter(result["finite"].numpy())
-    nonzero = iter(result["nonzero"].numpy())
-    for entry, connected in zip(stats, step.variables_connected):
-        if not connected:
-            entry.connected = False
-            continue
-        entry.finite &= bool(next(finite))
-        entry.nonzero |= bool(next(nonzero))
 
 
 def _fold_units(unit_stats: dict[str, UnitStats], info: LayerInfo, values: np.ndarray,
@@ -247,16 +250,16 @@ def _fold_units(unit_stats: dict[str, UnitStats], info: LayerInfo, values: np.nd
         stats.saturated = values if stats.saturated is None else stats.saturated + values
 
 
-def _decided(var_stats: list[GradStats], unit_stats: dict[str, UnitStats], samples: int,
+def _decided(step: _Step, nonzero: set[int], unit_stats: dict[str, UnitStats], samples: int,
              max_samples: int, saturation_samples: float) -> bool:
     """Whether more batches could still change a verdict.
 
     A unit that has fired once can never be dead; a unit seen unsaturated on more
     observations than the saturation rule allows over all ``max_samples`` can no
     longer become saturated; a connected gradient that was non-zero once is
-    not zero. Non-finite gradients are already decided.
+    not zero.
     """
-    if any(s.connected and s.finite and not s.nonzero for s in var_stats):
+    if any(c and i not in nonzero for i, c in enumerate(step.variables_connected)):
         return False
     for stats in unit_stats.values():
         if stats.rule.kind == "relu":
