@@ -1,0 +1,60 @@
+"""One measured run in a fresh process: the bare baseline or gradaudit's audit.
+
+Prints one JSON line: wall seconds of the measured part (model load + probe
+passes; TensorFlow's import is excluded from both) and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def bare(path: str, samples: int, batch_size: int) -> None:
+    """What a person would write: load, then one tape pass per batch."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    model = keras.saving.load_model(path, compile=False)
+    rng = np.random.default_rng(0)
+    for start in range(0, samples, batch_size):
+        n = min(batch_size, samples - start)
+        batch = []
+        for tensor in model.inputs:
+            shape = (n, *tensor.shape[1:])
+            if "int" in str(tensor.dtype):
+                batch.append(rng.integers(0, 1000, shape).astype(str(tensor.dtype)))
+            else:
+                batch.append(rng.standard_normal(shape).astype("float32"))
+        with tf.GradientTape() as tape:
+            output = model(batch if len(batch) > 1 else batch[0], training=True)
+            loss = tf.reduce_mean(tf.reduce_sum(output * tf.random.normal(output.shape[1:]), -1))
+        tape.gradient(loss, model.trainable_variables)
+
+
+def audit(path: str, samples: int, batch_size: int, *extra: str) -> None:
+    from gradaudit.audit import audit_paths
+    from gradaudit.config import Options
+
+    run = audit_paths([path], Options(samples=samples, batch_size=batch_size,
+                                      early_stop="all-samples" not in extra))
+    assert not run.errors, run.errors
+
+
+def main() -> None:
+    kind, path, samples, batch_size, *extra = sys.argv[1:]
+    from gradaudit.runtime import import_tensorflow
+
+    import_tensorflow()
+    start = time.perf_counter()
+    {"bare": bare, "audit": audit}[kind](path, int(samples), int(batch_size), *extra)
+    wall = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"wall": wall, "peak_rss_mb": peak_mb}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The benchmark models, built with random weights and saved once to a cache folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+from keras import layers
+
+
+def mlp() -> keras.Model:
+    features = keras.Input((256,), name="features")
+    x = features
+    for i in range(4):
+        x = layers.Dense(512, activation="relu", name=f"hidden_{i}")(x)
+    return keras.Model(features, layers.Dense(10, activation="softmax", name="probs")(x))
+
+
+def lstm_text() -> keras.Model:
+    tokens = keras.Input((64,), dtype="int32", name="tokens")
+    x = layers.Embedding(20000, 64, name="embedding")(tokens)
+    x = layers.LSTM(128, name="lstm")(x)
+    return keras.Model(tokens, layers.Dense(5, activation="softmax", name="probs")(x))
+
+
+def mobilenet_v2() -> keras.Model:
+    return keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None)
+
+
+def resnet50() -> keras.Model:
+    return keras.applications.ResNet50(input_shape=(224, 224, 3), weights=None)
+
+
+MODELS: dict[str, Callable[[], keras.Model]] = {
+    "mlp": mlp,
+    "lstm_text": lstm_text,
+    "mobilenet_v2": mobilenet_v2,
+    "resnet50": resnet50,
+}
+
+
+def saved(name: str, cache: Path) -> Path:
+    """The model's .keras file in ``cache``, built (seed 0) if it is not there yet."""
+    path = cache / f"{name}.keras"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        keras.utils.set_random_seed(0)
+        MODELS[name]().save(path)
+    return path

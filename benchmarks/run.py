@@ -1,0 +1,87 @@
+"""Benchmark gradaudit against a bare GradientTape script on the same samples.
+
+For each model: (a) the bare baseline — load the model, one tape forward and
+backward per batch over the samples; (b) `gradaudit`'s audit of the same file
+and samples with early stopping (the default) and (c) with --all-samples.
+Each run is a fresh process (so peak RSS is its own), all in this one run;
+ratios are b/a and c/a. Also times `gradaudit --help`.
+
+    python benchmarks/run.py [--models mlp,lstm_text,...] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tabulate import tabulate
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".models"
+# name -> (samples, batch size): the image models get fewer samples to keep the run short.
+PLAN = {
+    "mlp": (256, 64),
+    "lstm_text": (256, 64),
+    "mobilenet_v2": (64, 32),
+    "resnet50": (64, 32),
+}
+
+
+def measure(kind: str, path: Path, samples: int, batch: int, *extra: str) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "child.py"), kind, str(path), str(samples), str(batch), *extra],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def median_run(repeat: int, *args: object) -> dict[str, float]:
+    runs = [measure(*args) for _ in range(repeat)]
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def help_seconds(repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "gradaudit", "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(PLAN))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from models import saved
+
+    rows = []
+    for name in args.models.split(","):
+        samples, batch = PLAN[name]
+        path = saved(name, CACHE)
+        bare = median_run(args.repeat, "bare", path, samples, batch)
+        audit = median_run(args.repeat, "audit", path, samples, batch)
+        full = median_run(args.repeat, "audit", path, samples, batch, "all-samples")
+        rows.append([
+            name, samples,
+            f"{bare['wall']:.2f}", f"{audit['wall']:.2f}", f"{full['wall']:.2f}",
+            f"{audit['wall'] / bare['wall']:.2f}", f"{full['wall'] / bare['wall']:.2f}",
+            f"{bare['peak_rss_mb']:.0f}", f"{full['peak_rss_mb']:.0f}",
+            f"{full['peak_rss_mb'] / bare['peak_rss_mb']:.2f}",
+        ])
+        print(f"measured {name}", file=sys.stderr)
+    print(tabulate(rows, headers=[
+        "model", "samples", "bare s", "audit s", "audit --all-samples s",
+        "wall ratio", "wall ratio (all)", "bare RSS MB", "audit RSS MB", "RSS ratio"]))
+    print(f"\n`gradaudit --help`: {help_seconds(args.repeat):.2f} s (median of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()

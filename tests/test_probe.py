@@ -1,0 +1,73 @@
+"""The probe: streamed statistics, eager and traced steps agree, memory is flat."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from gradaudit import inputs
+from gradaudit.probe import probe
+from gradaudit.structure import describe
+from tests.conftest import FIXTURES
+
+PEAK_RSS = """
+import json, resource, sys
+from gradaudit.audit import audit_paths
+from gradaudit.config import Options
+run = audit_paths([sys.argv[1]], Options(samples=int(sys.argv[2]), early_stop=False))
+assert not run.errors, run.errors
+print(json.dumps({"samples": run.models[0].samples,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _peak(path: str, samples: int) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, path, str(samples)],
+                          capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_peak_memory_does_not_grow_with_samples() -> None:
+    path = str(FIXTURES / "frozen_base.keras")
+    small, large = _peak(path, 64), _peak(path, 256)
+    assert (small["samples"], large["samples"]) == (64, 256)
+    assert large["peak_mb"] < small["peak_mb"] * 1.10, (small, large)
+
+
+def _probe(path: str, compiled: bool):
+    model = keras.saving.load_model(FIXTURES / path, compile=False)
+    structure = describe(model)
+    specs = inputs.input_specs(model)
+    watched = [info for info in structure.layers if info.unit_rule is not None]
+    return probe(model, watched, inputs.random_batches(specs, 96, 32, seed=0), seed=0,
+                 saturation_eps=1e-3, saturation_samples=0.99, max_samples=96,
+                 early_stop=False, compiled=compiled)
+
+
+@pytest.mark.parametrize("path", ["lstm_text.keras", "dead_relu.keras", "stop_gradient.keras"])
+def test_traced_and_eager_steps_agree(path: str) -> None:
+    eager, traced = _probe(path, compiled=False), _probe(path, compiled=True)
+    assert eager.samples == traced.samples == 96
+    for (variable, a), (_, b) in zip(eager.variables, traced.variables):
+        assert (a.connected, a.nonzero, a.finite) == (b.connected, b.nonzero, b.finite), variable.path
+        if a.rms is not None:
+            assert b.rms == pytest.approx(a.rms, rel=1e-3, abs=1e-9)
+    assert eager.units.keys() == traced.units.keys()
+    for name, stats in eager.units.items():
+        assert stats.dead_units() == traced.units[name].dead_units()
+        assert stats.observations == traced.units[name].observations
+
+
+def test_probe_leaves_the_model_as_it_found_it() -> None:
+    model = keras.saving.load_model(FIXTURES / "batchnorm.keras", compile=False)
+    before = [v.numpy().copy() for v in model.weights]
+    structure = describe(model)
+    specs = inputs.input_specs(model)
+    probe(model, [], inputs.random_batches(specs, 64, 32, seed=0), seed=0, saturation_eps=1e-3,
+          saturation_samples=0.99, max_samples=64, training=True)
+    assert all((a == b.numpy()).all() for a, b in zip(before, model.weights))
+    assert structure.layers  # the walk did not change the model either
