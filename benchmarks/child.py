@@ -36,7 +36,7 @@ def bare(path: str, samples: int, batch_size: int) -> None:
 
 
 def audit(path: str, samples: int, batch_size: int, *extra: str) -> None:
-    from gradaudit.audit import audit_paths
+    from gradaudit.pipeline import audit_paths
     from gradaudit.config import Options
 
     run = audit_paths([path], Options(samples=samples, batch_size=batch_size,

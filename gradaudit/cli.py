@@ -6,17 +6,24 @@ Nothing here imports TensorFlow at module level, so ``--help``, ``checks`` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from gradaudit import __version__
+from gradaudit import baseline as baseline_mod
+from gradaudit import discovery, progress, settings
+from gradaudit import plot as grad_flow
 from gradaudit.catalogue import CATALOGUE, lookup
-from gradaudit.config import Options
+from gradaudit.config import Limits, Options
+from gradaudit.errors import AuditError
 from gradaudit.findings import AuditRun, FailOn, exit_code
 from gradaudit.formats import Format, render
 
@@ -49,8 +56,10 @@ def _root(
 
 @app.command()
 def audit(
+    ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(
-        metavar="PATH...", help="Model files to audit: .keras or .h5 (format detected from content).",
+        metavar="PATH...", help="Model files (.keras, .h5: format detected from content) "
+        "or directories to search for them.",
         show_default=False)],
     fmt: Annotated[Format, typer.Option(
         "--format", "-f", help="Report format.", case_sensitive=False)] = Format.TABLE,
@@ -73,41 +82,146 @@ def audit(
     inference: Annotated[bool, typer.Option(
         "--inference", help="Probe in inference mode (BatchNormalization on moving "
         "statistics, Dropout off) instead of training mode.")] = False,
+    signature: Annotated[Optional[str], typer.Option(
+        "--signature", metavar="NAME", help="SavedModel signature to audit (default: "
+        "serving_default, else the only signature, else 'serve').")] = None,
     unsafe: Annotated[bool, typer.Option(
         "--unsafe", help="Allow Lambda layers and non-Keras code in the file to run. "
         "Only for files you trust; the report says it ran unsafely.")] = False,
+    max_params: Annotated[int, typer.Option(
+        "--max-params", min=1, help="Refuse a model whose config or weight datasets declare "
+        "more parameters than this (checked before anything is allocated).")
+    ] = Limits.max_params,
+    max_input_elements: Annotated[int, typer.Option(
+        "--max-input-elements", min=1, help="Refuse a model when one probe batch of its "
+        "inputs (batch size × every input's elements) holds more values than this.")
+    ] = Limits.max_input_elements,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Let TensorFlow's and absl's log messages through to stderr.")
+    ] = False,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No status line on stderr (errors are still printed).")] = False,
+        "--quiet", "-q", help="No status line or progress bar on stderr (errors are still "
+        "printed).")] = False,
+    inputs_file: Annotated[Optional[Path], typer.Option(
+        "--inputs", help="Probe with your data instead of random inputs: an .npz with one "
+        "array per input (keys: input names, or arr_0 … in input order) or an .npy for a "
+        "single-input model; first axis = samples, capped by --samples.",
+        dir_okay=False)] = None,
+    input_dist: Annotated[Optional[str], typer.Option(
+        "--input-dist", metavar="normal|uniform", help="Random float inputs: standard "
+        "normal (default) or uniform over --input-range.")] = None,
+    input_range: Annotated[Optional[str], typer.Option(
+        "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
+        "[LOW, HIGH) (default 0,1 with --input-dist uniform); images often expect 0,1 "
+        "or 0,255.")] = None,
+    select: Annotated[Optional[str], typer.Option(
+        "--select", metavar="CODES", help="Report only these codes or prefixes, "
+        "comma-separated (GA1,GA201).")] = None,
+    ignore: Annotated[Optional[str], typer.Option(
+        "--ignore", metavar="CODES", help="Do not report these codes or prefixes "
+        "(GA301); the most specific of --select/--ignore wins.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(
+        "--exclude", metavar="GLOB", help="Skip files found in a directory whose relative "
+        "path or name matches GLOB (repeatable).")] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        "--shard", metavar="K/N", help="Audit only the K-th of N slices of the sorted file "
+        "list (files K, K+N, K+2N …); combine the JSON reports with `gradaudit merge`.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Read settings from this TOML file instead of the nearest "
+        "pyproject.toml's [tool.gradaudit]; flags given here still win.",
+        dir_okay=False)] = None,
+    baseline: Annotated[Optional[Path], typer.Option(
+        "--baseline", help="Ignore findings recorded in this JSON report (same model path, "
+        "code and layer): only new findings are reported and fail.", dir_okay=False)] = None,
+    write_baseline: Annotated[Optional[Path], typer.Option(
+        "--write-baseline", help="Record this run's findings (after --select/--ignore) as a "
+        "JSON baseline file.", dir_okay=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw the gradient flow per layer (gradient RMS on a log scale, "
+        "dead and saturated fraction, findings marked) to this PNG file; needs matplotlib "
+        "(pip install 'gradaudit[plot]').", dir_okay=False)] = None,
 ) -> None:
-    """Audit model files and report dead, frozen and disconnected layers.
+    """Audit model files and directories; report dead, frozen and disconnected layers.
 
-    Random inputs are built from each model's input signature: float inputs are
-    standard normal, integer inputs are uniform token ids below the consuming
-    Embedding's vocabulary size, unknown (None) dimensions get 32 entries.
-    Layers run in training mode, as the optimizer sees them; the model file is
-    never modified.
+    A directory is searched recursively for .keras, .h5 and .hdf5 files and
+    SavedModel directories. Random inputs are built from each model's input
+    signature: float inputs are standard normal (or uniform, see --input-dist),
+    integer inputs are uniform token ids below the consuming Embedding's
+    vocabulary size, unknown (None) dimensions get 32 entries; --inputs uses
+    your data instead. Layers run in training mode, as the optimizer sees them;
+    the model file is never modified. Settings may also come from
+    [tool.gradaudit] in the nearest pyproject.toml.
 
     Exit codes: 0 no finding at/over --fail-on, 1 findings at/over --fail-on,
     2 a file could not be audited or the arguments are wrong.
     """
-    if output is not None:
-        _refuse_overwriting_inputs(output, paths)
-    from gradaudit.audit import audit_paths
+    for option, target in (("--output", output), ("--write-baseline", write_baseline),
+                           ("--plot", plot)):
+        if target is not None:
+            _refuse_overwriting_inputs(target, paths, option)
+    flags = {"samples": samples, "batch_size": batch_size, "seed": seed, "fail_on": fail_on,
+             "input_dist": input_dist, "input_range": input_range, "select": select,
+             "ignore": ignore, "exclude": exclude}
+    given = {k: v for k, v in flags.items() if v is not None and _typed(ctx, k)}
+    base = Options(unsafe=unsafe, training=not inference, early_stop=not all_samples,
+                   signature=signature,
+                   limits=Limits(max_params=max_params, max_input_elements=max_input_elements))
+    with _usage_errors():
+        found = settings.read_config(config, Path.cwd())
+        chosen = settings.resolve(found, given, base)
+        shards = discovery.Shard.parse(shard) if shard is not None else None
+        known = baseline_mod.load(baseline) if baseline is not None else frozenset()
+        _require_plotting(fmt, plot)
+        supplied = None
+        if inputs_file is not None:
+            from gradaudit import supplied as supplied_mod
 
-    options = Options(samples=samples, batch_size=batch_size, seed=seed, unsafe=unsafe,
-                      training=not inference, early_stop=not all_samples)
-    run = audit_paths(paths, options)
-    for error in run.errors:
-        typer.echo(f"gradaudit: error: {error.path}: {error.error}", err=True)
-    text = render(run, fmt)
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        _write_atomically(output, text)
-    code = exit_code(run, fail_on)
-    if not quiet:
-        typer.echo(_status_line(run, code), err=True)
-    raise typer.Exit(code)
+            supplied = supplied_mod.load(inputs_file, chosen.options.samples)
+    from gradaudit.pipeline import audit_paths
+    from gradaudit.runtime import import_tensorflow
+
+    import_tensorflow(verbose=verbose)  # first import wins: log levels are set before it
+    targets = discovery.discover(paths, chosen.exclude, shards)
+    with _progress(len(targets.paths), quiet) as step:
+        run = audit_paths(targets.paths, chosen.options, supplied, step)
+    run = chosen.selection.apply(replace(run, errors=targets.errors + run.errors,
+                                         fail_on=chosen.fail_on))
+    if write_baseline is not None:
+        _write_atomically(write_baseline, render(run, Format.JSON), "--write-baseline")
+    run, suppressed = baseline_mod.apply(run, known)
+    if plot is not None and run.models:
+        _write_atomically(plot, grad_flow.png(run.models), "--plot")
+    _finish(run, fmt, output, quiet, f"; {suppressed} known finding(s) in --baseline"
+            if baseline is not None else "")
+
+
+@app.command("merge")
+def merge_reports(
+    reports: Annotated[list[Path], typer.Argument(
+        metavar="REPORT.json...", help="JSON reports of `gradaudit audit --shard K/N "
+        "--format json`.", show_default=False, dir_okay=False)],
+    fmt: Annotated[Format, typer.Option(
+        "--format", "-f", help="Report format.", case_sensitive=False)] = Format.TABLE,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the report to this file (atomically) instead of stdout.",
+        dir_okay=False)] = None,
+    fail_on: Annotated[FailOn, typer.Option(
+        "--fail-on", help="Exit 1 when a finding is at or above this severity.",
+        case_sensitive=False)] = FailOn.ERROR,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No status line on stderr (errors are still printed).")] = False,
+) -> None:
+    """Combine JSON reports (one per shard) into one report, summary and exit code.
+
+    Exit codes as for `audit`: 2 if any shard could not audit a file (or a
+    report cannot be read), else 1 if a finding is at/over --fail-on, else 0.
+    """
+    from gradaudit.merge import merge
+
+    with _usage_errors():
+        _require_plotting(fmt, None)
+        run = merge(reports)
+    _finish(replace(run, fail_on=fail_on), fmt, output, quiet)
 
 
 @app.command()
@@ -135,24 +249,76 @@ def explain(code: Annotated[str, typer.Argument(help="A finding code, e.g. GA102
     typer.echo("\n".join(text))
 
 
-def _refuse_overwriting_inputs(output: Path, paths: list[str]) -> None:
+def _finish(run: AuditRun, fmt: Format, output: Path | None, quiet: bool, note: str = "") -> None:
+    """Errors to stderr, the report to stdout or --output, the status line, the exit code."""
+    for error in run.errors:
+        typer.echo(f"gradaudit: error: {error.path}: {error.error}", err=True)
+    text = render(run, fmt)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_atomically(output, text)
+    code = exit_code(run, run.fail_on or FailOn.ERROR)
+    if not quiet:
+        typer.echo(_status_line(run, code) + note, err=True)
+    raise typer.Exit(code)
+
+
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave this option (it then wins over the config file)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """A bad setting, inputs file, baseline or report: one line on stderr, exit 2."""
+    try:
+        yield
+    except AuditError as exc:
+        typer.echo(f"gradaudit: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _progress(count: int, quiet: bool) -> contextlib.AbstractContextManager[Any]:
+    if not progress.wanted(count, quiet):
+        return contextlib.nullcontext()
+    return progress.progress_bar(count)
+
+
+def _refuse_overwriting_inputs(output: Path, paths: list[str], option: str) -> None:
     target = output.resolve()
     if any(Path(p).resolve() == target for p in paths):
-        typer.echo(f"gradaudit: error: --output {output} is one of the models being "
+        typer.echo(f"gradaudit: error: {option} {output} is one of the models being "
                    "audited; refusing to overwrite it", err=True)
         raise typer.Exit(2)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
+def _require_plotting(fmt: Format, plot: Path | None) -> None:
+    """AuditError before anything is audited if a picture is asked for without matplotlib."""
+    if plot is not None:
+        grad_flow.require("--plot")
+    if fmt is Format.HTML:
+        grad_flow.require("--format html")
+
+
+def _write_atomically(path: Path, text: str | bytes, option: str = "--output") -> None:
+    """Write to a temporary file beside ``path``, then rename it into place.
+
+    The file gets the permissions a plain ``open`` would give (mkstemp's are 0600).
+    """
     directory = path.parent if str(path.parent) else Path(".")
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o666 & ~umask)
         os.replace(temp, path)
     except OSError as exc:
-        typer.echo(f"gradaudit: error: cannot write --output {path}: {exc.strerror or exc}",
+        typer.echo(f"gradaudit: error: cannot write {option} {path}: {exc.strerror or exc}",
                    err=True)
         raise typer.Exit(2) from None
 

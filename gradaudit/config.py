@@ -28,6 +28,19 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Sizes refused before they are allocated (a model file is untrusted input)."""
+
+    max_params: int = 500_000_000
+    """Declared variables and weight datasets, in values. 5e8 covers every Keras
+    Applications model (the largest, ConvNeXtXLarge, has 3.5e8) and keeps the peak of
+    weights + gradients + load buffers near 6 GB in float32."""
+    max_input_elements: int = 100_000_000
+    """Values in one probe batch over all inputs (400 MB in float32): 64 images of
+    224×224×3 need 9.6e6; a larger input needs a smaller --batch-size."""
+
+
+@dataclass(frozen=True)
 class Options:
     """How to probe: sample count, batching, seed, trust, thresholds."""
 
@@ -43,4 +56,7 @@ class Options:
     """Probe in training mode (as the optimizer sees the model) or inference mode."""
     early_stop: bool = True
     """Stop probing once further batches cannot change a verdict (see probe.py)."""
+    signature: str | None = None
+    """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)
+    limits: Limits = field(default_factory=Limits)

@@ -78,6 +78,7 @@ class LayerRow:
             "dead_fraction": self.dead_fraction,
             "saturated_fraction": self.saturated_fraction,
             "grad_rms": self.grad_rms,
+            "non_trainable_reason": self.non_trainable_reason,
         }
 
 
@@ -106,6 +107,10 @@ class ModelReport:
     layers: tuple[LayerRow, ...]
     findings: tuple[Finding, ...]
     unsafe: bool = False
+    inputs_source: dict[str, Any] = field(default_factory=dict)
+    """Where the probe inputs came from: random (seed, distribution) or a file (path, rows)."""
+    notes: tuple[str, ...] = ()
+    """How the model was probed, where that differs from the usual (SavedModel signatures)."""
 
     @property
     def worst(self) -> Severity | None:
@@ -113,6 +118,29 @@ class ModelReport:
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The ``summary`` object of the JSON report: params, layers, samples, counts."""
+        summary: dict[str, Any] = self.to_dict()["summary"]
+        return summary
+
+    def ok(self, fail_on: FailOn | str = "error") -> bool:
+        """True when no finding is at or above ``fail_on`` (what exit code 0 means)."""
+        return not fails(self.worst, FailOn(fail_on.lower()))
+
+    def to_json(self) -> str:
+        """This model as ``gradaudit audit --format json`` prints it."""
+        return self._render("json")
+
+    def to_table(self) -> str:
+        """This model as ``gradaudit audit`` prints it."""
+        return self._render("table")
+
+    def _render(self, fmt: str) -> str:
+        from gradaudit.formats import Format, render
+
+        return render(AuditRun(models=(self,), errors=()), Format(fmt))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,9 +162,11 @@ class ModelReport:
                     for i in self.inputs
                 ],
                 "findings": {str(s): self.count(s) for s in reversed(Severity)},
+                "inputs_source": self.inputs_source,
             },
             "layers": [row.to_dict() for row in self.layers],
             "findings": [f.to_dict() for f in self.findings],
+            "notes": list(self.notes),
         }
 
 
@@ -157,6 +187,8 @@ class AuditRun:
 
     models: tuple[ModelReport, ...]
     errors: tuple[LoadError, ...]
+    fail_on: FailOn | None = None
+    """The gate the run is judged by, for formats that show pass/fail (None: not given)."""
 
 
 class FailOn(str, enum.Enum):
@@ -172,8 +204,15 @@ def exit_code(run: AuditRun, fail_on: FailOn) -> int:
     """2 if any path failed, else 1 if a finding is at/over ``fail_on``, else 0."""
     if run.errors:
         return 2
-    if fail_on is FailOn.NEVER:
-        return 0
-    threshold = Severity.parse(fail_on.value)
-    worst = max((m.worst for m in run.models if m.worst is not None), default=None)
-    return 1 if worst is not None and worst >= threshold else 0
+    return 1 if any(fails(m.worst, fail_on) for m in run.models) else 0
+
+
+def fails(severity: Severity | None, fail_on: FailOn) -> bool:
+    """Whether a finding (or a model's worst finding) of ``severity`` fails the run."""
+    if severity is None or fail_on is FailOn.NEVER:
+        return False
+    return severity >= Severity.parse(fail_on.value)
+
+
+Report = ModelReport
+"""The public name of a model's report (``gradaudit.audit`` returns one)."""

@@ -1,6 +1,7 @@
 """Input specs of a model → reproducible random probe batches.
 
-Float inputs are standard normal. Integer inputs (token ids) are uniform in
+Float inputs are standard normal, or uniform over a range (``--input-dist``,
+``--input-range``: images often expect [0, 1] or [0, 255]). Integer inputs (token ids) are uniform in
 ``[0, vocab)``, where ``vocab`` is the ``input_dim`` of the Embedding layer
 that consumes the input. Unknown (None) dimensions other than the batch axis
 get ``DEFAULT_DIM`` entries. Batches are generated one at a time, never all
@@ -29,14 +30,20 @@ class InputSpec:
     shape: tuple[int, ...]  # without the batch axis
     dtype: str
     vocab: int | None = None  # for integer inputs
+    declared: tuple[int | None, ...] = ()
+    """The shape as the model declares it (None: any size); supplied data is checked against it."""
 
     @property
     def is_float(self) -> bool:
         return "float" in self.dtype
 
 
-def input_specs(model: Any) -> list[InputSpec]:
-    """Read the model's inputs; AuditError if they cannot be synthesised."""
+def input_specs(model: Any, synthesise: bool = True) -> list[InputSpec]:
+    """Read the model's inputs; AuditError if they cannot be synthesised.
+
+    With ``synthesise=False`` (the user supplies the inputs) inputs that random
+    data cannot fill, such as integer inputs without an Embedding, are accepted.
+    """
     tensors = getattr(model, "inputs", None)
     if not tensors:
         raise AuditError(
@@ -51,17 +58,19 @@ def input_specs(model: Any) -> list[InputSpec]:
         vocab = None
         if "int" in dtype:
             vocab = _embedding_vocab(tensor)
-            if vocab is None:
+            if vocab is None and synthesise:
                 raise AuditError(
                     f"input '{name}' is {dtype} but feeds no Embedding layer, so "
-                    "its valid value range is unknown; audit with real inputs"
+                    "its valid value range is unknown; audit with real inputs (--inputs FILE)"
                 )
-        elif "float" not in dtype:
+        elif "float" not in dtype and synthesise:
             raise AuditError(
                 f"input '{name}' has dtype {dtype}, which gradaudit cannot "
-                "synthesise; audit with real inputs"
+                "synthesise; audit with real inputs (--inputs FILE)"
             )
-        specs.append(InputSpec(name=name, shape=shape, dtype=dtype, vocab=vocab))
+        declared = tuple(None if d is None else int(d) for d in tensor.shape[1:])
+        specs.append(InputSpec(name=name, shape=shape, dtype=dtype, vocab=vocab,
+                               declared=declared))
     return specs
 
 
@@ -96,18 +105,36 @@ def _embedding_vocab(tensor: Any) -> int | None:
     return min(vocabs) if vocabs else None
 
 
+def random_source(seed: int, dist: str = "normal",
+                  value_range: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
+    """How random inputs were drawn, for the report (``summary.inputs_source``)."""
+    source: dict[str, Any] = {"kind": "random", "seed": seed, "distribution": dist}
+    if dist == "uniform":
+        source["range"] = list(value_range)
+    return source
+
+
 def random_batches(
-    specs: list[InputSpec], samples: int, batch_size: int, seed: int
+    specs: list[InputSpec], samples: int, batch_size: int, seed: int,
+    dist: str = "normal",
+    value_range: tuple[float, float] = (0.0, 1.0),
 ) -> Iterator[list[np.ndarray]]:
-    """Yield ``ceil(samples / batch_size)`` batches, one array per input."""
+    """Yield ``ceil(samples / batch_size)`` batches, one array per input.
+
+    Float inputs are standard normal, or uniform in ``[low, high)`` when
+    ``dist`` is "uniform"; integer inputs are token ids whatever ``dist`` says.
+    """
     rng = np.random.default_rng(seed)
+    low, high = value_range
     remaining = samples
     while remaining > 0:
         n = min(batch_size, remaining)
         remaining -= n
         batch = []
         for spec in specs:
-            if spec.is_float:
+            if spec.is_float and dist == "uniform":
+                batch.append(rng.uniform(low, high, (n, *spec.shape)).astype(spec.dtype))
+            elif spec.is_float:
                 batch.append(rng.standard_normal((n, *spec.shape)).astype(spec.dtype))
             else:
                 batch.append(rng.integers(0, spec.vocab, (n, *spec.shape)).astype(spec.dtype))

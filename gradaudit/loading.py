@@ -3,9 +3,12 @@
 The format is detected from the file's content, not its extension. Before
 Keras sees the file, its model config is read with zipfile/h5py + json and
 walked whole (nested models, initializers, activations …): Lambda layers and
-references to Python modules outside Keras are refused unless the user opts
-in with ``--unsafe``. Only then is the file handed to Keras, with
-``safe_mode`` on, so a payload must get past two independent gates.
+references to Python modules outside Keras (or to Keras functions that are
+not modelling objects) are refused unless the user opts in with ``--unsafe``.
+Archive members (:mod:`gradaudit.archive`) and declared sizes
+(:mod:`gradaudit.limits`) are checked before anything is extracted or
+allocated. Only then is the file handed to Keras, with ``safe_mode`` on, so a
+payload must get past two independent gates.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradaudit import archive, keras2_ops
+from gradaudit import limits as limits_module
+from gradaudit.config import Limits
 from gradaudit.errors import AuditError, first_line
 from gradaudit.runtime import import_tensorflow
 
@@ -26,10 +32,27 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
-# Layer classes that carry Python code in the file.
+# Layer classes that carry Python code in the file, and Keras's tag for a
+# serialized Python lambda (bytecode), wherever it appears (e.g. an activation).
 CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
-# `module` values a config may name without --unsafe: Keras's own namespaces.
+LAMBDA_TAG = "__lambda__"
+# `module` values a config may name without --unsafe: Keras's own namespaces …
 SAFE_MODULE_ROOTS = ("keras", "tf_keras")
+# … and inside them only the modelling namespaces (keras.X, keras.src.X): the
+# objects a model is made of. keras.config, keras.saving, keras.utils,
+# keras.applications … hold functions with side effects (CVE-2025-9906 called
+# keras.config.enable_unsafe_deserialization from a config).
+MODEL_NAMESPACES = frozenset({
+    "layers", "models", "ops", "initializers", "activations", "regularizers",
+    "constraints", "losses", "metrics", "optimizers", "dtype_policies", "random",
+    "quantizers",
+})
+# Namespaces whose plain functions a config may name (activations, losses …).
+FUNCTION_NAMESPACES = frozenset({
+    "activations", "losses", "metrics", "ops", "initializers", "regularizers", "constraints",
+})
+# Functions in those namespaces that turn config data into arbitrary objects.
+META_FUNCTIONS = frozenset({"deserialize", "serialize", "get"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,8 @@ def detect_format(path: Path) -> str:
         if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
             return "savedmodel"
         raise AuditError("is a directory, but not a SavedModel (no saved_model.pb)")
+    if not path.is_file():  # a device or a pipe: reading it could block or never end
+        raise AuditError("not a regular file (a device, pipe or socket)")
     try:
         with path.open("rb") as handle:
             head = handle.read(max(HDF5_OFFSETS) + len(HDF5_MAGIC))
@@ -73,14 +98,13 @@ def read_config(path: Path, fmt: str) -> dict[str, Any]:
     elif fmt == "h5":
         raw = _read_h5_config(path)
     else:
-        raise AuditError(
-            "SavedModel directories are not supported by this version of gradaudit; "
-            "save the model as .keras (model.save('model.keras')) and audit that"
-        )
+        raise AuditError("a SavedModel directory holds no Keras model config")
     try:
         config = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AuditError(f"the model config is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise AuditError("the model config is not valid JSON (nested too deeply)") from None
     if not isinstance(config, dict) or "class_name" not in config:
         raise AuditError("the model config does not describe a Keras model")
     return config
@@ -115,8 +139,8 @@ def _read_h5_config(path: Path) -> bytes | str:
     try:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise AuditError(f"damaged HDF5 file ({exc})") from None
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise AuditError(f"damaged HDF5 file ({first_line(exc)})") from None
     if raw is None:
         raise AuditError(
             "HDF5 file without a model_config attribute: a weights-only file, "
@@ -135,26 +159,74 @@ def unsafe_references(config: Any) -> list[str]:
     return sorted(set(_walk_unsafe(config)))
 
 
-def _walk_unsafe(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        class_name = node.get("class_name")
-        if class_name in CODE_LAYERS:
-            name = (node.get("config") or {}).get("name", "?")
-            yield f"{class_name} layer '{name}' (runs Python code stored in the file)"
-        module = node.get("module")
-        if isinstance(module, str) and module.split(".")[0] not in SAFE_MODULE_ROOTS:
-            yield f"a reference to Python module '{module}'"
-        for value in node.values():
-            yield from _walk_unsafe(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk_unsafe(value)
+def _walk_unsafe(root: Any) -> Iterator[str]:
+    """Depth-first over an explicit stack: a hostile config may nest thousands deep."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield from _node_references(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
-def load(path_text: str, *, unsafe: bool = False) -> LoadedModel:
-    """Detect, pre-scan and load one model file; AuditError with the reason on failure."""
+def _node_references(node: dict[str, Any]) -> Iterator[str]:
+    class_name = node.get("class_name")
+    if not isinstance(class_name, str):  # Keras cannot resolve it either; and lists are unhashable
+        class_name = None
+    registered = node.get("registered_name")
+    inner = node.get("config")
+    named_tf_op = keras2_ops.is_safe_tf_op(node) and registered in (None, "TFOpLambda")
+    if not named_tf_op and (class_name in CODE_LAYERS or (
+        isinstance(registered, str) and registered.split(">")[-1] in CODE_LAYERS
+    )):
+        name = inner.get("name", "?") if isinstance(inner, dict) else "?"
+        yield f"{class_name} layer '{name}' (runs Python code stored in the file)"
+    if class_name == LAMBDA_TAG:
+        yield "a Python lambda stored in the file (bytecode that would run)"
+    module = node.get("module")
+    if isinstance(module, str):
+        yield from _module_reference(module, class_name, inner)
+
+
+def _module_reference(module: str, class_name: Any, inner: Any) -> Iterator[str]:
+    """Refuse modules outside Keras, and Keras namespaces that are not modelling objects."""
+    parts = module.split(".")
+    if parts[0] not in SAFE_MODULE_ROOTS:
+        yield f"a reference to Python module '{module}'"
+        return
+    is_function = class_name == "function"
+    name = inner if is_function and isinstance(inner, str) else str(class_name)
+    namespace = parts[2] if len(parts) > 2 and parts[1] == "src" else (
+        parts[1] if len(parts) > 1 else None)
+    allowed = FUNCTION_NAMESPACES if is_function else MODEL_NAMESPACES
+    if namespace is None and not is_function:
+        return  # keras.Sequential, keras.DTypePolicy …: top-level classes
+    if namespace not in allowed or (is_function and name in META_FUNCTIONS) or (
+        name.startswith("_") and name != LAMBDA_TAG
+    ):
+        yield (f"a reference to '{module}.{name}', which is not a Keras layer, model, "
+               "op, initializer, activation, regularizer, constraint, loss or metric")
+
+
+def load(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
+         signature: str | None = None) -> LoadedModel:
+    """Detect, pre-scan and load one model file; AuditError with the reason on failure.
+
+    A SavedModel directory is scanned and loaded by :mod:`gradaudit.savedmodel`
+    (``signature`` picks the function to audit); its model is a RestoredModel.
+    """
     path = Path(path_text)
     fmt = detect_format(path)
+    if fmt == "savedmodel":
+        import_tensorflow()
+        from gradaudit import savedmodel
+
+        restored = savedmodel.load(path, unsafe=unsafe, signature=signature)
+        return LoadedModel(path=path_text, format=fmt, model=restored, unsafe=unsafe)
+    if fmt == "keras":
+        archive.check_archive(path, limits.max_params)
     config = read_config(path, fmt)
     refused = unsafe_references(config)
     if refused and not unsafe:
@@ -162,8 +234,18 @@ def load(path_text: str, *, unsafe: bool = False) -> LoadedModel:
             "refused to load: " + "; ".join(refused)
             + ". Pass --unsafe only if you trust this file"
         )
+    _check_sizes(path, fmt, config, unsafe, limits)
     model = _keras_load(path, fmt, unsafe)
     return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe)
+
+
+def _check_sizes(path: Path, fmt: str, config: dict[str, Any], unsafe: bool,
+                 limits: Limits) -> None:
+    """Weights in the file, then variables the config declares: both before Keras allocates."""
+    limits_module.check_weight_datasets(path, fmt, limits.max_params)
+    import_tensorflow()
+    limits_module.check_declared_params(config, fmt, unsafe=unsafe,
+                                        max_params=limits.max_params)
 
 
 def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
@@ -189,9 +271,8 @@ def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
                 )
         else:
             with h5py.File(path, "r") as handle:
-                model = legacy_h5_format.load_model_from_hdf5(
-                    handle, custom_objects=None, compile=False, safe_mode=not unsafe
-                )
+                # Keras 3's legacy loader, made to accept Keras 2 TFOpLambda layers.
+                model = keras2_ops.load_h5(handle, safe_mode=not unsafe)
     except AuditError:
         raise
     except Exception as exc:  # Keras raises many types for bad files; all mean "cannot load".

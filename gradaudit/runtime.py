@@ -28,8 +28,10 @@ def import_tensorflow(verbose: bool = False) -> None:
         os.dup2(devnull, 2)
         import keras  # noqa: F401
         import tensorflow as tf
+        from absl import logging as absl_logging
 
         tf.get_logger().setLevel("ERROR")
+        absl_logging.set_verbosity(absl_logging.ERROR)
     finally:
         os.dup2(saved, 2)
         os.close(saved)

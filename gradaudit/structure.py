@@ -84,6 +84,14 @@ class ModelStructure:
             parent = enclosing.parent
         return False
 
+    def cut_of(self, info: LayerInfo) -> str | None:
+        """The operations that cut ``info``'s path to the outputs (see find_cut)."""
+        return find_cut(info)
+
+    def input_cut(self, index: int) -> str | None:
+        """The operations that cut the ``index``-th input's paths (see find_input_cut)."""
+        return find_input_cut(self.model, index)
+
 
 def describe(model: Any) -> ModelStructure:
     """Walk ``model`` and every nested model inside it."""

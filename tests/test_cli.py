@@ -99,7 +99,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
         "zip without config": (no_config, "zip archive without config.json"),
         "invalid config": (bad_json, "not valid JSON"),
         "weights-only h5": (weights_only, "without a model_config"),
-        "plain directory": (plain_dir, "not a SavedModel"),
+        "plain directory": (plain_dir, "directory holds no model files"),
         "missing": (tmp / "nope.keras", "no such file or directory"),
     }
 
@@ -165,6 +165,9 @@ def test_output_file_is_written_and_stdout_stays_empty(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert json.loads(out.read_text())["models"][0]["path"] == DEAD
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() would make it
 
 
 def test_output_never_overwrites_an_audited_model(tmp_path: Path) -> None:

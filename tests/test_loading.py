@@ -54,10 +54,21 @@ def test_detect_format_by_content(tmp_path: Path) -> None:
     assert detect_format(saved_model) == "savedmodel"
 
 
-def test_savedmodel_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+def test_savedmodel_with_an_empty_saved_model_pb_is_refused_with_a_clear_reason(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(AuditError, match="SavedModel directories are not supported"):
+    with pytest.raises(AuditError, match="saved_model.pb holds no MetaGraph"):
         load(str(tmp_path))
+
+
+def test_tf_op_lambda_naming_stop_gradient_is_allowed_any_other_is_refused() -> None:
+    config = read_config(FIXTURES / "keras2_stop_dead.h5", "h5")
+    assert unsafe_references(config) == []
+    (layer,) = [l for l in config["config"]["layers"] if l["class_name"] == "TFOpLambda"]
+    layer["config"]["function"] = "io.write_file"
+    assert unsafe_references(config) == [
+        "TFOpLambda layer 'tf.stop_gradient' (runs Python code stored in the file)"]
 
 
 def _with_config(tmp_path: Path, edit) -> Path:

@@ -16,7 +16,7 @@ from tests.conftest import FIXTURES
 
 PEAK_RSS = """
 import json, resource, sys
-from gradaudit.audit import audit_paths
+from gradaudit.pipeline import audit_paths
 from gradaudit.config import Options
 run = audit_paths([sys.argv[1]], Options(samples=int(sys.argv[2]), early_stop=False))
 assert not run.errors, run.errors

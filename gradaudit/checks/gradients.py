@@ -11,7 +11,6 @@ from gradaudit.catalogue import finding
 from gradaudit.config import Thresholds
 from gradaudit.evidence import Evidence, LayerEvidence
 from gradaudit.findings import Finding
-from gradaudit.structure import find_cut, find_input_cut
 
 
 def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
@@ -31,7 +30,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
         zero = [v.label for v in layer.variables
                 if v.grad.connected and v.grad.finite and not v.grad.nonzero]
         if missing:
-            cut = find_cut(layer.info) or "unknown"
+            cut = evidence.structure.cut_of(layer.info) or "unknown"
             findings.append(finding(
                 "GA201", name,
                 f"no gradient reaches {_join(missing)}: the path to the outputs is cut "
@@ -58,7 +57,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             grad_rms=layer.grad_rms, ratio_to_last=ratio, reference=reference.info.name))
     for stats, (input_name, index) in zip(evidence.probe.inputs, evidence.float_inputs):
         if not stats.connected:
-            cut = find_input_cut(evidence.structure.model, index)
+            cut = evidence.structure.input_cut(index)
             where = f"its paths are cut at {cut}" if cut else "it is not used by any output"
             findings.append(finding(
                 "GA211", input_name,

@@ -14,13 +14,21 @@ from gradaudit.findings import AuditRun
 class Format(str, enum.Enum):
     TABLE = "table"
     JSON = "json"
+    MARKDOWN = "markdown"
+    SARIF = "sarif"
+    JUNIT = "junit"
+    HTML = "html"
 
     def renderer(self) -> Callable[[AuditRun], str]:
-        from gradaudit.formats import json_format, table
+        from gradaudit.formats import html, json_format, junit, markdown, sarif, table
 
         renderers: dict[Format, Callable[[AuditRun], str]] = {
             Format.TABLE: table.render,
             Format.JSON: json_format.render,
+            Format.MARKDOWN: markdown.render,
+            Format.SARIF: sarif.render,
+            Format.JUNIT: junit.render,
+            Format.HTML: html.render,
         }
         return renderers[self]
 

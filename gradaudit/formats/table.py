@@ -1,10 +1,11 @@
-"""The human report: a header line, three tables and the findings, per model."""
+"""The human report: a header, three tables and the findings per model; a summary for batches."""
 
 from __future__ import annotations
 
 from tabulate import tabulate
 
 from gradaudit.findings import AuditRun, Finding, ModelReport
+from gradaudit.formats.common import SUMMARY_HEADERS, inputs_text, summary_rows
 
 DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211": "no gradient"}
 
@@ -12,6 +13,8 @@ DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211"
 def render(run: AuditRun) -> str:
     blocks = [_model_block(model) for model in run.models]
     blocks += [f"{error.path}: ERROR: {error.error}" for error in run.errors]
+    if len(run.models) + len(run.errors) > 1:
+        blocks.append("Summary:\n" + tabulate(summary_rows(run), headers=SUMMARY_HEADERS))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -24,6 +27,9 @@ def _model_block(report: ModelReport) -> str:
         f"{report.params_non_trainable:,} non-trainable | inputs: {inputs} | "
         f"samples: {report.samples} (seed {report.seed})",
     ]
+    if report.inputs_source:
+        lines.append(f"inputs from: {inputs_text(report.inputs_source)}")
+    lines += [f"note: {note}" for note in report.notes]
     lines += _section("Dead activations", _dead_rows(report),
                       ["layer", "activation", "units", "dead units", "dead %", "note"],
                       "no ReLU-family layer has dead units")

@@ -5,28 +5,41 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from gradaudit.config import Options, Thresholds
 from gradaudit.errors import AuditError, first_line
 from gradaudit.findings import AuditRun, InputRow, LayerRow, LoadError, ModelReport
+from gradaudit.limits import check_input_elements
 from gradaudit.runtime import import_tensorflow
 
+if TYPE_CHECKING:
+    from gradaudit.supplied import SuppliedInputs
 
-def audit_paths(paths: Sequence[str], options: Options) -> AuditRun:
-    """Audit every path in one process; a failing path does not stop the others."""
+
+def audit_paths(
+    paths: Sequence[str], options: Options, supplied: SuppliedInputs | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> AuditRun:
+    """Audit every path in one process; a failing path does not stop the others.
+
+    ``supplied`` inputs (``--inputs``) replace random ones for every model;
+    ``progress`` is told each path before it is audited.
+    """
     import_tensorflow()
     reports, errors = [], []
     for path in paths:
+        if progress is not None:
+            progress(path)
         try:
-            reports.append(audit_path(path, options))
+            reports.append(audit_path(path, options, supplied))
         except AuditError as exc:
             errors.append(LoadError(path=path, error=str(exc)))
     return AuditRun(models=tuple(reports), errors=tuple(errors))
 
 
-def audit_path(path: str, options: Options) -> ModelReport:
+def audit_path(path: str, options: Options, supplied: SuppliedInputs | None = None) -> ModelReport:
     """Load one file and audit it; AuditError with a reason if it cannot be."""
     from gradaudit import loading
 
@@ -36,31 +49,68 @@ def audit_path(path: str, options: Options) -> ModelReport:
         # Layers created without an explicit seed (Dropout …) draw theirs from
         # the global RNGs while loading: seed them so reports are reproducible.
         keras.utils.set_random_seed(options.seed)
-        loaded = loading.load(path, unsafe=options.unsafe)
-        return audit_model(loaded.model, options, path=path, fmt=loaded.format,
-                           unsafe=loaded.unsafe)
+        loaded = loading.load(path, unsafe=options.unsafe, limits=options.limits,
+                              signature=options.signature)
+        audit = audit_signature if loaded.format == "savedmodel" else audit_model
+        return audit(loaded.model, options, path=path, fmt=loaded.format,
+                     unsafe=loaded.unsafe, supplied=supplied)
 
 
 def audit_model(
-    model: Any, options: Options, *, path: str = "", fmt: str = "keras", unsafe: bool = False
+    model: Any, options: Options, *, path: str = "", fmt: str = "keras", unsafe: bool = False,
+    supplied: SuppliedInputs | None = None,
 ) -> ModelReport:
     """Probe a Keras model in memory and build its report."""
+    from gradaudit import inputs
+    from gradaudit.structure import describe
+
+    structure = describe(model)
+    specs = inputs.input_specs(model, synthesise=supplied is None)
+    return _audit(model, structure, specs, options, path=path, fmt=fmt, unsafe=unsafe,
+                  supplied=supplied)
+
+
+def audit_signature(
+    model: Any, options: Options, *, path: str = "", fmt: str = "savedmodel",
+    unsafe: bool = False, supplied: SuppliedInputs | None = None,
+) -> ModelReport:
+    """Probe a SavedModel signature (a savedmodel.RestoredModel) and build its report."""
+    from gradaudit import savedmodel
+
+    structure = savedmodel.describe(model)
+    specs = savedmodel.input_specs(model, synthesise=supplied is None)
+    runner = savedmodel.Runner(model, structure, specs)
+    return _audit(runner, structure, specs, options, path=path, fmt=fmt, unsafe=unsafe,
+                  supplied=supplied, notes=structure.notes)
+
+
+def _audit(
+    runnable: Any, structure: Any, specs: list[Any], options: Options, *, path: str, fmt: str,
+    unsafe: bool, supplied: SuppliedInputs | None, notes: tuple[str, ...] = (),
+) -> ModelReport:
+    """Inputs → probe → evidence → checks → report, for anything ``probe`` can call."""
     from gradaudit import inputs
     from gradaudit.checks import run_checks
     from gradaudit.evidence import gather
     from gradaudit.probe import probe
-    from gradaudit.structure import describe
 
-    structure = describe(model)
-    specs = inputs.input_specs(model)
+    model = structure.model
     watched = [info for info in structure.layers if info.unit_rule is not None]
-    batches = inputs.random_batches(specs, options.samples, options.batch_size, options.seed)
+    if supplied is None:
+        check_input_elements([spec.shape for spec in specs],
+                             min(options.batch_size, options.samples),
+                             options.limits.max_input_elements)
+        batches = inputs.random_batches(specs, options.samples, options.batch_size, options.seed,
+                                        options.input_dist, options.input_range)
+        source = inputs.random_source(options.seed, options.input_dist, options.input_range)
+    else:
+        batches, source = supplied.batches(specs, options.batch_size), supplied.source
     try:
-        result = probe(model, watched, batches, seed=options.seed,
+        result = probe(runnable, watched, batches, seed=options.seed,
                        saturation_eps=options.thresholds.saturation_eps,
                        saturation_samples=options.thresholds.saturation_samples,
                        max_samples=options.samples, training=options.training,
-                       early_stop=options.early_stop)
+                       early_stop=options.early_stop, compiled=_prefers_tracing(structure))
     except Exception as exc:  # the model's own code failed on synthetic inputs
         raise AuditError(f"running the model on probe inputs failed: {first_line(exc)}") from None
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]
@@ -79,10 +129,27 @@ def audit_model(
         layers=tuple(_layer_row(structure, layer, options.thresholds) for layer in evidence.layers),
         findings=tuple(findings),
         unsafe=unsafe,
+        inputs_source=source,
+        notes=notes,
     )
 
 
+def _prefers_tracing(structure: Any) -> bool:
+    """Trace the probe step with ``tf.function`` only for recurrent models.
+
+    Measured (benchmarks/README.md): an eager RNN loop costs 2-3x a traced
+    step, while for feed-forward models tracing costs as much as it saves over
+    the few batches of a probe (or more, for small models).
+    """
+    import keras
+
+    recurrent = (keras.layers.RNN, keras.layers.Bidirectional)
+    return any(isinstance(getattr(info, "layer", None), recurrent) for info in structure.layers)
+
+
 def _layer_row(structure: Any, layer: Any, thresholds: Thresholds) -> LayerRow:
+    from gradaudit.structure import variable_label
+
     info = layer.info
     weights = info.layer.weights
     non_trainable = info.layer.non_trainable_weights
@@ -97,7 +164,7 @@ def _layer_row(structure: Any, layer: Any, thresholds: Thresholds) -> LayerRow:
     if info.frozen and not structure.inside_frozen(info):
         reason = "frozen (trainable=False)"
     elif non_trainable and not info.is_container and not structure.inside_frozen(info):
-        labels = ", ".join(sorted({v.path.split("/")[-1] for v in non_trainable}))
+        labels = ", ".join(sorted({variable_label(v) for v in non_trainable}))
         reason = f"non-trainable weights: {labels}"
     grad_rms = layer.grad_rms
     return LayerRow(

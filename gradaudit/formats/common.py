@@ -1,0 +1,44 @@
+"""Pieces several formats share: per-file status and where the inputs came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradaudit.findings import AuditRun, FailOn, ModelReport, Severity, fails
+
+SUMMARY_HEADERS = ["file", "format", "errors", "warnings", "infos", "status"]
+
+
+def gate(run: AuditRun) -> FailOn:
+    """The run's --fail-on, or the default when the run does not record one."""
+    return run.fail_on if run.fail_on is not None else FailOn.ERROR
+
+
+def status(model: ModelReport, fail_on: FailOn) -> str:
+    """"fail" if the model has a finding at/over ``fail_on``, else "pass"."""
+    return "fail" if fails(model.worst, fail_on) else "pass"
+
+
+def summary_rows(run: AuditRun) -> list[list[Any]]:
+    """One row per file: path, format, counts per severity, pass/fail/error."""
+    fail_on = gate(run)
+    rows: list[list[Any]] = [
+        [m.path, m.format, m.count(Severity.ERROR), m.count(Severity.WARNING),
+         m.count(Severity.INFO), status(m, fail_on)]
+        for m in run.models
+    ]
+    rows += [[e.path, "-", "-", "-", "-", "error"] for e in run.errors]
+    return rows
+
+
+def inputs_text(source: dict[str, Any]) -> str:
+    """``summary.inputs_source`` in words; empty when the report does not say."""
+    if source.get("kind") == "file":
+        return f"file {source['path']} ({source['rows']} rows)"
+    if source.get("kind") == "arrays":  # passed to gradaudit.audit
+        return f"arrays ({source['rows']} rows)"
+    if source.get("kind") == "random":
+        bounds = source.get("range")
+        shape = f"uniform [{bounds[0]:g}, {bounds[1]:g})" if bounds else source["distribution"]
+        return f"random {shape}, seed {source['seed']}"
+    return ""

@@ -1,0 +1,54 @@
+"""JUnit XML for CI test dashboards: one test suite per model, one test case per check.
+
+Every catalogue check is a test case of every audited model (classname = the
+model path, name = "GA102 dead_relu_layer"); it fails when the model has a
+finding of that code at or over ``--fail-on``, listing each layer. Findings
+below the gate are kept as the case's system-out, so nothing is lost. A file
+that could not be audited is a suite with one erroring "load" case. No
+timestamps or durations: the same run gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from gradaudit.catalogue import CATALOGUE
+from gradaudit.findings import AuditRun, LoadError, ModelReport, fails
+from gradaudit.formats.common import gate
+
+
+def render(run: AuditRun) -> str:
+    root = ET.Element("testsuites", name="gradaudit")
+    suites = [_model_suite(m, run) for m in run.models] + [_error_suite(e) for e in run.errors]
+    root.extend(suites)
+    for attribute in ("tests", "failures", "errors"):
+        root.set(attribute, str(sum(int(s.get(attribute, "0")) for s in suites)))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _model_suite(model: ModelReport, run: AuditRun) -> ET.Element:
+    suite = ET.Element("testsuite", name=model.path, tests=str(len(CATALOGUE)), errors="0")
+    failures = 0
+    for check in CATALOGUE:
+        case = ET.SubElement(suite, "testcase", classname=model.path,
+                             name=f"{check.code} {check.name}")
+        found = [f for f in model.findings if f.code == check.code]
+        failing = [f for f in found if fails(f.severity, gate(run))]
+        if failing:
+            failures += 1
+            failure = ET.SubElement(case, "failure", type=check.code,
+                                    message=f"{check.title}: {', '.join(f.layer for f in failing)}")
+            failure.text = "\n".join(f"{f.severity} {f.layer}: {f.message}" for f in failing)
+        elif found:
+            ET.SubElement(case, "system-out").text = "\n".join(
+                f"{f.severity} {f.layer}: {f.message}" for f in found)
+    suite.set("failures", str(failures))
+    return suite
+
+
+def _error_suite(error: LoadError) -> ET.Element:
+    suite = ET.Element("testsuite", name=error.path, tests="1", failures="0", errors="1")
+    case = ET.SubElement(suite, "testcase", classname=error.path, name="load")
+    ET.SubElement(case, "error", message=error.error)
+    return suite

@@ -1,0 +1,48 @@
+"""Markdown for pull-request comments and GitHub's step summary ($GITHUB_STEP_SUMMARY).
+
+A summary table of every file, then the findings of each model that has any.
+Cells are escaped so that a layer name or message cannot break the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gradaudit.findings import AuditRun, ModelReport
+from gradaudit.formats.common import SUMMARY_HEADERS, gate, inputs_text, summary_rows
+
+
+def render(run: AuditRun) -> str:
+    lines = ["# gradaudit report", "",
+             f"{len(run.models)} model(s) audited, {len(run.errors)} failed; "
+             f"status judged at `--fail-on {gate(run).value}`.", ""]
+    lines += _table(SUMMARY_HEADERS, summary_rows(run))
+    for model in run.models:
+        lines += ["", *_model_section(model)]
+    if run.errors:
+        lines += ["", "## Could not audit", ""]
+        lines += [f"- `{_cell(e.path)}`: {_cell(e.error)}" for e in run.errors]
+    return "\n".join(lines) + "\n"
+
+
+def _model_section(model: ModelReport) -> list[str]:
+    lines = [f"## `{_cell(model.path)}` ({model.format})", ""]
+    if model.unsafe:
+        lines += ["**Loaded with `--unsafe`: code from the file may have run.**", ""]
+    source = inputs_text(model.inputs_source)
+    lines += [f"{model.samples} probe samples" + (f" ({source})" if source else "")
+              + f"; {model.params_total:,} parameters, {model.params_trainable:,} trainable.", ""]
+    if not model.findings:
+        return lines + ["No findings."]
+    rows = [[str(f.severity), f.code, f"`{f.layer}`", f.message] for f in model.findings]
+    return lines + _table(["severity", "code", "layer", "message"], rows)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return lines
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")

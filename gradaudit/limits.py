@@ -1,0 +1,129 @@
+"""Size limits checked before anything large is allocated.
+
+A config can declare a Dense layer of 10^12 units or an input of 10^12
+elements in a few bytes, and an HDF5 dataset can declare a shape far larger
+than the file. Keras allocates such variables while it builds the model and
+reads such datasets whole, so the sizes are measured first:
+
+- the variables the config declares, by building the model inside a Keras
+  ``StatelessScope`` that records each variable's shape and never creates its
+  value (the same deserialisation code as the real load, so nothing is guessed);
+- the weight datasets in the file, from their HDF5 shapes (metadata only);
+- the probe batch: batch size × the elements of every input.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gradaudit.errors import AuditError, first_line
+
+WEIGHTS_MEMBER = "model.weights.h5"
+
+
+def check_declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool,
+                          max_params: int) -> None:
+    """Refuse a config whose variables add up to more than ``max_params`` elements."""
+    count = declared_params(config, fmt, unsafe=unsafe)
+    if count > max_params:
+        raise AuditError(
+            f"the model config declares {count} parameters, more than --max-params "
+            f"{max_params}; refusing to build it"
+        )
+
+
+def declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool) -> int:
+    """Elements of every variable the config declares, without allocating any."""
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.backend.common.stateless_scope import StatelessScope
+
+    # A copy: Keras appends the deferred variables to this very list.
+    pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
+    rng_states = random.getstate(), np.random.get_state()
+    try:
+        with StatelessScope(initialize_variables=False):
+            model = _model_from_config(copy.deepcopy(config), fmt, unsafe=unsafe)
+            return sum(math.prod(int(d) for d in v.shape) for v in model.weights)
+    except AuditError:
+        raise
+    except Exception as exc:  # Keras raises many types for bad configs; all mean "cannot load".
+        raise AuditError(f"Keras could not load the model: {first_line(exc)}") from None
+    finally:
+        # Deferred variables must never be initialised later by another scope,
+        # and building must not move the RNGs the probe is seeded from.
+        global_state.set_global_attribute("uninitialized_variables", pending)
+        random.setstate(rng_states[0])
+        np.random.set_state(rng_states[1])
+
+
+def _model_from_config(config: dict[str, Any], fmt: str, *, unsafe: bool) -> Any:
+    """The config → model step of Keras's loader for ``fmt``, and nothing else."""
+    from keras.src.saving import serialization_lib
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    from gradaudit import keras2_ops
+
+    if fmt == "keras":
+        config["compile_config"] = None  # as Keras does with compile=False
+        with ObjectSharingScope():
+            return serialization_lib.deserialize_keras_object(config, safe_mode=not unsafe)
+    return keras2_ops.legacy_model_from_config(config, safe_mode=not unsafe)
+
+
+def check_weight_datasets(path: Path, fmt: str, max_params: int) -> None:
+    """Refuse a file whose weight datasets declare more than ``max_params`` elements."""
+    import h5py
+
+    try:
+        if fmt == "keras":
+            with zipfile.ZipFile(path) as archive:
+                if WEIGHTS_MEMBER not in archive.namelist():
+                    return
+                # Keras stores the member uncompressed, so h5py seeks in it cheaply.
+                with archive.open(WEIGHTS_MEMBER) as member, h5py.File(member, "r") as handle:
+                    count = _dataset_elements(handle, skip=("optimizer",))
+        else:
+            with h5py.File(path, "r") as handle:
+                group = handle.get("model_weights", handle)
+                count = _dataset_elements(group, skip=())
+    except AuditError:
+        raise
+    except Exception as exc:  # h5py raises OSError, KeyError, ValueError … for damaged files
+        raise AuditError(f"damaged weights in the file ({first_line(exc)})") from None
+    if count > max_params:
+        raise AuditError(
+            f"the weight datasets in the file declare {count} values, more than "
+            f"--max-params {max_params}"
+        )
+
+
+def _dataset_elements(group: Any, skip: Iterable[str]) -> int:
+    import h5py
+
+    total = 0
+
+    def visit(name: str, item: Any) -> None:
+        nonlocal total
+        if isinstance(item, h5py.Dataset) and name.split("/")[0] not in skip:
+            total += math.prod(item.shape or ())
+
+    group.visititems(visit)
+    return total
+
+
+def check_input_elements(shapes: Iterable[tuple[int, ...]], batch_size: int,
+                         max_input_elements: int) -> None:
+    """Refuse a probe batch (batch × every input) over ``max_input_elements`` values."""
+    count = batch_size * sum(math.prod(shape) for shape in shapes)
+    if count > max_input_elements:
+        raise AuditError(
+            f"one probe batch of the model's inputs holds {count} values, more than "
+            f"--max-input-elements {max_input_elements}; lower --batch-size or raise the limit"
+        )

@@ -1,0 +1,154 @@
+"""The gradient-flow picture: per layer, in depth order, gradient RMS on a log
+scale above the dead / saturated fraction of units, with findings marked.
+
+This is the plot people draw by hand when a network stops learning. It is
+drawn from a report alone (no TensorFlow), so merged JSON reports plot too.
+matplotlib is an optional extra (``pip install 'gradaudit[plot]'``); it is used
+through its object-oriented API with the Agg canvas, leaving pyplot's global
+state (and a notebook's backend) alone.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from gradaudit.errors import AuditError
+from gradaudit.findings import Finding, LayerRow, ModelReport, Severity
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure, SubFigure
+
+INSTALL_HINT = "pip install 'gradaudit[plot]'"
+COLOURS = {Severity.ERROR: "#d62728", Severity.WARNING: "#ff7f0e", Severity.INFO: "#1f77b4"}
+DPI = 100
+HEIGHT = 5.5  # inches per model
+MAX_WIDTH = 40.0  # inches; beyond it tick labels are thinned
+DISCONNECTED = "GA201"  # a variable with no gradient at all: no RMS to draw
+
+
+def require(what: str) -> None:
+    """AuditError naming ``what`` (``--plot``, ``--format html``) if matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise AuditError(f"{what} needs matplotlib, which is not installed: "
+                         f"{INSTALL_HINT}") from None
+
+
+def png(models: Sequence[ModelReport]) -> bytes:
+    """The picture of ``models`` (stacked, one panel pair each) as PNG bytes."""
+    buffer = io.BytesIO()
+    # No "Software" metadata: the same report gives the same bytes.
+    figure(models).savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def figure(models: Sequence[ModelReport]) -> Figure:
+    """A matplotlib Figure of ``models`` (Jupyter shows it inline)."""
+    require("plotting")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    widest = max((len(_plotted(m)) for m in models), default=1)
+    width = min(MAX_WIDTH, max(7.0, 2.5 + 0.4 * widest))
+    fig = Figure(figsize=(width, HEIGHT * max(len(models), 1)), layout="constrained")
+    FigureCanvasAgg(fig)
+    panels = fig.subfigures(len(models), 1, squeeze=False)[:, 0] if models else []
+    for panel, model in zip(panels, models):
+        _draw(panel, model)
+    return fig
+
+
+def _plotted(model: ModelReport) -> list[LayerRow]:
+    """Layers with something to show: own trainable variables, judged units or a finding.
+
+    A nested model's row (``encoder`` above ``encoder/dense``) counts its
+    layers' parameters, not its own: it is drawn only when a finding names it.
+    """
+    flagged = {f.layer for f in model.findings}
+    names = [row.name for row in model.layers]
+    containers = {name for name in names if any(n.startswith(name + "/") for n in names)}
+    return [row for row in model.layers if row.name in flagged or (
+        row.name not in containers and (row.trainable_params or row.units is not None))]
+
+
+def _draw(panel: Figure | SubFigure, model: ModelReport) -> None:
+    rows = _plotted(model)
+    by_layer: dict[str, list[Finding]] = {}
+    for finding in model.findings:
+        by_layer.setdefault(finding.layer, []).append(finding)
+    grad_ax, unit_ax = panel.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    counts = ", ".join(f"{model.count(s)} {s}" for s in reversed(Severity))
+    panel.suptitle(f"{model.path}: gradient flow ({counts})", fontsize=11)
+    x = list(range(len(rows)))
+    _gradients(grad_ax, x, rows, {f.layer for f in model.findings if f.code == DISCONNECTED})
+    _fractions(unit_ax, x, rows)
+    for i, row in enumerate(rows):
+        found = by_layer.get(row.name)
+        if found:
+            worst = max(f.severity for f in found)
+            for ax in (grad_ax, unit_ax):
+                ax.axvspan(i - 0.5, i + 0.5, color=COLOURS[worst], alpha=0.15, lw=0)
+            codes = " ".join(sorted({f.code for f in found}))
+            grad_ax.annotate(codes, (i, 1.0), xycoords=("data", "axes fraction"),
+                             xytext=(0, 3), textcoords="offset points", rotation=90,
+                             ha="center", va="bottom", fontsize=8, color=COLOURS[worst])
+    step = max(1, math.ceil(len(rows) / (MAX_WIDTH / 0.25)))
+    unit_ax.set_xticks(x[::step], [r.name for r in rows][::step], rotation=60, ha="right",
+                       fontsize=8 if len(rows) < 40 else 6)
+    for label, row in zip(unit_ax.get_xticklabels(), rows[::step]):
+        found = by_layer.get(row.name)
+        if found:
+            label.set_color(COLOURS[max(f.severity for f in found)])
+    unit_ax.set_xlim(-0.5, max(len(rows), 1) - 0.5)
+    elsewhere = sorted({f"{f.code} {f.layer}" for f in model.findings
+                        if f.layer not in {r.name for r in rows}})
+    if elsewhere:  # inputs (GA211) and the model as a whole (GA302)
+        panel.supxlabel("not on a plotted layer: " + ", ".join(elsewhere), fontsize=8)
+
+
+def _gradients(ax: Any, x: list[int], rows: list[LayerRow], disconnected: set[str]) -> None:
+    """Gradient RMS (log); zero, missing and non-finite gradients get their own markers."""
+    values = [row.grad_rms for row in rows]
+    positive = [v for v in values if _measured(v)]
+    low = min(positive) / 30 if positive else 1e-8
+    high = max(positive) * 30 if positive else 1.0
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    measured = [(i, v) for i, v in zip(x, values) if _measured(v)]
+    if measured:
+        ax.plot(*zip(*measured), "o-", color="#1f77b4", label="gradient RMS")
+    markers = (
+        ("zero gradient", "v", lambda v, row: v == 0),
+        ("no gradient", "x", lambda v, row: v is None and row.name in disconnected),
+        ("NaN/Inf gradient", "*", lambda v, row: v is not None and not math.isfinite(v)),
+    )
+    for label, marker, test in markers:
+        hits = [i for i, v, row in zip(x, values, rows) if test(v, row)]
+        if hits:
+            ax.plot(hits, [low * 1.5] * len(hits), marker, ls="none", ms=9,
+                    color="#d62728", label=label, clip_on=False)
+    ax.set_ylabel("gradient RMS")
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+
+
+def _measured(value: float | None) -> bool:
+    """Whether a gradient RMS can sit on a log axis."""
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def _fractions(ax: Any, x: list[int], rows: list[LayerRow]) -> None:
+    """Dead fraction (ReLU family) and saturated fraction (sigmoid/tanh) per layer."""
+    width = 0.4
+    dead = [row.dead_fraction or 0.0 for row in rows]
+    saturated = [row.saturated_fraction or 0.0 for row in rows]
+    ax.bar([i - width / 2 for i in x], dead, width, color="#7f7f7f", label="dead")
+    ax.bar([i + width / 2 for i in x], saturated, width, color="#9467bd", label="saturated")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction of units")
+    ax.legend(loc="upper left", fontsize=8)

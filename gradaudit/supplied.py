@@ -1,0 +1,121 @@
+"""User-supplied probe inputs (``--inputs FILE``): load once, check per model, batch.
+
+Random inputs find structural faults; a unit that is dead only on the user's
+real data distribution needs that data. An ``.npz`` holds one array per input,
+keyed by the model's input names or ``arr_0 …`` in input order; an ``.npy``
+holds the single input of a single-input model. Every array is checked against
+the model's input spec (count, shape without the batch axis, dtype castable,
+token ids below the vocabulary) before anything is probed, so a mismatch is one
+clear error instead of a failure deep inside the model. Files are read with
+``allow_pickle=False``: an inputs file cannot run code.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradaudit.errors import AuditError
+from gradaudit.inputs import InputSpec
+
+
+@dataclass(frozen=True)
+class SuppliedInputs:
+    """Arrays read from an inputs file, capped at ``--samples`` rows."""
+
+    path: str
+    arrays: dict[str, np.ndarray]  # key as stored in the file → array
+    rows: int
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """Where the inputs came from, for the report (``summary.inputs_source``)."""
+        return {"kind": "file", "path": self.path, "rows": self.rows}
+
+    def batches(self, specs: list[InputSpec], batch_size: int) -> Iterator[list[np.ndarray]]:
+        """Check the arrays against ``specs`` now (AuditError), then yield batches."""
+        ordered = [self._check(spec, array) for spec, array in zip(specs, self._match(specs))]
+        return _slices(ordered, self.rows, batch_size)
+
+    def _match(self, specs: list[InputSpec]) -> list[np.ndarray]:
+        """One array per spec: by input name, else by ``arr_<i>`` position."""
+        names = [spec.name for spec in specs]
+        keys = sorted(self.arrays)
+        if len(keys) != len(specs):
+            raise AuditError(
+                f"--inputs {self.path} holds {len(keys)} array(s) ({', '.join(keys)}) but the "
+                f"model has {len(specs)} input(s) ({', '.join(names)})"
+            )
+        if set(keys) == set(names):
+            return [self.arrays[name] for name in names]
+        positional = [f"arr_{i}" for i in range(len(specs))]
+        if set(keys) == set(positional):
+            return [self.arrays[key] for key in positional]
+        if len(specs) == 1:
+            return [self.arrays[keys[0]]]
+        raise AuditError(
+            f"--inputs {self.path} has arrays {', '.join(keys)}; name them after the model's "
+            f"inputs ({', '.join(names)}) or arr_0 … in input order"
+        )
+
+    def _check(self, spec: InputSpec, array: np.ndarray) -> np.ndarray:
+        """The array cast to the input's dtype, or AuditError naming what differs."""
+        expected = (None, *(spec.declared or spec.shape))
+        shape_ok = array.ndim == len(expected) and all(
+            want is None or want == got for want, got in zip(expected, array.shape)
+        )
+        castable = np.can_cast(array.dtype, spec.dtype, casting="same_kind")
+        if not (shape_ok and castable):
+            raise AuditError(
+                f"--inputs {self.path}: input '{spec.name}' expects shape "
+                f"{_shape_text(expected)} {spec.dtype}, found {_shape_text(array.shape)} "
+                f"{array.dtype}" + ("" if castable else f" (which does not cast to {spec.dtype})")
+            )
+        if spec.vocab is not None and (array.min() < 0 or array.max() >= spec.vocab):
+            raise AuditError(
+                f"--inputs {self.path}: input '{spec.name}' holds token ids in "
+                f"[{array.min()}, {array.max()}] but its Embedding accepts [0, {spec.vocab - 1}]"
+            )
+        return array.astype(spec.dtype, copy=False)
+
+
+def load(path: Path, samples: int) -> SuppliedInputs:
+    """Read an .npz/.npy inputs file, keeping at most ``samples`` rows; AuditError if unusable."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                arrays = {key: loaded[key] for key in loaded.files}
+        else:
+            arrays = {"arr_0": loaded}
+    except FileNotFoundError:
+        raise AuditError(f"--inputs {path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise AuditError(f"--inputs {path}: not a NumPy .npy/.npz file ({exc})") from None
+    if not arrays:
+        raise AuditError(f"--inputs {path}: the file holds no arrays")
+    if any(array.ndim == 0 for array in arrays.values()):
+        raise AuditError(f"--inputs {path}: arrays need a first axis of samples, found a scalar")
+    counts = {key: len(array) for key, array in arrays.items()}
+    if len(set(counts.values())) != 1:
+        listed = ", ".join(f"{key}: {n}" for key, n in sorted(counts.items()))
+        raise AuditError(f"--inputs {path}: arrays have different numbers of rows ({listed})")
+    rows = min(samples, next(iter(counts.values())))
+    if rows == 0:
+        raise AuditError(f"--inputs {path}: the arrays have no rows")
+    return SuppliedInputs(path=str(path), arrays={k: a[:rows] for k, a in arrays.items()},
+                          rows=rows)
+
+
+def _slices(arrays: list[np.ndarray], rows: int, batch_size: int) -> Iterator[list[np.ndarray]]:
+    for start in range(0, rows, batch_size):
+        yield [np.asarray(a[start:start + batch_size]) for a in arrays]
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

@@ -1,0 +1,1 @@
+"""The bad-input corpus (built at test time by make_corpus.py)."""
