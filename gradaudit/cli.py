@@ -54,6 +54,17 @@ def _root(
     """Find where gradients die in a saved Keras model."""
 
 
+# Options shared by `audit` and `merge`.
+FormatOption = Annotated[Format, typer.Option(
+    "--format", "-f", help="Report format.", case_sensitive=False)]
+OutputOption = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write the report to this file (atomically) instead of stdout.",
+    dir_okay=False)]
+FailOnOption = Annotated[FailOn, typer.Option(
+    "--fail-on", help="Exit 1 when a finding is at or above this severity.",
+    case_sensitive=False)]
+
+
 @app.command()
 def audit(
     ctx: typer.Context,
@@ -61,14 +72,9 @@ def audit(
         metavar="PATH...", help="Model files (.keras, .h5: format detected from content) "
         "or directories to search for them.",
         show_default=False)],
-    fmt: Annotated[Format, typer.Option(
-        "--format", "-f", help="Report format.", case_sensitive=False)] = Format.TABLE,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the report to this file (atomically) instead of stdout.",
-        dir_okay=False)] = None,
-    fail_on: Annotated[FailOn, typer.Option(
-        "--fail-on", help="Exit 1 when a finding is at or above this severity.",
-        case_sensitive=False)] = FailOn.ERROR,
+    fmt: FormatOption = Format.TABLE,
+    output: OutputOption = None,
+    fail_on: FailOnOption = FailOn.ERROR,
     samples: Annotated[int, typer.Option(
         "--samples", min=1, help="Random probe samples per model.")] = 256,
     batch_size: Annotated[int, typer.Option(
@@ -200,14 +206,9 @@ def merge_reports(
     reports: Annotated[list[Path], typer.Argument(
         metavar="REPORT.json...", help="JSON reports of `gradaudit audit --shard K/N "
         "--format json`.", show_default=False, dir_okay=False)],
-    fmt: Annotated[Format, typer.Option(
-        "--format", "-f", help="Report format.", case_sensitive=False)] = Format.TABLE,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the report to this file (atomically) instead of stdout.",
-        dir_okay=False)] = None,
-    fail_on: Annotated[FailOn, typer.Option(
-        "--fail-on", help="Exit 1 when a finding is at or above this severity.",
-        case_sensitive=False)] = FailOn.ERROR,
+    fmt: FormatOption = Format.TABLE,
+    output: OutputOption = None,
+    fail_on: FailOnOption = FailOn.ERROR,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No status line on stderr (errors are still printed).")] = False,
 ) -> None:

@@ -109,7 +109,7 @@ def probe(
                     stopped_early = True
                     break
     variables = [(v, step.gradient_stats(i, samples)) for i, v in enumerate(step.variables)]
-    inputs = [GradStats(connected=c) for c in step.inputs_connected]
+    inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
     return ProbeResult(samples=samples, units=unit_stats, variables=variables,
                        inputs=inputs, stopped_early=stopped_early)
 
@@ -139,10 +139,12 @@ class _Step:
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[LayerInfo] = []
         self.variables_connected: list[bool] = []
-        self.inputs_connected: list[bool] = []
+        self.inputs_connected: list[bool] | None = None
 
     def __call__(self, tensors: list[tf.Tensor]) -> dict[str, Any]:
-        floats = [t for t in tensors if t.dtype.is_floating]
+        # Whether an input reaches an output is structural: ask the tape once.
+        floats = ([t for t in tensors if t.dtype.is_floating]
+                  if self.inputs_connected is None else [])
         n = tf.cast(tf.shape(tensors[0])[0], tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(floats)
@@ -152,7 +154,8 @@ class _Step:
         grads = tape.gradient(objective, self.variables + floats)
         var_grads = grads[: len(self.variables)]
         self.variables_connected = [g is not None for g in var_grads]
-        self.inputs_connected = [g is not None for g in grads[len(self.variables):]]
+        if floats:
+            self.inputs_connected = [g is not None for g in grads[len(self.variables):]]
         weight = n / self.max_samples
         for grad, total in zip(var_grads, self.totals):
             if grad is not None:
