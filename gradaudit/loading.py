@@ -165,8 +165,11 @@ def _walk_unsafe(root: Any) -> Iterator[str]:
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            yield from _node_references(node)
-            stack.extend(node.values())
+            found = list(_node_references(node))
+            yield from found
+            if not (found and node.get("class_name") in CODE_LAYERS):
+                # A refused Lambda layer is reported once, not again for its function.
+                stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
 
