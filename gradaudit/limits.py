@@ -77,6 +77,29 @@ def _model_from_config(config: dict[str, Any], fmt: str, *, unsafe: bool) -> Any
     return keras2_ops.legacy_model_from_config(config, safe_mode=not unsafe)
 
 
+def check_checkpoint_variables(path: Path, max_params: int) -> None:
+    """Refuse a SavedModel whose variables/ index declares more than ``max_params`` values.
+
+    Reads the checkpoint's index only (shapes, no values), before TensorFlow
+    restores anything.
+    """
+    import tensorflow as tf
+
+    prefix = path / "variables" / "variables"
+    if not (path / "variables" / "variables.index").exists():
+        return  # the loader reports the missing variables with its own reason
+    try:
+        shapes = tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
+    except Exception as exc:  # TensorFlow raises many types for a damaged index
+        raise AuditError(f"damaged variables/ index ({first_line(exc)})") from None
+    count = sum(math.prod(shape) for shape in shapes.values())
+    if count > max_params:
+        raise AuditError(
+            f"the SavedModel's variables declare {count} values, more than "
+            f"--max-params {max_params}"
+        )
+
+
 def check_weight_datasets(path: Path, fmt: str, max_params: int) -> None:
     """Refuse a file whose weight datasets declare more than ``max_params`` elements."""
     import h5py

@@ -226,6 +226,7 @@ def load(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
         import_tensorflow()
         from gradaudit import savedmodel
 
+        limits_module.check_checkpoint_variables(path, limits.max_params)
         restored = savedmodel.load(path, unsafe=unsafe, signature=signature)
         return LoadedModel(path=path_text, format=fmt, model=restored, unsafe=unsafe)
     if fmt == "keras":

@@ -189,3 +189,13 @@ def test_unscoped_variables_are_named_from_the_object_graph(tmp_path: Path) -> N
     (model,) = json.loads(result.stdout)["models"]
     assert [row["name"] for row in model["layers"]] == ["inner"]
     assert model["findings"] == []
+
+
+def test_max_params_is_checked_from_the_checkpoint_index_before_loading() -> None:
+    path = str(SAVEDMODELS / "tf_save")
+    refused = run_cli("audit", path, "--max-params", "100", "-q")
+    assert refused.exit_code == 2
+    (line,) = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"gradaudit: error: {path}: the SavedModel's variables declare ")
+    assert "--max-params 100" in line
+    assert run_cli("audit", path, "--max-params", "1000", "-q").exit_code == 1
