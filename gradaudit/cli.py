@@ -282,7 +282,7 @@ def _usage_errors() -> Iterator[None]:
 
 
 def _progress(count: int, quiet: bool) -> contextlib.AbstractContextManager[Any]:
-    if not progress.wanted(count, quiet):
+    if not progress.wanted(quiet):
         return contextlib.nullcontext()
     return progress.progress_bar(count)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -20,26 +21,32 @@ if TYPE_CHECKING:
 
 def audit_paths(
     paths: Sequence[str], options: Options, supplied: SuppliedInputs | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> AuditRun:
     """Audit every path in one process; a failing path does not stop the others.
 
     ``supplied`` inputs (``--inputs``) replace random ones for every model;
-    ``progress`` is told each path before it is audited.
+    ``progress`` is told each path before it is audited (with 0) and after each
+    probe batch (with the samples probed so far).
     """
     import_tensorflow()
     reports, errors = [], []
     for path in paths:
+        on_batch = None
         if progress is not None:
-            progress(path)
+            progress(path, 0)
+            on_batch = functools.partial(progress, path)
         try:
-            reports.append(audit_path(path, options, supplied))
+            reports.append(audit_path(path, options, supplied, on_batch=on_batch))
         except AuditError as exc:
             errors.append(LoadError(path=path, error=str(exc)))
     return AuditRun(models=tuple(reports), errors=tuple(errors))
 
 
-def audit_path(path: str, options: Options, supplied: SuppliedInputs | None = None) -> ModelReport:
+def audit_path(
+    path: str, options: Options, supplied: SuppliedInputs | None = None, *,
+    on_batch: Callable[[int], None] | None = None,
+) -> ModelReport:
     """Load one file and audit it; AuditError with a reason if it cannot be."""
     from gradaudit import loading
 
@@ -53,12 +60,12 @@ def audit_path(path: str, options: Options, supplied: SuppliedInputs | None = No
                               signature=options.signature)
         audit = audit_signature if loaded.format == "savedmodel" else audit_model
         return audit(loaded.model, options, path=path, fmt=loaded.format,
-                     unsafe=loaded.unsafe, supplied=supplied)
+                     unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch)
 
 
 def audit_model(
     model: Any, options: Options, *, path: str = "", fmt: str = "keras", unsafe: bool = False,
-    supplied: SuppliedInputs | None = None,
+    supplied: SuppliedInputs | None = None, on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Probe a Keras model in memory and build its report."""
     from gradaudit import inputs
@@ -67,12 +74,13 @@ def audit_model(
     structure = describe(model)
     specs = inputs.input_specs(model, synthesise=supplied is None)
     return _audit(model, structure, specs, options, path=path, fmt=fmt, unsafe=unsafe,
-                  supplied=supplied)
+                  supplied=supplied, on_batch=on_batch)
 
 
 def audit_signature(
     model: Any, options: Options, *, path: str = "", fmt: str = "savedmodel",
     unsafe: bool = False, supplied: SuppliedInputs | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Probe a SavedModel signature (a savedmodel.RestoredModel) and build its report."""
     from gradaudit import savedmodel
@@ -81,12 +89,13 @@ def audit_signature(
     specs = savedmodel.input_specs(model, synthesise=supplied is None)
     runner = savedmodel.Runner(model, structure, specs)
     return _audit(runner, structure, specs, options, path=path, fmt=fmt, unsafe=unsafe,
-                  supplied=supplied, notes=structure.notes)
+                  supplied=supplied, notes=structure.notes, on_batch=on_batch)
 
 
 def _audit(
     runnable: Any, structure: Any, specs: list[Any], options: Options, *, path: str, fmt: str,
     unsafe: bool, supplied: SuppliedInputs | None, notes: tuple[str, ...] = (),
+    on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Inputs → probe → evidence → checks → report, for anything ``probe`` can call."""
     from gradaudit import inputs
@@ -110,7 +119,8 @@ def _audit(
                        saturation_eps=options.thresholds.saturation_eps,
                        saturation_samples=options.thresholds.saturation_samples,
                        max_samples=options.samples, training=options.training,
-                       early_stop=options.early_stop, compiled=_prefers_tracing(structure))
+                       early_stop=options.early_stop, compiled=_prefers_tracing(structure),
+                       on_batch=on_batch)
     except Exception as exc:  # the model's own code failed on synthetic inputs
         raise AuditError(f"running the model on probe inputs failed: {first_line(exc)}") from None
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,7 @@ def probe(
     training: bool = True,
     early_stop: bool = True,
     compiled: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> ProbeResult:
     """Run the model over ``batches`` under a GradientTape and reduce statistics.
 
@@ -90,6 +91,7 @@ def probe(
     verdict: every unit has fired (or can no longer reach the saturation
     threshold) and every connected variable has had a non-zero gradient.
     ``compiled`` traces the step with ``tf.function`` instead of running eagerly.
+    ``on_batch`` is told the samples probed so far after each batch (progress).
     """
     step = _Step(model, watched, seed, saturation_eps, training, max_samples)
     run = tf.function(step, reduce_retracing=True) if compiled else step
@@ -101,6 +103,8 @@ def probe(
         for batch in batches:
             result = run([tf.constant(x) for x in batch])
             samples += int(batch[0].shape[0])
+            if on_batch is not None:
+                on_batch(samples)
             for info, (values, observations) in zip(step.seen_layers, result["units"]):
                 _fold_units(unit_stats, info, values.numpy(), int(observations))
             if early_stop and samples < max_samples:

@@ -113,13 +113,25 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_bar_only_on_a_terminal_for_several_models_without_quiet() -> None:
-    assert progress.wanted(2, quiet=False, stream=_Terminal())
-    assert not progress.wanted(2, quiet=True, stream=_Terminal())
-    assert not progress.wanted(1, quiet=False, stream=_Terminal())
-    assert not progress.wanted(2, quiet=False, stream=io.StringIO())
+def test_progress_bar_only_on_a_terminal_without_quiet() -> None:
+    assert progress.wanted(quiet=False, stream=_Terminal())
+    assert not progress.wanted(quiet=True, stream=_Terminal())
+    assert not progress.wanted(quiet=False, stream=io.StringIO())
     terminal = _Terminal()
     with progress.progress_bar(2, terminal) as step:
-        step("a.keras")
-        step("b.keras")
-    assert "b.keras" in terminal.getvalue() or "2/2" in terminal.getvalue()
+        step("a.keras", 0)
+        step("a.keras", 64)
+        step("b.keras", 0)
+        step("b.keras", 128)
+    assert "b.keras (128 samples)" in terminal.getvalue() or "1/2" in terminal.getvalue()
+
+
+def test_pipeline_reports_progress_per_model_and_per_batch() -> None:
+    from gradaudit.config import Options
+    from gradaudit.pipeline import audit_paths
+
+    seen: list[tuple[str, int]] = []
+    paths = [str(FIXTURES / "dead_relu.keras"), str(FIXTURES / "healthy_mlp.keras")]
+    audit_paths(paths, Options(samples=96, batch_size=32), progress=lambda p, n: seen.append((p, n)))
+    assert seen == [(paths[0], 0), (paths[0], 32), (paths[0], 64), (paths[0], 96),
+                    (paths[1], 0), (paths[1], 32)]  # the healthy model is decided after one batch
