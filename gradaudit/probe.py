@@ -61,7 +61,6 @@ class ProbeResult:
     units: dict[str, UnitStats]
     variables: list[tuple[Any, GradStats]]
     inputs: list[GradStats]
-    stopped_early: bool = False
 
 
 def probe(
@@ -97,7 +96,6 @@ def probe(
     run = tf.function(step, reduce_retracing=True) if compiled else step
     unit_stats: dict[str, UnitStats] = {}
     samples = 0
-    stopped_early = False
     nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
     with _capture_outputs(watched, step.captured), _restoring(model.non_trainable_variables):
         for batch in batches:
@@ -110,12 +108,11 @@ def probe(
             if early_stop and samples < max_samples:
                 nonzero |= step.nonzero_totals(exclude=nonzero)
                 if _decided(step, nonzero, unit_stats, samples, max_samples, saturation_samples):
-                    stopped_early = True
                     break
     variables = [(v, step.gradient_stats(i, samples)) for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
     return ProbeResult(samples=samples, units=unit_stats, variables=variables,
-                       inputs=inputs, stopped_early=stopped_early)
+                       inputs=inputs)
 
 
 class _Step:
