@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gradaudit.errors import AuditError, first_line
+from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, reported_as
 
 WEIGHTS_MEMBER = "model.weights.h5"
 
@@ -48,13 +48,9 @@ def declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool) -> int:
     pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
     rng_states = random.getstate(), np.random.get_state()
     try:
-        with StatelessScope(initialize_variables=False):
+        with reported_as(KERAS_LOAD_FAILED), StatelessScope(initialize_variables=False):
             model = _model_from_config(copy.deepcopy(config), fmt, unsafe=unsafe)
             return sum(math.prod(int(d) for d in v.shape) for v in model.weights)
-    except AuditError:
-        raise
-    except Exception as exc:  # Keras raises many types for bad configs; all mean "cannot load".
-        raise AuditError(f"Keras could not load the model: {first_line(exc)}") from None
     finally:
         # Deferred variables must never be initialised later by another scope,
         # and building must not move the RNGs the probe is seeded from.
@@ -88,10 +84,8 @@ def check_checkpoint_variables(path: Path, max_params: int) -> None:
     prefix = path / "variables" / "variables"
     if not (path / "variables" / "variables.index").exists():
         return  # the loader reports the missing variables with its own reason
-    try:
+    with reported_as("damaged variables/ index ({reason})"):
         shapes = tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
-    except Exception as exc:  # TensorFlow raises many types for a damaged index
-        raise AuditError(f"damaged variables/ index ({first_line(exc)})") from None
     count = sum(math.prod(shape) for shape in shapes.values())
     if count > max_params:
         raise AuditError(
@@ -104,7 +98,7 @@ def check_weight_datasets(path: Path, fmt: str, max_params: int) -> None:
     """Refuse a file whose weight datasets declare more than ``max_params`` elements."""
     import h5py
 
-    try:
+    with reported_as("damaged weights in the file ({reason})"):
         if fmt == "keras":
             with zipfile.ZipFile(path) as archive:
                 if WEIGHTS_MEMBER not in archive.namelist():
@@ -116,10 +110,6 @@ def check_weight_datasets(path: Path, fmt: str, max_params: int) -> None:
             with h5py.File(path, "r") as handle:
                 group = handle.get("model_weights", handle)
                 count = _dataset_elements(group, skip=())
-    except AuditError:
-        raise
-    except Exception as exc:  # h5py raises OSError, KeyError, ValueError … for damaged files
-        raise AuditError(f"damaged weights in the file ({first_line(exc)})") from None
     if count > max_params:
         raise AuditError(
             f"the weight datasets in the file declare {count} values, more than "

@@ -23,7 +23,7 @@ from typing import Any
 from gradaudit import archive, keras2_ops
 from gradaudit import limits as limits_module
 from gradaudit.config import Limits
-from gradaudit.errors import AuditError, first_line
+from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, first_line, reported_as
 from gradaudit.runtime import import_tensorflow
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -264,10 +264,9 @@ def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
 
     import_tensorflow()
     import keras
-    from keras.src.legacy.saving import legacy_h5_format
     from keras.src.saving import saving_lib
 
-    try:
+    with reported_as(KERAS_LOAD_FAILED):
         if fmt == "keras":
             with path.open("rb") as handle:
                 model = saving_lib.load_model(
@@ -277,10 +276,6 @@ def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
             with h5py.File(path, "r") as handle:
                 # Keras 3's legacy loader, made to accept Keras 2 TFOpLambda layers.
                 model = keras2_ops.load_h5(handle, safe_mode=not unsafe)
-    except AuditError:
-        raise
-    except Exception as exc:  # Keras raises many types for bad files; all mean "cannot load".
-        raise AuditError(f"Keras could not load the model: {first_line(exc)}") from None
     if not isinstance(model, keras.Model):
         raise AuditError("the file holds a Keras object that is not a model")
     return model

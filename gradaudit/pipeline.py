@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gradaudit.config import Options, Thresholds
-from gradaudit.errors import AuditError, first_line
+from gradaudit.errors import AuditError, reported_as
 from gradaudit.findings import AuditRun, InputRow, LayerRow, LoadError, ModelReport
 from gradaudit.limits import check_input_elements
 from gradaudit.runtime import import_tensorflow
@@ -114,15 +114,13 @@ def _audit(
         source = inputs.random_source(options.seed, options.input_dist, options.input_range)
     else:
         batches, source = supplied.batches(specs, options.batch_size), supplied.source
-    try:
+    with reported_as("running the model on probe inputs failed: {reason}"):
         result = probe(runnable, watched, batches, seed=options.seed,
                        saturation_eps=options.thresholds.saturation_eps,
                        saturation_samples=options.thresholds.saturation_samples,
                        max_samples=options.samples, training=options.training,
                        early_stop=options.early_stop, compiled=_prefers_tracing(structure),
                        on_batch=on_batch)
-    except Exception as exc:  # the model's own code failed on synthetic inputs
-        raise AuditError(f"running the model on probe inputs failed: {first_line(exc)}") from None
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]
     evidence = gather(structure, result, float_inputs)
     findings = run_checks(evidence, options.thresholds)

@@ -15,7 +15,7 @@ import pytest
 
 from gradaudit.catalogue import CATALOGUE
 from gradaudit.config import Options
-from gradaudit.findings import AuditRun, FailOn, Finding, LoadError, ModelReport, Severity
+from gradaudit.findings import AuditRun, FailOn, Finding, ModelReport, Severity
 from gradaudit.formats import Format, render
 from tests.conftest import FIXTURES, ROOT, run_cli
 
