@@ -23,7 +23,7 @@ from gradaudit import plot as grad_flow
 from gradaudit.catalogue import CATALOGUE, lookup
 from gradaudit.config import Limits, Options
 from gradaudit.errors import AuditError
-from gradaudit.findings import AuditRun, FailOn, exit_code
+from gradaudit.findings import AuditRun, FailOn, Severity, exit_code
 from gradaudit.formats import Format, render
 
 app = typer.Typer(
@@ -324,11 +324,12 @@ def _write_atomically(path: Path, text: str | bytes, option: str = "--output") -
 
 
 def _status_line(run: AuditRun, code: int) -> str:
-    findings = [f for m in run.models for f in m.findings]
-    counts = {s: sum(1 for f in findings if str(f.severity) == s) for s in ("error", "warning", "info")}
+    def total(severity: Severity) -> int:
+        return sum(model.count(severity) for model in run.models)
+
     return (f"gradaudit: {len(run.models)} model(s) audited, {len(run.errors)} failed; "
-            f"{counts['error']} error(s), {counts['warning']} warning(s), "
-            f"{counts['info']} info; exit {code}")
+            f"{total(Severity.ERROR)} error(s), {total(Severity.WARNING)} warning(s), "
+            f"{total(Severity.INFO)} info; exit {code}")
 
 
 def main() -> None:

@@ -134,7 +134,7 @@ def _audit(
         samples=result.samples,
         seed=options.seed,
         inputs=tuple(InputRow(s.name, s.shape, s.dtype) for s in specs),
-        layers=tuple(_layer_row(structure, layer, options.thresholds) for layer in evidence.layers),
+        layers=tuple(_layer_row(layer, options.thresholds) for layer in evidence.layers),
         findings=tuple(findings),
         unsafe=unsafe,
         inputs_source=source,
@@ -155,7 +155,7 @@ def _prefers_tracing(structure: Any) -> bool:
     return any(isinstance(getattr(info, "layer", None), recurrent) for info in structure.layers)
 
 
-def _layer_row(structure: Any, layer: Any, thresholds: Thresholds) -> LayerRow:
+def _layer_row(layer: Any, thresholds: Thresholds) -> LayerRow:
     from gradaudit.structure import variable_label
 
     info = layer.info
@@ -169,9 +169,9 @@ def _layer_row(structure: Any, layer: Any, thresholds: Thresholds) -> LayerRow:
     elif units is not None:
         saturated_fraction = round(units.saturated_units(thresholds.saturation_samples) / units.units, 4)
     reason = None
-    if info.frozen and not structure.inside_frozen(info):
+    if info.frozen_root:
         reason = "frozen (trainable=False)"
-    elif non_trainable and not info.is_container and not structure.inside_frozen(info):
+    elif non_trainable and not info.is_container and info.frozen_by is None:
         labels = ", ".join(sorted({variable_label(v) for v in non_trainable}))
         reason = f"non-trainable weights: {labels}"
     grad_rms = layer.grad_rms

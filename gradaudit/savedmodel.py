@@ -22,7 +22,7 @@ import tensorflow as tf
 from gradaudit import graph_scan
 from gradaudit.errors import AuditError, first_line
 from gradaudit.inputs import DEFAULT_DIM, InputSpec
-from gradaudit.structure import LayerInfo, ModelStructure
+from gradaudit.structure import LayerInfo, ModelStructure, is_frozen
 
 # Attributes of restored objects that list variables owned elsewhere.
 VARIABLE_LISTS = frozenset({
@@ -183,11 +183,12 @@ def describe(model: RestoredModel) -> GraphStructure:
     layers = []
     for index, (name, variables) in enumerate(grouped.items()):
         activation = by_layer.get(name)
+        layer = RestoredLayer(name, tuple(variables))
         layers.append(LayerInfo(
-            name=name, layer=RestoredLayer(name, tuple(variables)), type="restored",
+            name=name, layer=layer, type="restored",
             activation=activation.name if activation else None,
             unit_rule=activation.rule if activation else None, is_container=False,
-            owners=(model,), parent=None, depth_index=index,
+            owners=(model,), depth_index=index, frozen_by=name if is_frozen(layer) else None,
         ))
     owner_of = {id(v): info.name for info in layers for v in info.layer.weights}
     return GraphStructure(model=model, layers=tuple(layers), owner_of=owner_of, graph=graph,

@@ -55,12 +55,14 @@ class LayerInfo:
     unit_rule: UnitRule | None
     is_container: bool
     owners: tuple[Any, ...]  # models from the audited one down to the direct parent
-    parent: str | None
     depth_index: int
+    frozen_by: str | None = None
+    """The outermost frozen layer this one is or sits inside; None if not frozen."""
 
     @property
-    def frozen(self) -> bool:
-        return not self.layer.trainable and bool(self.layer.weights)
+    def frozen_root(self) -> bool:
+        """Frozen itself, not only as part of a frozen enclosing model."""
+        return self.frozen_by == self.name
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,6 @@ class ModelStructure:
     def layer(self, name: str) -> LayerInfo:
         return next(info for info in self.layers if info.name == name)
 
-    def inside_frozen(self, info: LayerInfo) -> bool:
-        """Whether an enclosing model of ``info`` is itself frozen."""
-        parent = info.parent
-        while parent is not None:
-            enclosing = self.layer(parent)
-            if enclosing.frozen:
-                return True
-            parent = enclosing.parent
-        return False
-
     def cut_of(self, info: LayerInfo) -> str | None:
         """The operations that cut ``info``'s path to the outputs (see find_cut)."""
         return find_cut(info)
@@ -96,7 +88,7 @@ class ModelStructure:
 def describe(model: Any) -> ModelStructure:
     """Walk ``model`` and every nested model inside it."""
     layers: list[LayerInfo] = []
-    _collect(model, prefix="", owners=(model,), parent=None, out=layers)
+    _collect(model, prefix="", owners=(model,), frozen_by=None, out=layers)
     owner_of: dict[int, str] = {}
     for info in layers:
         if info.is_container:
@@ -107,7 +99,7 @@ def describe(model: Any) -> ModelStructure:
 
 
 def _collect(
-    model: Any, prefix: str, owners: tuple[Any, ...], parent: str | None,
+    model: Any, prefix: str, owners: tuple[Any, ...], frozen_by: str | None,
     out: list[LayerInfo],
 ) -> None:
     for layer in model.layers:
@@ -116,15 +108,22 @@ def _collect(
         name = prefix + layer.name
         is_container = isinstance(layer, keras.Model)
         activation, rule = activation_of(layer)
+        frozen = frozen_by or (name if is_frozen(layer) else None)
         out.append(
             LayerInfo(
                 name=name, layer=layer, type=type(layer).__name__,
                 activation=activation, unit_rule=rule, is_container=is_container,
-                owners=owners, parent=parent, depth_index=len(out),
+                owners=owners, depth_index=len(out), frozen_by=frozen,
             )
         )
         if is_container:
-            _collect(layer, prefix=name + "/", owners=owners + (layer,), parent=name, out=out)
+            _collect(layer, prefix=name + "/", owners=owners + (layer,), frozen_by=frozen,
+                     out=out)
+
+
+def is_frozen(layer: Any) -> bool:
+    """Has weights and none of them will be trained (``trainable=False``)."""
+    return not layer.trainable and bool(layer.weights)
 
 
 def activation_of(layer: Any) -> tuple[str | None, UnitRule | None]:

@@ -18,7 +18,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
     samples = evidence.probe.samples
     for layer in evidence.layers:
         units = layer.units
-        if units is None or layer.info.frozen or evidence.structure.inside_frozen(layer.info):
+        if units is None or layer.info.frozen_by:
             continue
         name, activation = layer.info.name, layer.info.activation
         if units.rule.kind == "relu":

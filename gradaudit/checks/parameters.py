@@ -22,7 +22,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             params=param_count(model.weights)))
     for layer in evidence.layers:
         info = layer.info
-        if info.frozen and not evidence.structure.inside_frozen(info):
+        if info.frozen_root:
             params = param_count(info.layer.weights)
             findings.append(finding(
                 "GA301", info.name,
