@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,12 @@ LOADABLE = sorted(
     p for p in [*FIXTURES.glob("*.keras"), *FIXTURES.glob("*.h5")]
     if not p.name.startswith("lambda_payload")
 )
+GOLDEN = ROOT / "tests" / "golden"
+# Every committed fixture, the refused ones included, as paths relative to ROOT.
+GOLDEN_PATHS = sorted(
+    str(p.relative_to(ROOT))
+    for p in [*FIXTURES.glob("*.keras"), *FIXTURES.glob("*.h5"), *FIXTURES.glob("savedmodels/*")]
+)
 
 
 def run_cli(*args: str) -> Any:
@@ -24,14 +32,38 @@ def run_cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+@dataclass(frozen=True)
+class GoldenRun:
+    """One audit of every fixture: the table on stdout and the same run as JSON."""
+
+    table: str
+    json_text: str
+
+
 @pytest.fixture(scope="session")
-def audited() -> dict[str, dict[str, Any]]:
-    """Every loadable fixture audited once, in one run, as JSON, keyed by file name."""
-    result = run_cli("audit", "--format", "json", *map(str, LOADABLE))
-    assert result.exit_code == 1, result.stderr
-    document = json.loads(result.stdout)
-    assert document["errors"] == []
-    return {Path(model["path"]).name: model for model in document["models"]}
+def golden_run(tmp_path_factory: pytest.TempPathFactory) -> GoldenRun:
+    """Every fixture audited once, in one run, from the repository root.
+
+    ``--write-baseline`` writes the run's JSON report while stdout gets the
+    table, so one audit gives both.
+    """
+    report = tmp_path_factory.mktemp("golden") / "audit.json"
+    cwd = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        result = run_cli("audit", *GOLDEN_PATHS, "--write-baseline", str(report), "-q")
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 2, result.stderr  # the Lambda and WriteFile fixtures are refused
+    return GoldenRun(table=result.stdout, json_text=report.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def audited(golden_run: GoldenRun) -> dict[str, dict[str, Any]]:
+    """Every loadable .keras/.h5 fixture's JSON report, keyed by file name."""
+    document = json.loads(golden_run.json_text)
+    loadable = {p.name for p in LOADABLE}
+    return {Path(m["path"]).name: m for m in document["models"] if Path(m["path"]).name in loadable}
 
 
 def findings_at_least(model: dict[str, Any], severity: str) -> set[tuple[str, str, str]]:
