@@ -36,8 +36,8 @@ def bare(path: str, samples: int, batch_size: int) -> None:
 
 
 def audit(path: str, samples: int, batch_size: int, *extra: str) -> None:
+    from gradaudit.options import Options
     from gradaudit.pipeline import audit_paths
-    from gradaudit.config import Options
 
     run = audit_paths([path], Options(samples=samples, batch_size=batch_size,
                                       early_stop="all-samples" not in extra))

@@ -14,9 +14,9 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "audit": "gradaudit.api",
-    "Report": "gradaudit.findings",
-    "Finding": "gradaudit.findings",
-    "Severity": "gradaudit.findings",
+    "Report": "gradaudit.report.types",
+    "Finding": "gradaudit.report.types",
+    "Severity": "gradaudit.report.types",
     "AuditError": "gradaudit.errors",
 }
 

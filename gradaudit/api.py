@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from gradaudit.config import Options, Thresholds
 from gradaudit.errors import AuditError
-from gradaudit.findings import AuditRun, Report
-from gradaudit.selection import Selection, prefix, split_codes
-from gradaudit.supplied import SuppliedInputs
-from gradaudit.supplied import load as load_inputs
+from gradaudit.options import Options, Thresholds
+from gradaudit.probe.supplied import SuppliedInputs
+from gradaudit.probe.supplied import load as load_inputs
+from gradaudit.report.selection import Selection, prefix, split_codes
+from gradaudit.report.types import AuditRun, Report
 
 if TYPE_CHECKING:
     import keras

@@ -16,15 +16,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from gradaudit import __version__
-from gradaudit import baseline as baseline_mod
-from gradaudit import discovery, progress, settings
-from gradaudit import plot as grad_flow
-from gradaudit.catalogue import CATALOGUE, lookup
-from gradaudit.config import Limits, Options
+from gradaudit import __version__, progress, settings
 from gradaudit.errors import AuditError
-from gradaudit.findings import AuditRun, FailOn, Severity, exit_code
 from gradaudit.formats import Format, render
+from gradaudit.formats import plot as grad_flow
+from gradaudit.load import discovery
+from gradaudit.options import Limits, Options
+from gradaudit.report import baseline as baseline_mod
+from gradaudit.report.catalogue import CATALOGUE, lookup
+from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
 
 app = typer.Typer(
     name="gradaudit",
@@ -179,7 +179,7 @@ def audit(
         _require_plotting(fmt, plot)
         supplied = None
         if inputs_file is not None:
-            from gradaudit import supplied as supplied_mod
+            from gradaudit.probe import supplied as supplied_mod
 
             supplied = supplied_mod.load(inputs_file, chosen.options.samples)
     from gradaudit.pipeline import audit_paths
@@ -216,7 +216,7 @@ def merge_reports(
     Exit codes as for `audit`: 2 if any shard could not audit a file (or a
     report cannot be read), else 1 if a finding is at/over --fail-on, else 0.
     """
-    from gradaudit.merge import merge
+    from gradaudit.report.merge import merge
 
     with _usage_errors():
         _require_plotting(fmt, None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-
 KERAS_LOAD_FAILED = "Keras could not load the model: {reason}"
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from gradaudit.api import audit
-from gradaudit.findings import FailOn, Finding, Report, Severity, fails
+from gradaudit.report.types import FailOn, Finding, Report, Severity, fails
 
 if TYPE_CHECKING:
     from gradaudit.api import Inputs

@@ -9,14 +9,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gradaudit.config import Options, Thresholds
 from gradaudit.errors import AuditError, reported_as
-from gradaudit.findings import AuditRun, InputRow, LayerRow, LoadError, ModelReport
-from gradaudit.limits import check_input_elements
+from gradaudit.load.limits import check_input_elements
+from gradaudit.options import Options, Thresholds
+from gradaudit.report.types import AuditRun, InputRow, LayerRow, LoadError, ModelReport
 from gradaudit.runtime import import_tensorflow
 
 if TYPE_CHECKING:
-    from gradaudit.supplied import SuppliedInputs
+    from gradaudit.probe.supplied import SuppliedInputs
 
 
 def audit_paths(
@@ -48,9 +48,9 @@ def audit_path(
     on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Load one file and audit it; AuditError with a reason if it cannot be."""
-    from gradaudit import loading
-
     import keras
+
+    from gradaudit.load import loader as loading
 
     with _quiet_library_output():
         # Layers created without an explicit seed (Dropout …) draw theirs from
@@ -68,8 +68,8 @@ def audit_model(
     supplied: SuppliedInputs | None = None, on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Probe a Keras model in memory and build its report."""
-    from gradaudit import inputs
-    from gradaudit.structure import describe
+    from gradaudit.model import specs as inputs
+    from gradaudit.model.keras_graph import describe
 
     structure = describe(model)
     specs = inputs.input_specs(model, synthesise=supplied is None)
@@ -83,7 +83,7 @@ def audit_signature(
     on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Probe a SavedModel signature (a savedmodel.RestoredModel) and build its report."""
-    from gradaudit import savedmodel
+    from gradaudit.model import signature as savedmodel
 
     structure = savedmodel.describe(model)
     specs = savedmodel.input_specs(model, synthesise=supplied is None)
@@ -98,10 +98,10 @@ def _audit(
     on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Inputs → probe → evidence → checks → report, for anything ``probe`` can call."""
-    from gradaudit import inputs
     from gradaudit.checks import run_checks
-    from gradaudit.evidence import gather
-    from gradaudit.probe import probe
+    from gradaudit.probe import random_inputs
+    from gradaudit.probe.evidence import gather
+    from gradaudit.probe.tape import probe
 
     model = structure.model
     watched = [info for info in structure.layers if info.unit_rule is not None]
@@ -109,9 +109,9 @@ def _audit(
         check_input_elements([spec.shape for spec in specs],
                              min(options.batch_size, options.samples),
                              options.limits.max_input_elements)
-        batches = inputs.random_batches(specs, options.samples, options.batch_size, options.seed,
+        batches = random_inputs.random_batches(specs, options.samples, options.batch_size, options.seed,
                                         options.input_dist, options.input_range)
-        source = inputs.random_source(options.seed, options.input_dist, options.input_range)
+        source = random_inputs.random_source(options.seed, options.input_dist, options.input_range)
     else:
         batches, source = supplied.batches(specs, options.batch_size), supplied.source
     with reported_as("running the model on probe inputs failed: {reason}"):
@@ -156,7 +156,7 @@ def _prefers_tracing(structure: Any) -> bool:
 
 
 def _layer_row(layer: Any, thresholds: Thresholds) -> LayerRow:
-    from gradaudit.structure import variable_label
+    from gradaudit.model.keras_graph import variable_label
 
     info = layer.info
     weights = info.layer.weights
@@ -187,7 +187,7 @@ def _layer_row(layer: Any, thresholds: Thresholds) -> LayerRow:
 
 
 def _count(variables: Any) -> int:
-    from gradaudit.structure import param_count
+    from gradaudit.model.keras_graph import param_count
 
     return param_count(list(variables))
 

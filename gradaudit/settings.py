@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gradaudit.config import Options, Thresholds
 from gradaudit.errors import AuditError
-from gradaudit.findings import FailOn
-from gradaudit.selection import Selection, prefix, split_codes
+from gradaudit.options import Options, Thresholds
+from gradaudit.report.selection import Selection, prefix, split_codes
+from gradaudit.report.types import FailOn
 
 if sys.version_info >= (3, 11):
     import tomllib

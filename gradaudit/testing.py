@@ -16,7 +16,7 @@ from typing import Any
 from tabulate import tabulate
 
 from gradaudit.api import audit
-from gradaudit.findings import FailOn, Report, fails
+from gradaudit.report.types import FailOn, Report, fails
 
 
 def assert_no_findings(model_or_path: Any, inputs: Any = None, *,

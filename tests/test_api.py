@@ -41,7 +41,7 @@ def dead_report() -> gradaudit.Report:
 
 def test_import_is_cheap_and_audit_is_the_function() -> None:
     code = ("import sys\n"
-            "import gradaudit.pipeline, gradaudit, gradaudit.testing, gradaudit.plot\n"
+            "import gradaudit.pipeline, gradaudit, gradaudit.testing, gradaudit.formats.plot\n"
             "print(callable(gradaudit.audit), gradaudit.Report.__name__,\n"
             "      [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules])\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

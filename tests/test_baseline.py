@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gradaudit.baseline import apply, finding_key
-from gradaudit.findings import AuditRun, Finding, ModelReport, Severity
+from gradaudit.report.baseline import apply, finding_key
+from gradaudit.report.types import AuditRun, Finding, ModelReport, Severity
 from tests.conftest import FIXTURES, run_cli
 
 DEAD = str(FIXTURES / "dead_relu.keras")

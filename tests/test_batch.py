@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gradaudit import progress
-from gradaudit.discovery import Shard, discover
 from gradaudit.errors import AuditError
+from gradaudit.load.discovery import Shard, discover
 from tests.conftest import FIXTURES, run_cli
 
 
@@ -127,7 +127,7 @@ def test_progress_bar_only_on_a_terminal_without_quiet() -> None:
 
 
 def test_pipeline_reports_progress_per_model_and_per_batch() -> None:
-    from gradaudit.config import Options
+    from gradaudit.options import Options
     from gradaudit.pipeline import audit_paths
 
     seen: list[tuple[str, int]] = []

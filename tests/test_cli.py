@@ -214,7 +214,7 @@ def test_samples_and_batch_size_are_honoured() -> None:
 # --- catalogue commands -----------------------------------------------------
 
 def test_checks_lists_every_code() -> None:
-    from gradaudit.catalogue import CATALOGUE
+    from gradaudit.report.catalogue import CATALOGUE
 
     result = run_cli("checks")
     assert result.exit_code == 0

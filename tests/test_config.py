@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gradaudit.config import Options
 from gradaudit.errors import AuditError
-from gradaudit.findings import FailOn
+from gradaudit.options import Options
+from gradaudit.report.types import FailOn
 from gradaudit.settings import ConfigFile, find_pyproject, read_config, resolve
 from tests.conftest import FIXTURES, run_cli
 

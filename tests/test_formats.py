@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from gradaudit.catalogue import CATALOGUE
-from gradaudit.config import Options
-from gradaudit.findings import AuditRun, FailOn, Finding, ModelReport, Severity
 from gradaudit.formats import Format, render
+from gradaudit.options import Options
+from gradaudit.report.catalogue import CATALOGUE
+from gradaudit.report.types import AuditRun, FailOn, Finding, ModelReport, Severity
 from tests.conftest import FIXTURES, ROOT, run_cli
 
 SCHEMA = ROOT.parent / "shared" / "data" / "sarif-schema-2.1.0.json"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gradaudit.errors import AuditError
-from gradaudit.graph_scan import read_saved_model, refuse_unsafe, unsafe_ops
+from gradaudit.load.graph_scan import read_saved_model, refuse_unsafe, unsafe_ops
 from tests.conftest import FIXTURES
 
 SAVEDMODELS = FIXTURES / "savedmodels"

@@ -153,7 +153,7 @@ def test_no_trainable_model_also_lists_its_frozen_layers(audited: dict[str, Any]
 
 
 def test_every_catalogue_code_is_triggered_by_some_fixture(audited: dict[str, Any]) -> None:
-    from gradaudit.catalogue import CATALOGUE
+    from gradaudit.report.catalogue import CATALOGUE
 
     seen = {f["code"] for model in audited.values() for f in model["findings"]}
     assert seen == {check.code for check in CATALOGUE}

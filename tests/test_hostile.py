@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gradaudit.loading import read_config, detect_format, unsafe_references
+from gradaudit.load.loader import detect_format, read_config, unsafe_references
 from tests.conftest import FIXTURES, LOADABLE, run_cli
 from tests.corpus.invariants import audit_problems, listing
 from tests.corpus.make_corpus import Case, build
@@ -189,7 +189,7 @@ def test_limit_flags(args: list[str], code: int, reason: str | None) -> None:
 
 def test_counting_declared_params_leaves_no_deferred_variable_behind() -> None:
     """Deferred variables left registered would be allocated by Keras's next stateless scope."""
-    from gradaudit.limits import declared_params
+    from gradaudit.load.limits import declared_params
     from gradaudit.runtime import import_tensorflow
 
     import_tensorflow()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gradaudit.errors import AuditError
-from gradaudit.inputs import DEFAULT_DIM, input_specs, random_batches
+from gradaudit.model.specs import DEFAULT_DIM, input_specs
+from gradaudit.probe.random_inputs import random_batches
 
 
 def test_token_inputs_use_the_embedding_vocabulary_and_default_length() -> None:

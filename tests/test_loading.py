@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gradaudit.errors import AuditError
-from gradaudit.loading import detect_format, load, read_config, unsafe_references
+from gradaudit.load.loader import detect_format, load, read_config, unsafe_references
 from tests.conftest import FIXTURES
 
 

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 import gradaudit
-from gradaudit import plot
-from gradaudit.formats import Format, render
-from gradaudit.findings import AuditRun
+from gradaudit.formats import Format, plot, render
+from gradaudit.report.types import AuditRun
 from tests.conftest import FIXTURES, ROOT, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -9,15 +9,16 @@ import sys
 import keras
 import pytest
 
-from gradaudit import inputs
-from gradaudit.probe import probe
-from gradaudit.structure import describe
+from gradaudit.model import specs as inputs
+from gradaudit.model.keras_graph import describe
+from gradaudit.probe.random_inputs import random_batches
+from gradaudit.probe.tape import probe
 from tests.conftest import FIXTURES
 
 PEAK_RSS = """
 import json, resource, sys
 from gradaudit.pipeline import audit_paths
-from gradaudit.config import Options
+from gradaudit.options import Options
 run = audit_paths([sys.argv[1]], Options(samples=int(sys.argv[2]), early_stop=False))
 assert not run.errors, run.errors
 print(json.dumps({"samples": run.models[0].samples,
@@ -43,7 +44,7 @@ def _probe(path: str, compiled: bool):
     structure = describe(model)
     specs = inputs.input_specs(model)
     watched = [info for info in structure.layers if info.unit_rule is not None]
-    return probe(model, watched, inputs.random_batches(specs, 96, 32, seed=0), seed=0,
+    return probe(model, watched, random_batches(specs, 96, 32, seed=0), seed=0,
                  saturation_eps=1e-3, saturation_samples=0.99, max_samples=96,
                  early_stop=False, compiled=compiled)
 
@@ -67,7 +68,7 @@ def test_probe_leaves_the_model_as_it_found_it() -> None:
     before = [v.numpy().copy() for v in model.weights]
     structure = describe(model)
     specs = inputs.input_specs(model)
-    probe(model, [], inputs.random_batches(specs, 64, 32, seed=0), seed=0, saturation_eps=1e-3,
+    probe(model, [], random_batches(specs, 64, 32, seed=0), seed=0, saturation_eps=1e-3,
           saturation_samples=0.99, max_samples=64, training=True)
     assert all((a == b.numpy()).all() for a, b in zip(before, model.weights))
     assert structure.layers  # the walk did not change the model either

@@ -8,10 +8,16 @@ from typing import Any
 import keras
 import pytest
 
-from gradaudit.findings import (
-    AuditRun, FailOn, Finding, LoadError, ModelReport, Severity, exit_code,
-)
 from gradaudit.formats import Format, render
+from gradaudit.report.types import (
+    AuditRun,
+    FailOn,
+    Finding,
+    LoadError,
+    ModelReport,
+    Severity,
+    exit_code,
+)
 from tests.conftest import FIXTURES
 
 

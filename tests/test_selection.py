@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gradaudit.catalogue import BY_CODE
-from gradaudit.selection import Selection, prefix
+from gradaudit.report.catalogue import BY_CODE
+from gradaudit.report.selection import Selection, prefix
 from tests.conftest import FIXTURES, run_cli
 
 DEAD = str(FIXTURES / "dead_relu.keras")  # GA102 on dead; GA202 on pre, dead, out

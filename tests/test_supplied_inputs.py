@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from gradaudit.inputs import InputSpec, random_batches
+from gradaudit.model.specs import InputSpec
+from gradaudit.probe.random_inputs import random_batches
 from tests.conftest import FIXTURES, run_cli
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gradaudit.checks import activations, gradients, parameters
-from gradaudit.config import Thresholds
-from gradaudit.evidence import Evidence
-from gradaudit.findings import Finding
+from gradaudit.options import Thresholds
+from gradaudit.probe.evidence import Evidence
+from gradaudit.report.types import Finding
 
 Check = Callable[[Evidence, Thresholds], list[Finding]]
 

@@ -7,10 +7,10 @@ whatever dead channels it has. Their figures still appear in the report.
 
 from __future__ import annotations
 
-from gradaudit.catalogue import finding
-from gradaudit.config import Thresholds
-from gradaudit.evidence import Evidence
-from gradaudit.findings import Finding
+from gradaudit.options import Thresholds
+from gradaudit.probe.evidence import Evidence
+from gradaudit.report.catalogue import finding
+from gradaudit.report.types import Finding
 
 
 def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:

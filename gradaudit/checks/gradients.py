@@ -7,10 +7,10 @@ The depth profile of gradient RMS over the trainable layers gives GA203/GA204.
 
 from __future__ import annotations
 
-from gradaudit.catalogue import finding
-from gradaudit.config import Thresholds
-from gradaudit.evidence import Evidence, LayerEvidence
-from gradaudit.findings import Finding
+from gradaudit.options import Thresholds
+from gradaudit.probe.evidence import Evidence, LayerEvidence
+from gradaudit.report.catalogue import finding
+from gradaudit.report.types import Finding
 
 
 def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:

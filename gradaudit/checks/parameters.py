@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradaudit.catalogue import finding
-from gradaudit.config import Thresholds
-from gradaudit.evidence import Evidence
-from gradaudit.findings import Finding
-from gradaudit.structure import param_count, variable_label
+from gradaudit.model.keras_graph import param_count, variable_label
+from gradaudit.options import Thresholds
+from gradaudit.probe.evidence import Evidence
+from gradaudit.report.catalogue import finding
+from gradaudit.report.types import Finding
 
 
 def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:

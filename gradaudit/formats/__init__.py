@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
-from gradaudit.findings import AuditRun
+from gradaudit.report.types import AuditRun
 
 
 class Format(str, enum.Enum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradaudit.findings import AuditRun, FailOn, ModelReport, Severity, fails
+from gradaudit.report.types import AuditRun, FailOn, ModelReport, Severity, fails
 
 SUMMARY_HEADERS = ["file", "format", "errors", "warnings", "infos", "status"]
 

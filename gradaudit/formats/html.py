@@ -8,9 +8,10 @@ from html import escape
 
 from tabulate import tabulate
 
-from gradaudit import __version__, plot
-from gradaudit.findings import AuditRun, ModelReport
+from gradaudit import __version__
+from gradaudit.formats import plot
 from gradaudit.formats.common import SUMMARY_HEADERS, inputs_text, summary_rows
+from gradaudit.report.types import AuditRun, ModelReport
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

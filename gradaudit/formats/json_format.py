@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from gradaudit import __version__
-from gradaudit.findings import AuditRun
+from gradaudit.report.types import AuditRun
 
 
 def render(run: AuditRun) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from gradaudit.catalogue import CATALOGUE
-from gradaudit.findings import AuditRun, LoadError, ModelReport, fails
 from gradaudit.formats.common import gate
+from gradaudit.report.catalogue import CATALOGUE
+from gradaudit.report.types import AuditRun, LoadError, ModelReport, fails
 
 
 def render(run: AuditRun) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gradaudit.findings import AuditRun, ModelReport
 from gradaudit.formats.common import SUMMARY_HEADERS, gate, inputs_text, summary_rows
+from gradaudit.report.types import AuditRun, ModelReport
 
 
 def render(run: AuditRun) -> str:

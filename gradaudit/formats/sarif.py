@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import quote
 
 from gradaudit import __version__
-from gradaudit.catalogue import CATALOGUE
-from gradaudit.findings import AuditRun, Finding, ModelReport, Severity
+from gradaudit.report.catalogue import CATALOGUE
+from gradaudit.report.types import AuditRun, Finding, ModelReport, Severity
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}

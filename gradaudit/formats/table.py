@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from gradaudit.findings import AuditRun, Finding, ModelReport
 from gradaudit.formats.common import SUMMARY_HEADERS, inputs_text, summary_rows
+from gradaudit.report.types import AuditRun, Finding, ModelReport
 
 DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211": "no gradient"}
 

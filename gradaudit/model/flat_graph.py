@@ -19,8 +19,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradaudit.structure import (
-    NON_DIFFERENTIABLE_OPS, RELU_FAMILY, SATURATING, UnitRule, _snake,
+from gradaudit.model.keras_graph import (
+    NON_DIFFERENTIABLE_OPS,
+    RELU_FAMILY,
+    SATURATING,
+    UnitRule,
+    _snake,
 )
 
 # Graph op type -> (activation name, how to judge its units).

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gradaudit.errors import AuditError
-from gradaudit.findings import AuditRun, Finding
+from gradaudit.report.types import AuditRun, Finding
 
 Key = tuple[str, str, str]  # (normalised model path, code, layer)
 
@@ -27,7 +27,7 @@ def finding_key(model_path: str, finding: Finding) -> Key:
 
 def load(path: Path) -> frozenset[Key]:
     """The finding keys recorded in a JSON report; AuditError if it is not one."""
-    from gradaudit.merge import merge
+    from gradaudit.report.merge import merge
 
     try:
         recorded = merge([path])

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from gradaudit.probe import GradStats, ProbeResult, UnitStats, rms
-from gradaudit.structure import LayerInfo, ModelStructure, variable_label
+from gradaudit.model.keras_graph import LayerInfo, ModelStructure, variable_label
+from gradaudit.probe.tape import GradStats, ProbeResult, UnitStats, rms
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,6 @@ class UnsafeOp:
 def read_saved_model(directory: Path) -> Any:
     """Parse ``saved_model.pb`` (or ``.pbtxt``); AuditError when it is damaged."""
     from google.protobuf import message, text_format
-
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradaudit.errors import AuditError
-from gradaudit.findings import LoadError
+from gradaudit.report.types import LoadError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 SAVED_MODEL_MARKERS = ("saved_model.pb", "saved_model.pbtxt")

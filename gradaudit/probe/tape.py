@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gradaudit.structure import LayerInfo, UnitRule
+from gradaudit.model.keras_graph import LayerInfo, UnitRule
 
 
 @dataclass

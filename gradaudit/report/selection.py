@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from gradaudit.catalogue import BY_CODE
-from gradaudit.findings import AuditRun
+from gradaudit.report.catalogue import BY_CODE
+from gradaudit.report.types import AuditRun
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,9 @@
-"""Path → Keras model, treating the file as untrusted input.
+"""The config pre-scan: the model config read with zipfile/h5py + json and walked
+whole before Keras sees the file.
 
-The format is detected from the file's content, not its extension. Before
-Keras sees the file, its model config is read with zipfile/h5py + json and
-walked whole (nested models, initializers, activations …): Lambda layers and
-references to Python modules outside Keras (or to Keras functions that are
-not modelling objects) are refused unless the user opts in with ``--unsafe``.
-Archive members (:mod:`gradaudit.archive`) and declared sizes
-(:mod:`gradaudit.limits`) are checked before anything is extracted or
-allocated. Only then is the file handed to Keras, with ``safe_mode`` on, so a
-payload must get past two independent gates.
+Lambda layers and references to Python modules outside Keras (or to Keras
+functions that are not modelling objects) are refused unless the user opts in
+with ``--unsafe``.
 """
 
 from __future__ import annotations
@@ -16,20 +11,12 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gradaudit import archive, keras2_ops
-from gradaudit import limits as limits_module
-from gradaudit.config import Limits
-from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, first_line, reported_as
-from gradaudit.runtime import import_tensorflow
+from gradaudit.errors import AuditError, first_line
+from gradaudit.load import keras2_ops
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-# HDF5 allows a user block before the superblock, at 0, 512, 1024, 2048 … bytes.
-HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
 # Layer classes that carry Python code in the file, and Keras's tag for a
@@ -54,41 +41,6 @@ FUNCTION_NAMESPACES = frozenset({
 # Functions in those namespaces that turn config data into arbitrary objects.
 META_FUNCTIONS = frozenset({"deserialize", "serialize", "get"})
 
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to probe, with where it came from."""
-
-    path: str
-    format: str  # "keras" | "h5" | "savedmodel"
-    model: Any  # keras.Model
-    unsafe: bool
-
-
-def detect_format(path: Path) -> str:
-    """Tell a .keras zip from an HDF5 file by content; raise AuditError otherwise."""
-    if not path.exists():
-        raise AuditError("no such file or directory")
-    if path.is_dir():
-        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
-            return "savedmodel"
-        raise AuditError("is a directory, but not a SavedModel (no saved_model.pb)")
-    if not path.is_file():  # a device or a pipe: reading it could block or never end
-        raise AuditError("not a regular file (a device, pipe or socket)")
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(max(HDF5_OFFSETS) + len(HDF5_MAGIC))
-    except OSError as exc:
-        raise AuditError(f"cannot read the file: {exc.strerror or exc}") from None
-    if not head:
-        raise AuditError("the file is empty")
-    if head.startswith(ZIP_MAGIC):
-        return "keras"
-    if any(head[o : o + len(HDF5_MAGIC)] == HDF5_MAGIC for o in HDF5_OFFSETS):
-        return "h5"
-    raise AuditError(
-        "not a Keras model file: neither a .keras zip archive nor an HDF5 (.h5) file"
-    )
 
 
 def read_config(path: Path, fmt: str) -> dict[str, Any]:
@@ -212,71 +164,4 @@ def _module_reference(module: str, class_name: Any, inner: Any) -> Iterator[str]
         yield (f"a reference to '{module}.{name}', which is not a Keras layer, model, "
                "op, initializer, activation, regularizer, constraint, loss or metric")
 
-
-def load(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
-         signature: str | None = None) -> LoadedModel:
-    """Detect, pre-scan and load one model file; AuditError with the reason on failure.
-
-    A SavedModel directory is scanned and loaded by :mod:`gradaudit.savedmodel`
-    (``signature`` picks the function to audit); its model is a RestoredModel.
-    """
-    path = Path(path_text)
-    fmt = detect_format(path)
-    if fmt == "savedmodel":
-        import_tensorflow()
-        from gradaudit import savedmodel
-
-        limits_module.check_checkpoint_variables(path, limits.max_params)
-        restored = savedmodel.load(path, unsafe=unsafe, signature=signature)
-        return LoadedModel(path=path_text, format=fmt, model=restored, unsafe=unsafe)
-    if fmt == "keras":
-        archive.check_archive(path, limits.max_params)
-    config = read_config(path, fmt)
-    refused = unsafe_references(config)
-    if refused and not unsafe:
-        raise AuditError(
-            "refused to load: " + "; ".join(refused)
-            + ". Pass --unsafe only if you trust this file"
-        )
-    _check_sizes(path, fmt, config, unsafe, limits)
-    model = _keras_load(path, fmt, unsafe)
-    return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe)
-
-
-def _check_sizes(path: Path, fmt: str, config: dict[str, Any], unsafe: bool,
-                 limits: Limits) -> None:
-    """Weights in the file, then variables the config declares: both before Keras allocates."""
-    limits_module.check_weight_datasets(path, fmt, limits.max_params)
-    import_tensorflow()
-    limits_module.check_declared_params(config, fmt, unsafe=unsafe,
-                                        max_params=limits.max_params)
-
-
-def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
-    """Hand the file to Keras's loader for the detected format.
-
-    Keras's public ``load_model`` dispatches on the file extension; we call the
-    loader for the format detected from the content instead, with an open
-    file, so a renamed file loads the same way and cannot pick a different code
-    path by its name.
-    """
-    import h5py
-
-    import_tensorflow()
-    import keras
-    from keras.src.saving import saving_lib
-
-    with reported_as(KERAS_LOAD_FAILED):
-        if fmt == "keras":
-            with path.open("rb") as handle:
-                model = saving_lib.load_model(
-                    handle, custom_objects=None, compile=False, safe_mode=not unsafe
-                )
-        else:
-            with h5py.File(path, "r") as handle:
-                # Keras 3's legacy loader, made to accept Keras 2 TFOpLambda layers.
-                model = keras2_ops.load_h5(handle, safe_mode=not unsafe)
-    if not isinstance(model, keras.Model):
-        raise AuditError("the file holds a Keras object that is not a model")
-    return model
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gradaudit.errors import AuditError
-from gradaudit.findings import Finding, LayerRow, ModelReport, Severity
+from gradaudit.report.types import Finding, LayerRow, ModelReport, Severity
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure, SubFigure

@@ -7,22 +7,20 @@ are recovered from variable names (``dense_3/kernel:0`` → ``dense_3``; nested
 ``outer/inner/kernel:0`` → ``outer/inner``), or, for variables without a
 scope, from the path of their owner in the SavedModel's object graph. Dead and
 saturated units come from the activation ops of the inlined serving graph
-(:mod:`gradaudit.savedmodel_graph`). Signatures run as they were traced, which
+(:mod:`gradaudit.model.flat_graph`). Signatures run as they were traced, which
 for Keras exports is inference mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
-from gradaudit import graph_scan
 from gradaudit.errors import AuditError, first_line
-from gradaudit.inputs import DEFAULT_DIM, InputSpec
-from gradaudit.structure import LayerInfo, ModelStructure, is_frozen
+from gradaudit.model.keras_graph import LayerInfo, ModelStructure, is_frozen
+from gradaudit.model.specs import DEFAULT_DIM, InputSpec
 
 # Attributes of restored objects that list variables owned elsewhere.
 VARIABLE_LISTS = frozenset({
@@ -99,37 +97,6 @@ class GraphStructure(ModelStructure):
         return ", ".join(self.graph.cuts_from_input(index)) or None
 
 
-def load(path: Path, *, unsafe: bool, signature: str | None) -> RestoredModel:
-    """Scan saved_model.pb, then load the directory and pick the signature to audit."""
-    proto = graph_scan.read_saved_model(path)
-    if not unsafe:
-        graph_scan.refuse_unsafe(proto)
-    try:
-        root = tf.saved_model.load(str(path))
-    except Exception as exc:  # TensorFlow raises many types for broken directories
-        if not (path / "variables" / "variables.index").exists():
-            raise AuditError("cannot load the SavedModel: variables/variables.index is "
-                             "missing (the variables were not saved with it)") from None
-        raise AuditError(f"TensorFlow could not load the SavedModel: {first_line(exc)}") from None
-    name, function = choose_signature(dict(getattr(root, "signatures", {}) or {}), signature)
-    return RestoredModel(name=path.resolve().name, signature=name, function=function, root=root)
-
-
-def choose_signature(signatures: dict[str, Any], wanted: str | None) -> tuple[str, Any]:
-    """``wanted``, else serving_default, else the only one, else 'serve'; AuditError otherwise."""
-    listed = ", ".join(sorted(signatures)) or "none"
-    if wanted is not None:
-        if wanted not in signatures:
-            raise AuditError(f"no signature '{wanted}' in the SavedModel (it has: {listed})")
-        return wanted, signatures[wanted]
-    for name in ("serving_default", *(signatures if len(signatures) == 1 else ()), "serve"):
-        if name in signatures:
-            return name, signatures[name]
-    raise AuditError(
-        f"cannot tell which signature to audit (it has: {listed}); choose one with --signature"
-    )
-
-
 def input_specs(model: RestoredModel, synthesise: bool = True) -> list[InputSpec]:
     """The signature's inputs in keyword order; random data can fill only float inputs.
 
@@ -159,7 +126,7 @@ def input_specs(model: RestoredModel, synthesise: bool = True) -> list[InputSpec
 
 def describe(model: RestoredModel) -> GraphStructure:
     """Layers from variable names, and their output activations from the flat graph."""
-    from gradaudit.savedmodel_graph import FlatGraph
+    from gradaudit.model.flat_graph import FlatGraph
 
     owners = _object_paths(model.root)
     grouped: dict[str, list[Any]] = {}

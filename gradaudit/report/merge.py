@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError
-from gradaudit.findings import (
-    AuditRun, Finding, InputRow, LayerRow, LoadError, ModelReport, Severity,
+from gradaudit.report.types import (
+    AuditRun,
+    Finding,
+    InputRow,
+    LayerRow,
+    LoadError,
+    ModelReport,
+    Severity,
 )
 
 LAYER_FIELDS = tuple(name for name in LayerRow.__dataclass_fields__

@@ -64,7 +64,7 @@ def _model_from_config(config: dict[str, Any], fmt: str, *, unsafe: bool) -> Any
     from keras.src.saving import serialization_lib
     from keras.src.saving.serialization_lib import ObjectSharingScope
 
-    from gradaudit import keras2_ops
+    from gradaudit.load import keras2_ops
 
     if fmt == "keras":
         config["compile_config"] = None  # as Keras does with compile=False

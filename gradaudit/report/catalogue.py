@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gradaudit.findings import Finding, Severity
+from gradaudit.report.types import Finding, Severity
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gradaudit.errors import AuditError
-from gradaudit.inputs import InputSpec
+from gradaudit.model.specs import InputSpec
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Loading: detect the format, check archives and sizes, pre-scan the config, then load."""

@@ -1,0 +1,1 @@
+"""The audited model: one interface, implemented for Keras models and SavedModel signatures."""

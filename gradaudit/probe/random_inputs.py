@@ -1,0 +1,52 @@
+"""Reproducible random probe batches from the model's input specs.
+
+Float inputs are standard normal, or uniform over a range (``--input-dist``,
+``--input-range``: images often expect [0, 1] or [0, 255]). Integer inputs
+(token ids) are uniform in ``[0, vocab)``. Batches are generated one at a
+time, never all samples at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from gradaudit.model.specs import InputSpec
+
+
+def random_source(seed: int, dist: str = "normal",
+                  value_range: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
+    """How random inputs were drawn, for the report (``summary.inputs_source``)."""
+    source: dict[str, Any] = {"kind": "random", "seed": seed, "distribution": dist}
+    if dist == "uniform":
+        source["range"] = list(value_range)
+    return source
+
+
+def random_batches(
+    specs: list[InputSpec], samples: int, batch_size: int, seed: int,
+    dist: str = "normal",
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> Iterator[list[np.ndarray]]:
+    """Yield ``ceil(samples / batch_size)`` batches, one array per input.
+
+    Float inputs are standard normal, or uniform in ``[low, high)`` when
+    ``dist`` is "uniform"; integer inputs are token ids whatever ``dist`` says.
+    """
+    rng = np.random.default_rng(seed)
+    low, high = value_range
+    remaining = samples
+    while remaining > 0:
+        n = min(batch_size, remaining)
+        remaining -= n
+        batch = []
+        for spec in specs:
+            if spec.is_float and dist == "uniform":
+                batch.append(rng.uniform(low, high, (n, *spec.shape)).astype(spec.dtype))
+            elif spec.is_float:
+                batch.append(rng.standard_normal((n, *spec.shape)).astype(spec.dtype))
+            else:
+                batch.append(rng.integers(0, spec.vocab, (n, *spec.shape)).astype(spec.dtype))
+        yield batch
