@@ -40,7 +40,7 @@ def audit(path: str, samples: int, batch_size: int, *extra: str) -> None:
     from gradaudit.pipeline import audit_paths
 
     run = audit_paths([path], Options(samples=samples, batch_size=batch_size,
-                                      early_stop="all-samples" not in extra))
+                                      all_samples="all-samples" in extra))
     assert not run.errors, run.errors
 
 

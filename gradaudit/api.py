@@ -43,7 +43,7 @@ def audit(
     seed: int = 0,
     select: str | Sequence[str] | None = None,
     ignore: str | Sequence[str] | None = None,
-    training: bool = True,
+    inference: bool = False,
     unsafe: bool = False,
     thresholds: Thresholds | None = None,
 ) -> Report:
@@ -60,7 +60,7 @@ def audit(
     Raises ``AuditError`` (one-line reason) when the model or the inputs cannot
     be audited, ``ValueError`` for a bad argument.
     """
-    options = Options(samples=samples, batch_size=batch_size, seed=seed, training=training,
+    options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
                       unsafe=unsafe, thresholds=thresholds or Thresholds())
     selection = Selection(_prefixes(select), _prefixes(ignore))
     supplied = _supplied(inputs, samples)

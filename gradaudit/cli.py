@@ -168,7 +168,7 @@ def audit(
              "input_dist": input_dist, "input_range": input_range, "select": select,
              "ignore": ignore, "exclude": exclude}
     given = {k: v for k, v in flags.items() if v is not None and _typed(ctx, k)}
-    base = Options(unsafe=unsafe, training=not inference, early_stop=not all_samples,
+    base = Options(unsafe=unsafe, inference=inference, all_samples=all_samples,
                    signature=signature,
                    limits=Limits(max_params=max_params, max_input_elements=max_input_elements))
     with _usage_errors():

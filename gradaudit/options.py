@@ -52,10 +52,11 @@ class Options:
     input_range: tuple[float, float] = (0.0, 1.0)
     """[low, high) of uniform random float inputs (images: (0, 1) or (0, 255))."""
     unsafe: bool = False
-    training: bool = True
-    """Probe in training mode (as the optimizer sees the model) or inference mode."""
-    early_stop: bool = True
-    """Stop probing once further batches cannot change a verdict (see probe.py)."""
+    inference: bool = False
+    """Probe in inference mode instead of training mode (as the optimizer sees the model)."""
+    all_samples: bool = False
+    """Probe every sample; by default the probe stops once further batches cannot
+    change a verdict (see probe/tape.py)."""
     signature: str | None = None
     """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)

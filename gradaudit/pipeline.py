@@ -118,8 +118,8 @@ def _audit(
         result = probe(runnable, watched, batches, seed=options.seed,
                        saturation_eps=options.thresholds.saturation_eps,
                        saturation_samples=options.thresholds.saturation_samples,
-                       max_samples=options.samples, training=options.training,
-                       early_stop=options.early_stop, compiled=_prefers_tracing(structure),
+                       max_samples=options.samples, training=not options.inference,
+                       early_stop=not options.all_samples, compiled=_prefers_tracing(structure),
                        on_batch=on_batch)
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]
     evidence = gather(structure, result, float_inputs)

@@ -19,7 +19,7 @@ PEAK_RSS = """
 import json, resource, sys
 from gradaudit.pipeline import audit_paths
 from gradaudit.options import Options
-run = audit_paths([sys.argv[1]], Options(samples=int(sys.argv[2]), early_stop=False))
+run = audit_paths([sys.argv[1]], Options(samples=int(sys.argv[2]), all_samples=True))
 assert not run.errors, run.errors
 print(json.dumps({"samples": run.models[0].samples,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -17,31 +17,12 @@ from typing import Any
 
 import keras
 
-# Activation function name -> (kind, low, high). "relu" kinds have a derivative of
-# exactly zero when inactive; "saturating" kinds flatten out towards their bounds.
-RELU_FAMILY = {"relu": math.inf, "relu6": 6.0}
-SATURATING = {
-    "sigmoid": (0.0, 1.0),
-    "hard_sigmoid": (0.0, 1.0),
-    "tanh": (-1.0, 1.0),
-    "hard_tanh": (-1.0, 1.0),
-}
-# Operations whose output carries no gradient even though it is float.
-NON_DIFFERENTIABLE_OPS = frozenset({"StopGradient", "Round", "Floor", "Ceil", "Sign"})
-
-
-@dataclass(frozen=True)
-class UnitRule:
-    """How to judge one unit (last-axis channel) of a layer's output.
-
-    ``relu``: a unit is active where its output is non-zero and below ``high``
-    (relu6 is flat at 6 too). ``saturating``: a unit is saturated where its
-    output is within epsilon of ``low`` or ``high``.
-    """
-
-    kind: str  # "relu" | "saturating"
-    low: float
-    high: float
+from gradaudit.model.rules import (
+    NON_DIFFERENTIABLE_OPS,
+    RELU_FAMILY,
+    SATURATING,
+    UnitRule,
+)
 
 
 @dataclass(frozen=True)
