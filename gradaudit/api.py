@@ -78,12 +78,13 @@ def audit(
 def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> Report:
     import keras
 
+    from gradaudit.model.keras_graph import KerasModel
     from gradaudit.pipeline import audit_model
 
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model or a model file path, got "
                         f"{type(model).__name__}")
-    return audit_model(model, options, path=f"<{model.name}>", fmt=IN_MEMORY,
+    return audit_model(KerasModel(model), options, path=f"<{model.name}>", fmt=IN_MEMORY,
                        supplied=supplied)
 
 

@@ -9,8 +9,8 @@ import sys
 import keras
 import pytest
 
-from gradaudit.model import specs as inputs
-from gradaudit.model.keras_graph import describe
+from gradaudit.model.keras_graph import KerasModel
+from gradaudit.options import Options
 from gradaudit.probe.random_inputs import random_batches
 from gradaudit.probe.tape import probe
 from tests.conftest import FIXTURES
@@ -40,13 +40,9 @@ def test_peak_memory_does_not_grow_with_samples() -> None:
 
 
 def _probe(path: str, compiled: bool):
-    model = keras.saving.load_model(FIXTURES / path, compile=False)
-    structure = describe(model)
-    specs = inputs.input_specs(model)
-    watched = [info for info in structure.layers if info.unit_rule is not None]
-    return probe(model, watched, random_batches(specs, 96, 32, seed=0), seed=0,
-                 saturation_eps=1e-3, saturation_samples=0.99, max_samples=96,
-                 early_stop=False, compiled=compiled)
+    model = KerasModel(keras.saving.load_model(FIXTURES / path, compile=False))
+    batches = random_batches(model.input_specs(), 96, 32, seed=0)
+    return probe(model, batches, Options(samples=96, all_samples=True), compiled=compiled)
 
 
 @pytest.mark.parametrize("path", ["lstm_text.keras", "dead_relu.keras", "stop_gradient.keras"])
@@ -66,9 +62,7 @@ def test_traced_and_eager_steps_agree(path: str) -> None:
 def test_probe_leaves_the_model_as_it_found_it() -> None:
     model = keras.saving.load_model(FIXTURES / "batchnorm.keras", compile=False)
     before = [v.numpy().copy() for v in model.weights]
-    structure = describe(model)
-    specs = inputs.input_specs(model)
-    probe(model, [], random_batches(specs, 64, 32, seed=0), seed=0, saturation_eps=1e-3,
-          saturation_samples=0.99, max_samples=64, training=True)
+    audited = KerasModel(model)
+    probe(audited, random_batches(audited.input_specs(), 64, 32, seed=0), Options(samples=64))
     assert all((a == b.numpy()).all() for a, b in zip(before, model.weights))
-    assert structure.layers  # the walk did not change the model either
+    assert audited.layers  # the walk did not change the model either

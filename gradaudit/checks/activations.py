@@ -21,12 +21,11 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
         if units is None or layer.info.frozen_by:
             continue
         name, activation = layer.info.name, layer.info.activation
-        if units.rule.kind == "relu":
-            dead = units.dead_units()
-            fraction = dead / units.units
+        if layer.dead_units is not None and layer.dead_fraction is not None:
+            dead, fraction = layer.dead_units, layer.dead_fraction
             metrics = dict(activation=activation, units=units.units, dead_units=dead,
                            dead_fraction=round(fraction, 4), samples=samples)
-            if dead == units.units:
+            if layer.fully_dead:
                 findings.append(finding(
                     "GA102", name,
                     f"all {units.units} units of this {activation} layer are inactive on "
@@ -38,9 +37,8 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
                     f"{dead} of {units.units} {activation} units ({fraction:.0%}) never "
                     f"activate on {samples} probe samples",
                     **metrics))
-        else:
-            saturated = units.saturated_units(thresholds.saturation_samples)
-            fraction = saturated / units.units
+        elif layer.saturated_units is not None and layer.saturated_fraction is not None:
+            saturated, fraction = layer.saturated_units, layer.saturated_fraction
             if fraction >= thresholds.saturation_units:
                 findings.append(finding(
                     "GA111", name,

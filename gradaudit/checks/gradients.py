@@ -16,11 +16,7 @@ from gradaudit.report.types import Finding
 def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
     samples = evidence.probe.samples
     trainable = [layer for layer in evidence.leaves() if layer.variables]
-    dead_layers = sorted(
-        layer.info.name for layer in evidence.layers
-        if layer.units is not None and layer.units.rule.kind == "relu"
-        and layer.units.dead_units() == layer.units.units
-    )
+    dead_layers = sorted(layer.info.name for layer in evidence.layers if layer.fully_dead)
     vanishing, underflowed = _vanishing(trainable, thresholds)
     findings: list[Finding] = []
     for layer in trainable:
@@ -30,7 +26,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
         zero = [v.label for v in layer.variables
                 if v.grad.connected and v.grad.finite and not v.grad.nonzero]
         if missing:
-            cut = evidence.structure.cut_of(layer.info) or "unknown"
+            cut = evidence.model.cut_of(layer.info) or "unknown"
             findings.append(finding(
                 "GA201", name,
                 f"no gradient reaches {_join(missing)}: the path to the outputs is cut "
@@ -57,7 +53,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             grad_rms=layer.grad_rms, ratio_to_last=ratio, reference=reference.info.name))
     for stats, (input_name, index) in zip(evidence.probe.inputs, evidence.float_inputs):
         if not stats.connected:
-            cut = evidence.structure.input_cut(index)
+            cut = evidence.model.input_cut(index)
             where = f"its paths are cut at {cut}" if cut else "it is not used by any output"
             findings.append(finding(
                 "GA211", input_name,

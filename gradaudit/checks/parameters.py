@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradaudit.model.keras_graph import param_count, variable_label
+from gradaudit.model.interface import param_count, variable_label
 from gradaudit.options import Thresholds
 from gradaudit.probe.evidence import Evidence
 from gradaudit.report.catalogue import finding
@@ -12,7 +12,7 @@ from gradaudit.report.types import Finding
 
 
 def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
-    model = evidence.structure.model
+    model = evidence.model
     findings = []
     if not model.trainable_variables:
         findings.append(finding(
@@ -23,7 +23,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
     for layer in evidence.layers:
         info = layer.info
         if info.frozen_root:
-            params = param_count(info.layer.weights)
+            params = param_count(info.weights)
             findings.append(finding(
                 "GA301", info.name,
                 f"{info.type} with {params:,} parameters is frozen (trainable=False)",
@@ -31,7 +31,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
         if not info.is_container:
             bad = {
                 variable_label(v): int(np.size(a) - np.count_nonzero(np.isfinite(a)))
-                for v in info.layer.weights
+                for v in info.weights
                 for a in [v.numpy()]
             }
             bad = {label: count for label, count in bad.items() if count}

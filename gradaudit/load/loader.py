@@ -19,6 +19,7 @@ from gradaudit.load import archive, keras2_ops
 from gradaudit.load import limits as limits_module
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_config, unsafe_references
+from gradaudit.model.interface import AuditedModel
 from gradaudit.options import Limits
 from gradaudit.runtime import import_tensorflow
 
@@ -29,7 +30,7 @@ class LoadedModel:
 
     path: str
     format: str  # "keras" | "h5" | "savedmodel"
-    model: Any  # keras.Model
+    model: AuditedModel
     unsafe: bool
 
 
@@ -38,7 +39,8 @@ def load(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
     """Detect, pre-scan and load one model file; AuditError with the reason on failure.
 
     A SavedModel directory is scanned and loaded by :mod:`gradaudit.savedmodel`
-    (``signature`` picks the function to audit); its model is a RestoredModel.
+    (``signature`` picks the function to audit); its model is a SignatureModel, a
+    Keras file's a KerasModel.
     """
     path = Path(path_text)
     fmt = detect_format(path)
@@ -59,7 +61,9 @@ def load(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
             + ". Pass --unsafe only if you trust this file"
         )
     _check_sizes(path, fmt, config, unsafe, limits)
-    model = _keras_load(path, fmt, unsafe)
+    from gradaudit.model.keras_graph import KerasModel
+
+    model = KerasModel(_keras_load(path, fmt, unsafe))
     return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe)
 
 

@@ -9,10 +9,10 @@ import tensorflow as tf
 
 from gradaudit.errors import AuditError, first_line
 from gradaudit.load import graph_scan
-from gradaudit.model.signature import RestoredModel
+from gradaudit.model.signature import SignatureModel
 
 
-def load(path: Path, *, unsafe: bool, signature: str | None) -> RestoredModel:
+def load(path: Path, *, unsafe: bool, signature: str | None) -> SignatureModel:
     """Scan saved_model.pb, then load the directory and pick the signature to audit."""
     proto = graph_scan.read_saved_model(path)
     if not unsafe:
@@ -25,7 +25,7 @@ def load(path: Path, *, unsafe: bool, signature: str | None) -> RestoredModel:
                              "missing (the variables were not saved with it)") from None
         raise AuditError(f"TensorFlow could not load the SavedModel: {first_line(exc)}") from None
     name, function = choose_signature(dict(getattr(root, "signatures", {}) or {}), signature)
-    return RestoredModel(name=path.resolve().name, signature=name, function=function, root=root)
+    return SignatureModel(name=path.resolve().name, signature=name, function=function, root=root)
 
 
 def choose_signature(signatures: dict[str, Any], wanted: str | None) -> tuple[str, Any]:

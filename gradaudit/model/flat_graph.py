@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from gradaudit.model.keras_graph import (
+from gradaudit.model.rules import (
     NON_DIFFERENTIABLE_OPS,
     RELU_FAMILY,
     SATURATING,
     UnitRule,
-    _snake,
+    snake,
 )
 
 # Graph op type -> (activation name, how to judge its units).
@@ -160,7 +160,7 @@ def _cut_name(op: Any) -> str | None:
     """``stop_gradient (model/cut/StopGradient)`` for an op no gradient passes, else None."""
     dtype = op.outputs[0].dtype if op.outputs else None
     if op.type in CUT_OPS:
-        label = _snake(op.type)
+        label = snake(op.type)
     elif op.type == "Cast" and dtype is not None and not (dtype.is_floating or dtype.is_complex):
         label = f"cast to {dtype.name}"
     else:

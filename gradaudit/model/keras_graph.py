@@ -1,5 +1,6 @@
-"""What a loaded model is made of: its layers at any depth, their activations,
-which variables they own, and where its graph cuts gradient paths.
+"""A Keras model as an :class:`~gradaudit.model.interface.AuditedModel`: its layers at
+any depth, their activations, which variables they own, its inputs, and where
+its graph cuts gradient paths.
 
 Layer names are qualified relative to the audited model: a layer ``enc_dead``
 inside a nested model ``encoder`` is ``encoder/enc_dead``. We descend into
@@ -10,96 +11,178 @@ are one layer to the person who built the model.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
+from gradaudit.errors import AuditError
+from gradaudit.model.interface import LayerInfo, RunResult, Tensor, Variable
 from gradaudit.model.rules import (
     NON_DIFFERENTIABLE_OPS,
     RELU_FAMILY,
     SATURATING,
     UnitRule,
+    snake,
 )
+from gradaudit.model.specs import DEFAULT_DIM, InputSpec
 
 
 @dataclass(frozen=True)
-class LayerInfo:
-    """One layer at any depth, with the facts the checks need."""
+class _Placed:
+    """A Keras layer and the models that enclose it, from the audited one down."""
 
-    name: str
     layer: Any
-    type: str
-    activation: str | None
-    unit_rule: UnitRule | None
-    is_container: bool
-    owners: tuple[Any, ...]  # models from the audited one down to the direct parent
-    depth_index: int
-    frozen_by: str | None = None
-    """The outermost frozen layer this one is or sits inside; None if not frozen."""
+    owners: tuple[Any, ...]
+
+
+class KerasModel:
+    """A ``keras.Model`` (functional, Sequential or nested) as the probe sees it."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._placed: dict[str, _Placed] = {}
+        layers: list[LayerInfo] = []
+        self._collect(model, prefix="", owners=(model,), frozen_by=None, out=layers)
+        self._layers = tuple(layers)
+        self._owner_of: dict[int, str] = {}
+        for info in self._layers:
+            if not info.is_container:
+                for variable in info.weights:
+                    self._owner_of.setdefault(id(variable), info.name)
 
     @property
-    def frozen_root(self) -> bool:
-        """Frozen itself, not only as part of a frozen enclosing model."""
-        return self.frozen_by == self.name
+    def name(self) -> str:
+        return str(self.model.name)
 
+    @property
+    def layers(self) -> tuple[LayerInfo, ...]:
+        return self._layers
 
-@dataclass(frozen=True)
-class ModelStructure:
-    """The audited model's layers in depth order and its variables' owners."""
+    @property
+    def weights(self) -> list[Variable]:
+        return list(self.model.weights)
 
-    model: Any
-    layers: tuple[LayerInfo, ...]
-    owner_of: dict[int, str]  # id(variable) -> qualified name of the leaf layer
+    @property
+    def trainable_variables(self) -> list[Variable]:
+        return list(self.model.trainable_variables)
 
-    def layer(self, name: str) -> LayerInfo:
-        return next(info for info in self.layers if info.name == name)
+    @property
+    def state_variables(self) -> list[Variable]:
+        return list(self.model.non_trainable_variables)
 
-    def cut_of(self, info: LayerInfo) -> str | None:
-        """The operations that cut ``info``'s path to the outputs (see find_cut)."""
-        return find_cut(info)
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def prefers_tracing(self) -> bool:
+        """Trace the probe step with ``tf.function`` only for recurrent models.
+
+        Measured (benchmarks/README.md): an eager RNN loop costs 2-3x a traced
+        step, while for feed-forward models tracing costs as much as it saves over
+        the few batches of a probe (or more, for small models).
+        """
+        recurrent = (keras.layers.RNN, keras.layers.Bidirectional)
+        return any(isinstance(p.layer, recurrent) for p in self._placed.values())
+
+    def input_specs(self, synthesise: bool = True) -> list[InputSpec]:
+        """Read the model's inputs; AuditError if they cannot be synthesised.
+
+        With ``synthesise=False`` (the user supplies the inputs) inputs that random
+        data cannot fill, such as integer inputs without an Embedding, are accepted.
+        """
+        tensors = getattr(self.model, "inputs", None)
+        if not tensors:
+            raise AuditError(
+                "the model does not record its input shapes (a subclassed model "
+                "that was never built?); random inputs cannot be made for it"
+            )
+        return [_input_spec(tensor, synthesise) for tensor in tensors]
+
+    def run(self, inputs: list[Tensor], *, training: bool,
+            watched: Sequence[LayerInfo]) -> RunResult:
+        activations: dict[str, list[Tensor]] = {}
+        with self._capturing(watched, activations):
+            outputs = self.model(_structured(self.model, inputs), training=training)
+        return RunResult(outputs=keras.tree.flatten(outputs), activations=activations)
+
+    def owner_of(self, variable: Variable) -> str | None:
+        return self._owner_of.get(id(variable))
+
+    def cut_of(self, layer: LayerInfo) -> str | None:
+        """The first operations after the layer through which no gradient passes.
+
+        Walks the Keras functional graph from the layer towards the outputs of its
+        model, and on through enclosing models. Returns ``None`` when no graph is
+        recorded (subclassed models) or no cutting operation is found.
+        """
+        placed = self._placed[layer.name]
+        starts = [t for node in placed.layer._inbound_nodes for t in node.output_tensors]
+        return _cut_through(list(placed.owners), starts)
 
     def input_cut(self, index: int) -> str | None:
-        """The operations that cut the ``index``-th input's paths (see find_input_cut)."""
-        return find_input_cut(self.model, index)
+        inputs = getattr(self.model, "inputs", None) or []
+        return _cut_through([self.model], [inputs[index]]) if index < len(inputs) else None
+
+    def _collect(self, model: Any, prefix: str, owners: tuple[Any, ...], frozen_by: str | None,
+                 out: list[LayerInfo]) -> None:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            name = prefix + layer.name
+            activation, rule = activation_of(layer)
+            frozen = frozen_by or (name if is_frozen(layer) else None)
+            nested = isinstance(layer, keras.Model)
+            children = tuple(name + "/" + child.name for child in layer.layers
+                             if not isinstance(child, keras.layers.InputLayer)) if nested else ()
+            self._placed[name] = _Placed(layer, owners)
+            out.append(LayerInfo(
+                name=name, type=type(layer).__name__, activation=activation, unit_rule=rule,
+                depth_index=len(out), weights=tuple(layer.weights),
+                trainable_weights=tuple(layer.trainable_weights), trainable=bool(layer.trainable),
+                children=children, frozen_by=frozen,
+            ))
+            if nested:
+                self._collect(layer, prefix=name + "/", owners=owners + (layer,),
+                              frozen_by=frozen, out=out)
+
+    @contextlib.contextmanager
+    def _capturing(self, watched: Sequence[LayerInfo],
+                   captured: dict[str, list[Tensor]]) -> Iterator[None]:
+        """Wrap each watched layer's ``call`` so its outputs land in ``captured``; undo on exit."""
+        wrapped = []
+        try:
+            for info in watched:
+                layer = self._placed[info.name].layer
+                if "call" not in vars(layer):
+                    sink = captured.setdefault(info.name, [])
+                    object.__setattr__(layer, "call", _recording(layer.call, sink))
+                    wrapped.append(layer)
+            yield
+        finally:
+            for layer in wrapped:
+                object.__delattr__(layer, "call")
 
 
-def describe(model: Any) -> ModelStructure:
-    """Walk ``model`` and every nested model inside it."""
-    layers: list[LayerInfo] = []
-    _collect(model, prefix="", owners=(model,), frozen_by=None, out=layers)
-    owner_of: dict[int, str] = {}
-    for info in layers:
-        if info.is_container:
-            continue
-        for variable in info.layer.weights:
-            owner_of.setdefault(id(variable), info.name)
-    return ModelStructure(model=model, layers=tuple(layers), owner_of=owner_of)
+def _recording(call: Any, sink: list[Tensor]) -> Any:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        output = call(*args, **kwargs)
+        sink.append(output)
+        return output
+
+    return recorded
 
 
-def _collect(
-    model: Any, prefix: str, owners: tuple[Any, ...], frozen_by: str | None,
-    out: list[LayerInfo],
-) -> None:
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        name = prefix + layer.name
-        is_container = isinstance(layer, keras.Model)
-        activation, rule = activation_of(layer)
-        frozen = frozen_by or (name if is_frozen(layer) else None)
-        out.append(
-            LayerInfo(
-                name=name, layer=layer, type=type(layer).__name__,
-                activation=activation, unit_rule=rule, is_container=is_container,
-                owners=owners, depth_index=len(out), frozen_by=frozen,
-            )
-        )
-        if is_container:
-            _collect(layer, prefix=name + "/", owners=owners + (layer,), frozen_by=frozen,
-                     out=out)
+def _structured(model: Any, tensors: list[Tensor]) -> Any:
+    """Arrange input tensors the way the model's inputs were declared (list, dict …)."""
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is not None:
+        return keras.tree.pack_sequence_as(structure, tensors)
+    return tensors if len(tensors) > 1 else tensors[0]
 
 
 def is_frozen(layer: Any) -> bool:
@@ -132,33 +215,59 @@ def activation_of(layer: Any) -> tuple[str | None, UnitRule | None]:
     return name, None
 
 
-def variable_label(variable: Any) -> str:
-    """A variable's short name within its layer (``kernel``, ``bias``, …)."""
-    return str(getattr(variable, "name", "")).split("/")[-1].split(":")[0]
+# --- inputs -------------------------------------------------------------------
+
+def _input_spec(tensor: Any, synthesise: bool) -> InputSpec:
+    name = _input_name(tensor)
+    shape = tuple(DEFAULT_DIM if d is None else int(d) for d in tensor.shape[1:])
+    dtype = str(tensor.dtype)
+    vocab = None
+    if "int" in dtype:
+        vocab = _embedding_vocab(tensor)
+        if vocab is None and synthesise:
+            raise AuditError(
+                f"input '{name}' is {dtype} but feeds no Embedding layer, so "
+                "its valid value range is unknown; audit with real inputs (--inputs FILE)"
+            )
+    elif "float" not in dtype and synthesise:
+        raise AuditError(
+            f"input '{name}' has dtype {dtype}, which gradaudit cannot "
+            "synthesise; audit with real inputs (--inputs FILE)"
+        )
+    declared = tuple(None if d is None else int(d) for d in tensor.shape[1:])
+    return InputSpec(name=name, shape=shape, dtype=dtype, vocab=vocab, declared=declared)
 
 
-def param_count(variables: list[Any]) -> int:
-    return int(sum(math.prod(v.shape) for v in variables))
+def _input_name(tensor: Any) -> str:
+    history = getattr(tensor, "_keras_history", None)
+    operation = getattr(history, "operation", None)
+    return getattr(operation, "name", None) or str(getattr(tensor, "name", "input"))
+
+
+def _embedding_vocab(tensor: Any) -> int | None:
+    """``input_dim`` of the Embedding layer(s) that read ``tensor`` directly.
+
+    Looks through nested models too: a Sequential whose first layer is an
+    Embedding consumes its input through that layer. With several consumers
+    the smallest vocabulary keeps every id valid for all of them.
+    """
+    vocabs: list[int] = []
+    frontier = [tensor]
+    while frontier:
+        current = frontier.pop()
+        operation = current._keras_history.operation
+        for node in operation._outbound_nodes:
+            if not any(t is current for t in node.input_tensors):
+                continue
+            consumer = node.operation
+            if isinstance(consumer, keras.layers.Embedding):
+                vocabs.append(int(consumer.input_dim))
+            elif isinstance(consumer, keras.Model) and getattr(consumer, "inputs", None):
+                frontier.extend(consumer.inputs)
+    return min(vocabs) if vocabs else None
 
 
 # --- where the graph cuts gradient paths ------------------------------------
-
-def find_cut(info: LayerInfo) -> str | None:
-    """The first operations after ``info``'s layer through which no gradient passes.
-
-    Walks the Keras functional graph from the layer towards the outputs of its
-    model, and on through enclosing models. Returns ``None`` when no graph is
-    recorded (subclassed models) or no cutting operation is found.
-    """
-    starts = [t for node in info.layer._inbound_nodes for t in node.output_tensors]
-    return _cut_through(list(info.owners), starts)
-
-
-def find_input_cut(model: Any, index: int) -> str | None:
-    """Like :func:`find_cut`, for the model's ``index``-th input."""
-    inputs = getattr(model, "inputs", None) or []
-    return _cut_through([model], [inputs[index]]) if index < len(inputs) else None
-
 
 def _cut_through(owners: list[Any], starts: list[Any]) -> str | None:
     cuts: list[str] = []
@@ -206,18 +315,14 @@ def _walk_graph(starts: list[Any], output_ids: set[int]) -> tuple[list[str], boo
 def _cut_name(node: Any, tensor: Any) -> str | None:
     op_type = type(node.operation).__name__
     if op_type in NON_DIFFERENTIABLE_OPS:
-        return _snake(op_type)
+        return snake(op_type)
     if op_type == "Where" and node.input_tensors and node.input_tensors[0] is tensor:
         return "where (condition)"
     dtypes = [str(t.dtype) for t in node.output_tensors]
     if dtypes and not any(_is_float(d) for d in dtypes):
-        return f"cast to {dtypes[0]}" if op_type == "Cast" else _snake(op_type)
+        return f"cast to {dtypes[0]}" if op_type == "Cast" else snake(op_type)
     return None
 
 
 def _is_float(dtype: str) -> bool:
     return "float" in dtype or "complex" in dtype
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

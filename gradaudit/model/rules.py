@@ -7,6 +7,7 @@ the catalogue; importing it costs nothing (no TensorFlow).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 # Activation function name -> (kind, low, high). "relu" kinds have a derivative of
@@ -34,3 +35,8 @@ class UnitRule:
     kind: str  # "relu" | "saturating"
     low: float
     high: float
+
+
+def snake(name: str) -> str:
+    """``StopGradient`` → ``stop_gradient``: op names as people write the function."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

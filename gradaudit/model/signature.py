@@ -1,4 +1,4 @@
-"""SavedModel directories: scanned, loaded with ``tf.saved_model.load``, probed by signature.
+"""A SavedModel signature as an :class:`~gradaudit.model.interface.AuditedModel`.
 
 No Keras objects are rebuilt: the chosen signature function is called under a
 ``GradientTape`` and differentiated with respect to the restored trainable
@@ -13,13 +13,14 @@ for Keras exports is inference mode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
 
 from gradaudit.errors import AuditError, first_line
-from gradaudit.model.keras_graph import LayerInfo, ModelStructure, is_frozen
+from gradaudit.model.flat_graph import Activation, FlatGraph
+from gradaudit.model.interface import LayerInfo, RunResult, Tensor, Variable
 from gradaudit.model.specs import DEFAULT_DIM, InputSpec
 
 # Attributes of restored objects that list variables owned elsewhere.
@@ -29,140 +30,128 @@ VARIABLE_LISTS = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class RestoredModel:
-    """The audited signature with the variables it reads: the 'model' of the report."""
+class SignatureModel:
+    """The audited signature with the variables it reads: the 'model' of the report.
 
-    name: str
-    signature: str
-    function: Any  # the signature's ConcreteFunction
-    root: Any  # the object tf.saved_model.load returned (keeps variables alive)
+    Signature functions keep no state, so there is nothing to restore after a probe.
+    """
+
+    state_variables: tuple[Variable, ...] = ()
+    prefers_tracing = False
+
+    def __init__(self, name: str, signature: str, function: Any, root: Any) -> None:
+        self.name = name
+        self.signature = signature
+        self._function = function
+        self._root = root  # keeps the restored variables alive
+        _, keywords = function.structured_input_signature
+        self._input_names = sorted(keywords)
+        notes = [f"signature '{signature}' probed as traced (Keras exports trace "
+                 "inference mode; --inference has no effect)"]
+        grouped = self._group_variables()
+        self._graph: FlatGraph | None
+        try:
+            self._graph = FlatGraph(function)
+        except Exception as exc:  # grappler or the importer rejected the function
+            self._graph, found = None, []
+            notes.append(f"dead/saturated unit checks skipped: the serving graph could not "
+                         f"be inlined ({first_line(exc)})")
+        else:
+            found, unclaimed = self._graph.activations(list(grouped))
+            if unclaimed:
+                notes.append(f"{len(unclaimed)} activation op(s) not judged (not the single "
+                             f"output activation of a layer with variables): "
+                             f"{', '.join(unclaimed[:5])}" + (" …" if len(unclaimed) > 5 else ""))
+        self.notes = tuple(notes)
+        self._activations: dict[str, Activation] = {a.layer: a for a in found}
+        self._layers = tuple(self._layer(index, name, variables)
+                             for index, (name, variables) in enumerate(grouped.items()))
+        self._owner_of = {id(v): info.name for info in self._layers for v in info.weights}
+        ops = [a.op for a in found]
+        self._fetch = self._graph.fetcher(ops) if self._graph is not None and ops else None
+        self._fetched = [a.layer for a in found]
 
     @property
-    def weights(self) -> list[Any]:
-        return list(self.function.variables)
+    def layers(self) -> tuple[LayerInfo, ...]:
+        return self._layers
 
     @property
-    def trainable_variables(self) -> list[Any]:
-        return list(self.function.trainable_variables)
-
-    trainable_weights = trainable_variables
+    def weights(self) -> list[Variable]:
+        return list(self._function.variables)
 
     @property
-    def non_trainable_weights(self) -> list[Any]:
-        trainable = {id(v) for v in self.trainable_variables}
-        return [v for v in self.weights if id(v) not in trainable]
+    def trainable_variables(self) -> list[Variable]:
+        return list(self._function.trainable_variables)
 
+    def input_specs(self, synthesise: bool = True) -> list[InputSpec]:
+        """The signature's inputs in keyword order; random data can fill only float inputs.
 
-@dataclass(frozen=True)
-class RestoredLayer:
-    """The variables of one layer as recovered from their names."""
+        With ``synthesise=False`` (``--inputs`` supplies the data) any dtype is accepted.
+        """
+        _, keywords = self._function.structured_input_signature
+        return [self._input_spec(name, keywords[name], synthesise) for name in self._input_names]
 
-    name: str
-    weights: tuple[Any, ...]
+    def run(self, inputs: list[Tensor], *, training: bool,
+            watched: Sequence[LayerInfo]) -> RunResult:
+        """Call the signature (as traced: ``training`` cannot change it); each watched
+        layer's output is fetched from the flat graph for the same batch."""
+        outputs = self._function(**dict(zip(self._input_names, inputs)))
+        activations: dict[str, list[Tensor]] = {}
+        if self._fetch is not None:
+            wanted = {info.name for info in watched}
+            for layer, value in zip(self._fetched, self._fetch(inputs)):
+                if layer in wanted:
+                    activations[layer] = [value]
+        return RunResult(outputs=tf.nest.flatten(outputs), activations=activations)
 
-    @property
-    def trainable_weights(self) -> list[Any]:
-        return [v for v in self.weights if v.trainable]
+    def owner_of(self, variable: Variable) -> str | None:
+        return self._owner_of.get(id(variable))
 
-    @property
-    def non_trainable_weights(self) -> list[Any]:
-        return [v for v in self.weights if not v.trainable]
-
-    @property
-    def trainable(self) -> bool:
-        return bool(self.trainable_weights)
-
-    def call(self, output: Any) -> Any:
-        """The layer's output as fetched from the graph (the probe observes it here)."""
-        return output
-
-
-@dataclass(frozen=True)
-class GraphStructure(ModelStructure):
-    """A ModelStructure whose cuts are searched in the flat graph, not a Keras graph."""
-
-    graph: Any = None  # FlatGraph, or None when the function could not be inlined
-    activations: tuple[Any, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def cut_of(self, info: LayerInfo) -> str | None:
-        if self.graph is None:
+    def cut_of(self, layer: LayerInfo) -> str | None:
+        if self._graph is None:
             return None
-        return ", ".join(self.graph.cuts_from_variables(list(info.layer.weights))) or None
+        return ", ".join(self._graph.cuts_from_variables(list(layer.weights))) or None
 
     def input_cut(self, index: int) -> str | None:
-        if self.graph is None:
+        if self._graph is None:
             return None
-        return ", ".join(self.graph.cuts_from_input(index)) or None
+        return ", ".join(self._graph.cuts_from_input(index)) or None
 
-
-def input_specs(model: RestoredModel, synthesise: bool = True) -> list[InputSpec]:
-    """The signature's inputs in keyword order; random data can fill only float inputs.
-
-    With ``synthesise=False`` (``--inputs`` supplies the data) any dtype is accepted.
-    """
-    _, keywords = model.function.structured_input_signature
-    specs = []
-    for name, spec in sorted(keywords.items()):
+    def _input_spec(self, name: str, spec: Any, synthesise: bool) -> InputSpec:
         dtype = spec.dtype.name
+        where = f"signature '{self.signature}' input '{name}'"
         if synthesise and not spec.dtype.is_floating:
-            raise AuditError(
-                f"signature '{model.signature}' input '{name}' has dtype {dtype}, which "
-                "gradaudit cannot synthesise for a SavedModel; audit with real inputs"
-            )
+            raise AuditError(f"{where} has dtype {dtype}, which gradaudit cannot synthesise "
+                             "for a SavedModel; audit with real inputs")
         if spec.shape.rank is None or spec.shape.rank == 0:
-            raise AuditError(f"signature '{model.signature}' input '{name}' has no batch axis")
+            raise AuditError(f"{where} has no batch axis")
         if spec.shape[0] is not None:
-            raise AuditError(
-                f"signature '{model.signature}' input '{name}' has a fixed batch size "
-                f"({spec.shape[0]}); gradaudit needs a variable batch axis"
-            )
+            raise AuditError(f"{where} has a fixed batch size ({spec.shape[0]}); gradaudit "
+                             "needs a variable batch axis")
         declared = tuple(None if d is None else int(d) for d in spec.shape[1:])
         shape = tuple(DEFAULT_DIM if d is None else d for d in declared)
-        specs.append(InputSpec(name=name, shape=shape, dtype=dtype, declared=declared))
-    return specs
+        return InputSpec(name=name, shape=shape, dtype=dtype, declared=declared)
+
+    def _group_variables(self) -> dict[str, list[Variable]]:
+        """Variables by layer name, in the signature's order."""
+        owners = _object_paths(self._root)
+        grouped: dict[str, list[Variable]] = {}
+        for variable in self._function.variables:
+            grouped.setdefault(_layer_name(variable, owners), []).append(variable)
+        return grouped
+
+    def _layer(self, index: int, name: str, variables: list[Variable]) -> LayerInfo:
+        activation = self._activations.get(name)
+        trainable = tuple(v for v in variables if v.trainable)
+        return LayerInfo(
+            name=name, type="restored", activation=activation.name if activation else None,
+            unit_rule=activation.rule if activation else None, depth_index=index,
+            weights=tuple(variables), trainable_weights=trainable, trainable=bool(trainable),
+            frozen_by=None if trainable or not variables else name,
+        )
 
 
-def describe(model: RestoredModel) -> GraphStructure:
-    """Layers from variable names, and their output activations from the flat graph."""
-    from gradaudit.model.flat_graph import FlatGraph
-
-    owners = _object_paths(model.root)
-    grouped: dict[str, list[Any]] = {}
-    for variable in model.weights:
-        grouped.setdefault(_layer_name(variable, owners), []).append(variable)
-    notes = [f"signature '{model.signature}' probed as traced (Keras exports trace "
-             "inference mode; --inference has no effect)"]
-    try:
-        graph = FlatGraph(model.function)
-    except Exception as exc:  # grappler or the importer rejected the function
-        graph, found = None, []
-        notes.append(f"dead/saturated unit checks skipped: the serving graph could not be "
-                     f"inlined ({first_line(exc)})")
-    else:
-        found, unclaimed = graph.activations(list(grouped))
-        if unclaimed:
-            notes.append(f"{len(unclaimed)} activation op(s) not judged (not the single "
-                         f"output activation of a layer with variables): "
-                         f"{', '.join(unclaimed[:5])}" + (" …" if len(unclaimed) > 5 else ""))
-    by_layer = {a.layer: a for a in found}
-    layers = []
-    for index, (name, variables) in enumerate(grouped.items()):
-        activation = by_layer.get(name)
-        layer = RestoredLayer(name, tuple(variables))
-        layers.append(LayerInfo(
-            name=name, layer=layer, type="restored",
-            activation=activation.name if activation else None,
-            unit_rule=activation.rule if activation else None, is_container=False,
-            owners=(model,), depth_index=index, frozen_by=name if is_frozen(layer) else None,
-        ))
-    owner_of = {id(v): info.name for info in layers for v in info.layer.weights}
-    return GraphStructure(model=model, layers=tuple(layers), owner_of=owner_of, graph=graph,
-                          activations=tuple(found), notes=tuple(notes))
-
-
-def _layer_name(variable: Any, owners: dict[int, str]) -> str:
+def _layer_name(variable: Variable, owners: dict[int, str]) -> str:
     name = str(variable.name).split(":")[0]
     if "/" in name:
         return name.rsplit("/", 1)[0]
@@ -190,32 +179,3 @@ def _object_paths(root: Any) -> dict[int, str]:
             else:
                 frontier.append((child, f"{path}/{key}" if path else key))
     return paths
-
-
-class Runner:
-    """The signature as :func:`gradaudit.probe.probe` calls a Keras model.
-
-    Inputs in, outputs out (a dict, flattened in key order). Each watched
-    layer's output, fetched from the flat graph for the same batch, is handed
-    to that layer's ``call``, which is where the probe observes layer outputs.
-    Signature functions keep no state, so there is nothing to restore.
-    """
-
-    non_trainable_variables: tuple[Any, ...] = ()
-
-    def __init__(self, model: RestoredModel, structure: GraphStructure,
-                 specs: list[InputSpec]) -> None:
-        self.trainable_variables = model.trainable_variables
-        self._function = model.function
-        self._names = [spec.name for spec in specs]
-        self._layers = [structure.layer(a.layer).layer for a in structure.activations]
-        ops = [a.op for a in structure.activations]
-        self._fetch = structure.graph.fetcher(ops) if ops else None
-
-    def __call__(self, inputs: Any, training: bool = False) -> Any:
-        tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        outputs = self._function(**dict(zip(self._names, tensors)))
-        if self._fetch is not None:
-            for layer, value in zip(self._layers, self._fetch(tensors)):
-                layer.call(value)
-        return outputs

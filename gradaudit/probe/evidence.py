@@ -1,21 +1,25 @@
-"""Probe statistics regrouped per layer: the facts both checks and reports read."""
+"""Probe statistics regrouped per layer: the facts both checks and reports read.
+
+Each fact is computed here once (dead and saturated units, a layer's gradient
+RMS), so a check and the report row that shows it cannot disagree.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from gradaudit.model.keras_graph import LayerInfo, ModelStructure, variable_label
+from gradaudit.model.interface import AuditedModel, LayerInfo, Variable, variable_label
+from gradaudit.options import Thresholds
 from gradaudit.probe.tape import GradStats, ProbeResult, UnitStats, rms
 
 
 @dataclass(frozen=True)
 class VariableEvidence:
     label: str  # "kernel", "bias", …
-    variable: Any
+    variable: Variable
     size: int
     grad: GradStats
 
@@ -25,6 +29,25 @@ class LayerEvidence:
     info: LayerInfo
     variables: tuple[VariableEvidence, ...]  # trainable variables it owns
     units: UnitStats | None
+    dead_units: int | None = None
+    """ReLU family: units that never fired on any probe sample."""
+    saturated_units: int | None = None
+    """Sigmoid/tanh family: units near a bound on ≥ ``saturation_samples`` of observations."""
+
+    @property
+    def dead_fraction(self) -> float | None:
+        return None if self.dead_units is None or self.units is None else (
+            self.dead_units / self.units.units)
+
+    @property
+    def saturated_fraction(self) -> float | None:
+        return None if self.saturated_units is None or self.units is None else (
+            self.saturated_units / self.units.units)
+
+    @property
+    def fully_dead(self) -> bool:
+        """No unit fired: no gradient passes the layer (frozen or not)."""
+        return self.units is not None and self.dead_units == self.units.units
 
     @property
     def grad_rms(self) -> float | None:
@@ -43,7 +66,7 @@ class LayerEvidence:
 
 @dataclass(frozen=True)
 class Evidence:
-    structure: ModelStructure
+    model: AuditedModel
     probe: ProbeResult
     layers: tuple[LayerEvidence, ...]  # leaves and containers, depth order
     float_inputs: tuple[tuple[str, int], ...]  # (name, index among model inputs), probe order
@@ -53,11 +76,12 @@ class Evidence:
 
 
 def gather(
-    structure: ModelStructure, result: ProbeResult, float_inputs: list[tuple[str, int]]
+    model: AuditedModel, result: ProbeResult, float_inputs: list[tuple[str, int]],
+    thresholds: Thresholds,
 ) -> Evidence:
     by_layer: dict[str, list[VariableEvidence]] = {}
     for variable, grad in result.variables:
-        owner = structure.owner_of.get(id(variable))
+        owner = model.owner_of(variable)
         if owner is None:
             continue
         by_layer.setdefault(owner, []).append(
@@ -67,13 +91,17 @@ def gather(
             )
         )
     layers = tuple(
-        LayerEvidence(
-            info=info,
-            variables=tuple(by_layer.get(info.name, ())),
-            units=result.units.get(info.name),
-        )
-        for info in structure.layers
+        _layer(info, tuple(by_layer.get(info.name, ())), result.units.get(info.name), thresholds)
+        for info in model.layers
     )
-    return Evidence(
-        structure=structure, probe=result, layers=layers, float_inputs=tuple(float_inputs)
-    )
+    return Evidence(model=model, probe=result, layers=layers, float_inputs=tuple(float_inputs))
+
+
+def _layer(info: LayerInfo, variables: tuple[VariableEvidence, ...], units: UnitStats | None,
+           thresholds: Thresholds) -> LayerEvidence:
+    if units is None:
+        return LayerEvidence(info, variables, None)
+    if units.rule.kind == "relu":
+        return LayerEvidence(info, variables, units, dead_units=units.dead_units())
+    return LayerEvidence(info, variables, units,
+                         saturated_units=units.saturated_units(thresholds.saturation_samples))

@@ -5,8 +5,8 @@ The objective is ``mean over samples of sum over outputs of <output, c>`` with
 one fixed random cotangent ``c`` per output (seeded normal). A plain
 ``sum(output)`` would be constant for a softmax and would make a healthy
 classifier look dead; averaging over samples keeps gradient magnitudes the same
-at any number of samples. Layer outputs are captured by wrapping the ``call``
-of the layers that need them for the duration of the probe only; per-unit
+at any number of samples. The model hands back the outputs of the layers the
+probe watches with each batch (:meth:`AuditedModel.run`); per-unit
 statistics are folded into small per-layer vectors after each batch and the
 batch's tensors are dropped.
 """
@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from gradaudit.model.keras_graph import LayerInfo, UnitRule
+from gradaudit.model.interface import AuditedModel, LayerInfo, Variable
+from gradaudit.model.rules import UnitRule
+from gradaudit.options import Options
 
 
 @dataclass
@@ -59,45 +60,46 @@ class GradStats:
 class ProbeResult:
     samples: int
     units: dict[str, UnitStats]
-    variables: list[tuple[Any, GradStats]]
+    variables: list[tuple[Variable, GradStats]]
     inputs: list[GradStats]
 
 
 def probe(
-    model: Any,
-    watched: list[LayerInfo],
+    model: AuditedModel,
     batches: Iterable[list[np.ndarray]],
+    options: Options,
     *,
-    seed: int,
-    saturation_eps: float,
-    saturation_samples: float,
-    max_samples: int,
-    training: bool = True,
-    early_stop: bool = True,
-    compiled: bool = False,
+    compiled: bool | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ProbeResult:
     """Run the model over ``batches`` under a GradientTape and reduce statistics.
 
-    ``watched`` are the layers whose outputs are judged per unit (those with a
-    unit rule); every trainable variable and every float input gets gradient
-    statistics. With ``training`` the layers behave as the optimizer sees them
+    The layers with a unit rule are watched (their outputs judged per unit);
+    every trainable variable and every float input gets gradient statistics.
+    Unless ``options.inference``, the layers behave as the optimizer sees them
     (BatchNormalization on batch statistics, Dropout active); the model's
-    non-trainable state (moving statistics, RNG state) is restored afterwards,
-    so probing leaves the model as it found it.
+    state variables (moving statistics, RNG state) are restored afterwards, so
+    probing leaves the model as it found it.
 
-    With ``early_stop`` the probe ends as soon as no further batch can change a
-    verdict: every unit has fired (or can no longer reach the saturation
-    threshold) and every connected variable has had a non-zero gradient.
-    ``compiled`` traces the step with ``tf.function`` instead of running eagerly.
-    ``on_batch`` is told the samples probed so far after each batch (progress).
+    Unless ``options.all_samples``, the probe ends as soon as no further batch
+    can change a verdict: every unit has fired (or can no longer reach the
+    saturation threshold) and every connected variable has had a non-zero
+    gradient. ``compiled`` traces the step with ``tf.function`` instead of
+    running eagerly (default: as the model prefers). ``on_batch`` is told the
+    samples probed so far after each batch (progress).
     """
-    step = _Step(model, watched, seed, saturation_eps, training, max_samples)
+    thresholds = options.thresholds
+    max_samples = options.samples
+    watched = [info for info in model.layers if info.unit_rule is not None]
+    step = _Step(model, watched, options.seed, thresholds.saturation_eps,
+                 not options.inference, max_samples)
+    if compiled is None:
+        compiled = model.prefers_tracing
     run = tf.function(step, reduce_retracing=True) if compiled else step
     unit_stats: dict[str, UnitStats] = {}
     samples = 0
     nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
-    with _capture_outputs(watched, step.captured), _restoring(model.non_trainable_variables):
+    with _restoring(model.state_variables):
         for batch in batches:
             result = run([tf.constant(x) for x in batch])
             samples += int(batch[0].shape[0])
@@ -105,9 +107,10 @@ def probe(
                 on_batch(samples)
             for info, (values, observations) in zip(step.seen_layers, result["units"]):
                 _fold_units(unit_stats, info, values.numpy(), int(observations))
-            if early_stop and samples < max_samples:
+            if not options.all_samples and samples < max_samples:
                 nonzero |= step.nonzero_totals(exclude=nonzero)
-                if _decided(step, nonzero, unit_stats, samples, max_samples, saturation_samples):
+                if _decided(step, nonzero, unit_stats, samples, max_samples,
+                            thresholds.saturation_samples):
                     break
     variables = [(v, step.gradient_stats(i, samples)) for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
@@ -123,7 +126,7 @@ class _Step:
     while it runs or traces, and everything per batch comes back as tensors.
     """
 
-    def __init__(self, model: Any, watched: list[LayerInfo], seed: int, eps: float,
+    def __init__(self, model: AuditedModel, watched: list[LayerInfo], seed: int, eps: float,
                  training: bool, max_samples: int) -> None:
         self.model = model
         self.watched = watched
@@ -135,7 +138,6 @@ class _Step:
         # within the gradient's own magnitude (no float32 overflow from summing).
         self.totals = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)
                        for v in self.variables]
-        self.captured: dict[str, list[Any]] = {}
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[LayerInfo] = []
@@ -149,9 +151,8 @@ class _Step:
         n = tf.cast(tf.shape(tensors[0])[0], tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(floats)
-            outputs = tf.nest.flatten(
-                self.model(_structured(self.model, tensors), training=self.training))
-            objective = self._objective(outputs)
+            ran = self.model.run(tensors, training=self.training, watched=self.watched)
+            objective = self._objective(ran.outputs)
         grads = tape.gradient(objective, self.variables + floats)
         var_grads = grads[: len(self.variables)]
         self.variables_connected = [g is not None for g in var_grads]
@@ -163,7 +164,7 @@ class _Step:
                 if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
                     grad = tf.convert_to_tensor(grad)
                 total.assign_add(tf.cast(grad, tf.float32) * weight)
-        return {"units": self._units()}
+        return {"units": self._units(ran.activations)}
 
     def nonzero_totals(self, exclude: set[int]) -> set[int]:
         """Indices of connected variables whose accumulated gradient is non-zero.
@@ -203,12 +204,12 @@ class _Step:
                 terms.append(tf.reduce_mean(tf.reduce_sum(flat, axis=1)))
         return tf.add_n(terms) if terms else tf.constant(0.0)
 
-    def _units(self) -> list[tuple[tf.Tensor, tf.Tensor]]:
+    def _units(self, activations: dict[str, list[tf.Tensor]]) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """Per watched layer: (per-unit statistic over the batch, observations)."""
         self.seen_layers = []
         reduced = []
         for info in self.watched:
-            outputs = [o for o in self.captured.pop(info.name, ())
+            outputs = [o for o in activations.get(info.name, ())
                        if isinstance(o, tf.Tensor) and o.dtype.is_floating]
             if not outputs:
                 continue
@@ -218,7 +219,6 @@ class _Step:
                 values = tf.logical_or(values, other) if values.dtype == tf.bool else values + other
             reduced.append((values, tf.add_n([count for _, count in parts])))
             self.seen_layers.append(info)
-        self.captured.clear()
         return reduced
 
     def _reduce(self, rule: UnitRule, output: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -232,14 +232,6 @@ class _Step:
             return tf.reduce_any(active, axis=0), observations
         near = tf.logical_or(values <= rule.low + self.eps, values >= rule.high - self.eps)
         return tf.reduce_sum(tf.cast(near, tf.int32), axis=0), observations
-
-
-def _structured(model: Any, tensors: list[tf.Tensor]) -> Any:
-    """Arrange input tensors the way the model's inputs were declared (list, dict …)."""
-    structure = getattr(model, "_inputs_struct", None)
-    if structure is not None:
-        return keras.tree.pack_sequence_as(structure, tensors)
-    return tensors if len(tensors) > 1 else tensors[0]
 
 
 def _fold_units(unit_stats: dict[str, UnitStats], info: LayerInfo, values: np.ndarray,
@@ -277,7 +269,7 @@ def _decided(step: _Step, nonzero: set[int], unit_stats: dict[str, UnitStats], s
 
 
 @contextlib.contextmanager
-def _restoring(variables: list[Any]) -> Iterator[None]:
+def _restoring(variables: Sequence[Variable]) -> Iterator[None]:
     """Put the values of ``variables`` back on exit (training mode updates them)."""
     saved = [tf.identity(v) for v in variables]
     try:
@@ -285,32 +277,6 @@ def _restoring(variables: list[Any]) -> Iterator[None]:
     finally:
         for variable, value in zip(variables, saved):
             variable.assign(value)
-
-
-@contextlib.contextmanager
-def _capture_outputs(watched: list[LayerInfo], captured: dict[str, list[Any]]) -> Iterator[None]:
-    """Wrap each watched layer's ``call`` so its outputs land in ``captured``; undo on exit."""
-
-    def wrap(info: LayerInfo) -> None:
-        original = info.layer.call
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            output = original(*args, **kwargs)
-            captured.setdefault(info.name, []).append(output)
-            return output
-
-        object.__setattr__(info.layer, "call", call)
-
-    wrapped = []
-    try:
-        for info in watched:
-            if "call" not in vars(info.layer):
-                wrap(info)
-                wrapped.append(info.layer)
-        yield
-    finally:
-        for layer in wrapped:
-            object.__delattr__(layer, "call")
 
 
 def rms(values: Any) -> float:

@@ -1,0 +1,137 @@
+"""What the probe, the evidence and the checks need of a model, declared once.
+
+Every way of loading a model (a Keras graph, a SavedModel signature) gives an
+:class:`AuditedModel`; nothing downstream knows which it is. The model's
+layers are plain :class:`LayerInfo` records, and one call, :meth:`AuditedModel.run`,
+runs a batch and hands back the outputs with the activations the probe asked
+for, so the probe never patches objects it does not know.
+
+``Tensor`` and ``Variable`` name the TensorFlow/Keras boundary: they are
+TensorFlow's (or Keras's) own objects, which carry no type information.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gradaudit.model.rules import UnitRule
+from gradaudit.model.specs import InputSpec
+
+Tensor = Any
+"""A TensorFlow tensor (eager or symbolic)."""
+Variable = Any
+"""A TensorFlow or Keras variable."""
+
+
+@dataclass(frozen=True, eq=False)
+class LayerInfo:
+    """One layer at any depth, with the facts the checks need.
+
+    ``name`` is qualified from the audited model down (``encoder/enc_dead``).
+    Compared by identity: a layer is itself, whatever its figures.
+    """
+
+    name: str
+    type: str
+    activation: str | None
+    unit_rule: UnitRule | None
+    depth_index: int
+    weights: tuple[Variable, ...]
+    trainable_weights: tuple[Variable, ...]
+    trainable: bool
+    children: tuple[str, ...] = ()
+    """Qualified names of the layers directly inside (a nested model's layers)."""
+    frozen_by: str | None = None
+    """The outermost frozen layer this one is or sits inside; None if not frozen."""
+
+    @property
+    def is_container(self) -> bool:
+        """A nested model: its figures are its children's."""
+        return bool(self.children)
+
+    @property
+    def non_trainable_weights(self) -> tuple[Variable, ...]:
+        trainable = {id(v) for v in self.trainable_weights}
+        return tuple(v for v in self.weights if id(v) not in trainable)
+
+    @property
+    def frozen_root(self) -> bool:
+        """Frozen itself, not only as part of a frozen enclosing model."""
+        return self.frozen_by == self.name
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One batch through the model: its outputs, flat, and the watched layers' outputs."""
+
+    outputs: list[Tensor]
+    activations: dict[str, list[Tensor]] = field(default_factory=dict)
+    """Qualified layer name → that layer's outputs in this batch (a shared layer has several)."""
+
+
+class AuditedModel(Protocol):
+    """A model the probe can run and the checks can read."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def layers(self) -> tuple[LayerInfo, ...]:
+        """Leaves and containers, in depth order."""
+        ...
+
+    @property
+    def weights(self) -> Sequence[Variable]: ...
+
+    @property
+    def trainable_variables(self) -> Sequence[Variable]: ...
+
+    @property
+    def state_variables(self) -> Sequence[Variable]:
+        """Non-trainable state a training-mode run may change (moving statistics); the
+        probe puts it back afterwards."""
+        ...
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """How the model is probed, where that differs from the usual (for the report)."""
+        ...
+
+    @property
+    def prefers_tracing(self) -> bool:
+        """Whether a ``tf.function``-traced probe step is faster than an eager one."""
+        ...
+
+    def input_specs(self, synthesise: bool = True) -> list[InputSpec]:
+        """The inputs in call order; AuditError when random data cannot fill one and
+        ``synthesise`` (no user data) is asked for."""
+        ...
+
+    def run(self, inputs: list[Tensor], *, training: bool,
+            watched: Sequence[LayerInfo]) -> RunResult:
+        """Run one batch; capture the outputs of the ``watched`` layers."""
+        ...
+
+    def owner_of(self, variable: Variable) -> str | None:
+        """The qualified name of the leaf layer that owns ``variable``."""
+        ...
+
+    def cut_of(self, layer: LayerInfo) -> str | None:
+        """The operations that cut ``layer``'s paths to the outputs, if the model shows them."""
+        ...
+
+    def input_cut(self, index: int) -> str | None:
+        """The operations that cut the ``index``-th input's paths to the outputs."""
+        ...
+
+
+def variable_label(variable: Variable) -> str:
+    """A variable's short name within its layer (``kernel``, ``bias``, …)."""
+    return str(getattr(variable, "name", "")).split("/")[-1].split(":")[0]
+
+
+def param_count(variables: Sequence[Variable]) -> int:
+    return int(sum(math.prod(v.shape) for v in variables))
