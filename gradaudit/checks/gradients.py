@@ -53,12 +53,13 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             grad_rms=layer.grad_rms, ratio_to_last=ratio, reference=reference.info.name))
     for stats, (input_name, index) in zip(evidence.probe.inputs, evidence.float_inputs):
         if not stats.connected:
-            cut = evidence.model.input_cut(index)
-            where = f"its paths are cut at {cut}" if cut else "it is not used by any output"
+            input_cut = evidence.model.input_cut(index)
+            where = (f"its paths are cut at {input_cut}" if input_cut
+                     else "it is not used by any output")
             findings.append(finding(
                 "GA211", input_name,
                 f"input '{input_name}' has no gradient path to any output: {where}",
-                cut_at=cut or "unused"))
+                cut_at=input_cut or "unused"))
     return findings
 
 
@@ -74,11 +75,11 @@ def _zero_reason(name: str, underflowed: set[str], dead_layers: list[str]) -> st
     return ""
 
 
-def _profile(trainable: list[LayerEvidence]) -> list[LayerEvidence]:
-    """Layers with a finite, measured gradient, in depth order."""
+def _profile(trainable: list[LayerEvidence]) -> list[tuple[LayerEvidence, float]]:
+    """Layers with a finite, measured gradient and its RMS, in depth order."""
     return [
-        layer for layer in trainable
-        if layer.grad_rms is not None
+        (layer, rms) for layer in trainable
+        if (rms := layer.grad_rms) is not None
         and all(v.grad.connected and v.grad.finite for v in layer.variables)
     ]
 
@@ -93,36 +94,33 @@ def _vanishing(
     `where`), reported as GA202 alone.
     """
     profile = _profile(trainable)
-    nonzero = [layer for layer in profile if layer.grad_rms > 0]
+    nonzero = [(layer, rms) for layer, rms in profile if rms > 0]
     if len(nonzero) < 2:
         return [], set()
-    reference = nonzero[-1]
-    last_index = profile.index(reference)
-
-    def vanishes(layer: LayerEvidence) -> bool:
-        return (layer.grad_rms < thresholds.vanishing_abs
-                and layer.grad_rms / reference.grad_rms < thresholds.vanishing_ratio)
-
-    weak = [layer for layer in profile[:last_index] if layer.grad_rms > 0 and vanishes(layer)]
+    reference, reference_rms = nonzero[-1]
+    last_index = [layer for layer, _ in profile].index(reference)
+    weak = [(layer, rms) for layer, rms in profile[:last_index]
+            if 0 < rms < thresholds.vanishing_abs
+            and rms / reference_rms < thresholds.vanishing_ratio]
     if not weak:
         return [], set()
-    deepest = profile.index(weak[-1])
-    zeros = [layer for layer in profile[:deepest] if layer.grad_rms == 0]
-    flagged = sorted(weak + zeros, key=lambda layer: layer.info.depth_index)
-    result = [(layer, layer.grad_rms / reference.grad_rms, reference) for layer in flagged]
-    return result, {layer.info.name for layer in zeros}
+    deepest = [layer for layer, _ in profile].index(weak[-1][0])
+    zeros = [(layer, rms) for layer, rms in profile[:deepest] if rms == 0]
+    flagged = sorted(weak + zeros, key=lambda pair: pair[0].info.depth_index)
+    result = [(layer, rms / reference_rms, reference) for layer, rms in flagged]
+    return result, {layer.info.name for layer, _ in zeros}
 
 
 def _exploding(trainable: list[LayerEvidence], thresholds: Thresholds) -> list[Finding]:
-    profile = [layer for layer in _profile(trainable) if layer.grad_rms > 0]
+    profile = [(layer, rms) for layer, rms in _profile(trainable) if rms > 0]
     if not profile:
         return []
-    reference = profile[-1]
+    reference, reference_rms = profile[-1]
     findings = []
-    for layer in profile:
+    for layer, rms in profile:
         weight_rms = layer.weight_rms
-        relative = layer.grad_rms / weight_rms if weight_rms > 0 else None
-        growth = layer.grad_rms / reference.grad_rms
+        relative = rms / weight_rms if weight_rms > 0 else None
+        growth = rms / reference_rms
         if relative is not None and relative > thresholds.exploding_ratio:
             why = f"{relative:.1e} × its weight RMS ({weight_rms:.2e})"
         elif layer is not reference and growth > thresholds.exploding_growth:
@@ -131,7 +129,7 @@ def _exploding(trainable: list[LayerEvidence], thresholds: Thresholds) -> list[F
             continue
         findings.append(finding(
             "GA203", layer.info.name,
-            f"gradient RMS {layer.grad_rms:.2e} is {why}",
-            grad_rms=layer.grad_rms, weight_rms=weight_rms,
+            f"gradient RMS {rms:.2e} is {why}",
+            grad_rms=rms, weight_rms=weight_rms,
             relative_update=relative, ratio_to_last=growth))
     return findings

@@ -50,10 +50,11 @@ class SignatureModel:
                  "inference mode; --inference has no effect)"]
         grouped = self._group_variables()
         self._graph: FlatGraph | None
+        found: list[Activation] = []
         try:
             self._graph = FlatGraph(function)
         except Exception as exc:  # grappler or the importer rejected the function
-            self._graph, found = None, []
+            self._graph = None
             notes.append(f"dead/saturated unit checks skipped: the serving graph could not "
                          f"be inlined ({first_line(exc)})")
         else:

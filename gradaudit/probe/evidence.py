@@ -52,11 +52,11 @@ class LayerEvidence:
     @property
     def grad_rms(self) -> float | None:
         """RMS of the mean gradient over all the layer's trainable variables."""
-        measured = [v for v in self.variables if v.grad.rms is not None]
-        size = sum(v.size for v in measured)
+        measured = [(rms, v.size) for v in self.variables if (rms := v.grad.rms) is not None]
+        size = sum(n for _, n in measured)
         if not size:
             return None
-        return math.sqrt(sum(v.grad.rms**2 * v.size for v in measured) / size)
+        return math.sqrt(sum(rms**2 * n for rms, n in measured) / size)
 
     @property
     def weight_rms(self) -> float:

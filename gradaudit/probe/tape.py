@@ -32,18 +32,27 @@ class UnitStats:
     """Per-unit activity of one layer, accumulated over all probe batches."""
 
     rule: UnitRule
-    units: int
-    observations: int = 0  # samples × positions seen per unit
-    ever_active: np.ndarray | None = None  # relu family: bool per unit
-    saturated: np.ndarray | None = None  # saturating: count per unit
+    observations: int  # samples × positions seen per unit
+    values: np.ndarray
+    """ReLU family: whether each unit ever fired (bool); saturating: on how many
+    observations each unit was near a bound (count)."""
+
+    @property
+    def units(self) -> int:
+        return len(self.values)
+
+    def fold(self, values: np.ndarray, observations: int) -> None:
+        """Add one batch's per-unit statistic."""
+        self.observations += observations
+        self.values = self.values | values if self.rule.kind == "relu" else self.values + values
 
     def dead_units(self) -> int:
-        return int(self.units - np.count_nonzero(self.ever_active))
+        return int(self.units - np.count_nonzero(self.values))
 
     def saturated_units(self, min_fraction: float) -> int:
         if not self.observations:
             return 0
-        return int(np.count_nonzero(self.saturated >= min_fraction * self.observations))
+        return int(np.count_nonzero(self.values >= min_fraction * self.observations))
 
 
 @dataclass
@@ -90,7 +99,7 @@ def probe(
     """
     thresholds = options.thresholds
     max_samples = options.samples
-    watched = [info for info in model.layers if info.unit_rule is not None]
+    watched = [(info, info.unit_rule) for info in model.layers if info.unit_rule is not None]
     step = _Step(model, watched, options.seed, thresholds.saturation_eps,
                  not options.inference, max_samples)
     if compiled is None:
@@ -105,8 +114,12 @@ def probe(
             samples += int(batch[0].shape[0])
             if on_batch is not None:
                 on_batch(samples)
-            for info, (values, observations) in zip(step.seen_layers, result["units"]):
-                _fold_units(unit_stats, info, values.numpy(), int(observations))
+            for (info, rule), (values, observations) in zip(step.seen_layers, result["units"]):
+                stats = unit_stats.get(info.name)
+                if stats is None:
+                    unit_stats[info.name] = UnitStats(rule, int(observations), values.numpy())
+                else:
+                    stats.fold(values.numpy(), int(observations))
             if not options.all_samples and samples < max_samples:
                 nonzero |= step.nonzero_totals(exclude=nonzero)
                 if _decided(step, nonzero, unit_stats, samples, max_samples,
@@ -126,7 +139,8 @@ class _Step:
     while it runs or traces, and everything per batch comes back as tensors.
     """
 
-    def __init__(self, model: AuditedModel, watched: list[LayerInfo], seed: int, eps: float,
+    def __init__(self, model: AuditedModel, watched: list[tuple[LayerInfo, UnitRule]],
+                 seed: int, eps: float,
                  training: bool, max_samples: int) -> None:
         self.model = model
         self.watched = watched
@@ -140,7 +154,7 @@ class _Step:
                        for v in self.variables]
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
-        self.seen_layers: list[LayerInfo] = []
+        self.seen_layers: list[tuple[LayerInfo, UnitRule]] = []
         self.variables_connected: list[bool] = []
         self.inputs_connected: list[bool] | None = None
 
@@ -151,7 +165,8 @@ class _Step:
         n = tf.cast(tf.shape(tensors[0])[0], tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(floats)
-            ran = self.model.run(tensors, training=self.training, watched=self.watched)
+            ran = self.model.run(tensors, training=self.training,
+                                 watched=[info for info, _ in self.watched])
             objective = self._objective(ran.outputs)
         grads = tape.gradient(objective, self.variables + floats)
         var_grads = grads[: len(self.variables)]
@@ -208,17 +223,17 @@ class _Step:
         """Per watched layer: (per-unit statistic over the batch, observations)."""
         self.seen_layers = []
         reduced = []
-        for info in self.watched:
+        for info, rule in self.watched:
             outputs = [o for o in activations.get(info.name, ())
                        if isinstance(o, tf.Tensor) and o.dtype.is_floating]
             if not outputs:
                 continue
-            parts = [self._reduce(info.unit_rule, o) for o in outputs]
+            parts = [self._reduce(rule, o) for o in outputs]
             values = parts[0][0]
             for other, _ in parts[1:]:
                 values = tf.logical_or(values, other) if values.dtype == tf.bool else values + other
             reduced.append((values, tf.add_n([count for _, count in parts])))
-            self.seen_layers.append(info)
+            self.seen_layers.append((info, rule))
         return reduced
 
     def _reduce(self, rule: UnitRule, output: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -234,18 +249,6 @@ class _Step:
         return tf.reduce_sum(tf.cast(near, tf.int32), axis=0), observations
 
 
-def _fold_units(unit_stats: dict[str, UnitStats], info: LayerInfo, values: np.ndarray,
-                observations: int) -> None:
-    stats = unit_stats.get(info.name)
-    if stats is None:
-        stats = unit_stats[info.name] = UnitStats(rule=info.unit_rule, units=len(values))
-    stats.observations += observations
-    if info.unit_rule.kind == "relu":
-        stats.ever_active = values if stats.ever_active is None else stats.ever_active | values
-    else:
-        stats.saturated = values if stats.saturated is None else stats.saturated + values
-
-
 def _decided(step: _Step, nonzero: set[int], unit_stats: dict[str, UnitStats], samples: int,
              max_samples: int, saturation_samples: float) -> bool:
     """Whether more batches could still change a verdict.
@@ -259,11 +262,11 @@ def _decided(step: _Step, nonzero: set[int], unit_stats: dict[str, UnitStats], s
         return False
     for stats in unit_stats.values():
         if stats.rule.kind == "relu":
-            if not stats.ever_active.all():
+            if not stats.values.all():
                 return False
             continue
         allowed = (1 - saturation_samples) * stats.observations / samples * max_samples
-        if np.any(stats.observations - stats.saturated <= allowed):
+        if np.any(stats.observations - stats.values <= allowed):
             return False
     return True
 
