@@ -15,7 +15,7 @@ from gradaudit.report.types import Finding
 
 def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
     samples = evidence.probe.samples
-    trainable = [layer for layer in evidence.leaves() if layer.variables]
+    trainable = evidence.owning()
     dead_layers = sorted(layer.info.name for layer in evidence.layers if layer.fully_dead)
     vanishing, underflowed = _vanishing(trainable, thresholds)
     findings: list[Finding] = []

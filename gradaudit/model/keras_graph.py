@@ -3,10 +3,12 @@ any depth, their activations, which variables they own, its inputs, and where
 its graph cuts gradient paths.
 
 Layer names are qualified relative to the audited model: a layer ``enc_dead``
-inside a nested model ``encoder`` is ``encoder/enc_dead``. We descend into
-nested *models* (functional, Sequential, subclassed) but not into the internals
-of a single layer (an LSTM's cell, a MultiHeadAttention's projections): those
-are one layer to the person who built the model.
+inside a nested model ``encoder`` is ``encoder/enc_dead``. We descend into what
+the person who built the model put together: nested *models* (functional,
+Sequential, subclassed), wrappers (``TimeDistributed``, ``Bidirectional``: ``td/dense``)
+and the sublayers of their own layer classes (``block/inner``), but not into the
+internals of a Keras layer (an LSTM's cell, a MultiHeadAttention's
+projections): those are one layer to them.
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ from gradaudit.model.rules import (
 )
 from gradaudit.model.specs import DEFAULT_DIM, InputSpec
 
+KERAS_MODULES = ("keras.", "tf_keras.")
+
 
 @dataclass(frozen=True)
 class _Placed:
-    """A Keras layer and the models that enclose it, from the audited one down."""
+    """A Keras layer, the models that enclose it (from the audited one down), and
+    the layer of the innermost model's graph that holds it (itself, or the wrapper
+    or custom layer it sits in): where a search of the graph starts."""
 
     layer: Any
     owners: tuple[Any, ...]
+    anchor: Any
 
 
 class KerasModel:
@@ -46,13 +53,11 @@ class KerasModel:
         self.model = model
         self._placed: dict[str, _Placed] = {}
         layers: list[LayerInfo] = []
-        self._collect(model, prefix="", owners=(model,), frozen_by=None, out=layers)
+        self._collect(model, prefix="", owners=(model,), anchor=None, frozen_by=None, out=layers)
         self._layers = tuple(layers)
-        self._owner_of: dict[int, str] = {}
-        for info in self._layers:
-            if not info.is_container:
-                for variable in info.weights:
-                    self._owner_of.setdefault(id(variable), info.name)
+        # Depth order puts a layer before what it holds: the innermost holder wins,
+        # and a custom layer keeps the variables it creates itself.
+        self._owner_of = {id(v): info.name for info in self._layers for v in info.weights}
 
     @property
     def name(self) -> str:
@@ -121,34 +126,31 @@ class KerasModel:
         recorded (subclassed models) or no cutting operation is found.
         """
         placed = self._placed[layer.name]
-        starts = [t for node in placed.layer._inbound_nodes for t in node.output_tensors]
+        starts = [t for node in placed.anchor._inbound_nodes for t in node.output_tensors]
         return _cut_through(list(placed.owners), starts)
 
     def input_cut(self, index: int) -> str | None:
         inputs = getattr(self.model, "inputs", None) or []
         return _cut_through([self.model], [inputs[index]]) if index < len(inputs) else None
 
-    def _collect(self, model: Any, prefix: str, owners: tuple[Any, ...], frozen_by: str | None,
-                 out: list[LayerInfo]) -> None:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
+    def _collect(self, parent: Any, prefix: str, owners: tuple[Any, ...], anchor: Any,
+                 frozen_by: str | None, out: list[LayerInfo]) -> None:
+        for layer in _sublayers(parent):
             name = prefix + layer.name
             activation, rule = activation_of(layer)
             frozen = frozen_by or (name if is_frozen(layer) else None)
-            nested = isinstance(layer, keras.Model)
-            children = tuple(name + "/" + child.name for child in layer.layers
-                             if not isinstance(child, keras.layers.InputLayer)) if nested else ()
-            self._placed[name] = _Placed(layer, owners)
+            children = _sublayers(layer)
+            self._placed[name] = _Placed(layer, owners, anchor or layer)
             out.append(LayerInfo(
                 name=name, type=type(layer).__name__, activation=activation, unit_rule=rule,
                 depth_index=len(out), weights=tuple(layer.weights),
                 trainable_weights=tuple(layer.trainable_weights), trainable=bool(layer.trainable),
-                children=children, frozen_by=frozen,
+                children=tuple(f"{name}/{child.name}" for child in children), frozen_by=frozen,
             ))
-            if nested:
-                self._collect(layer, prefix=name + "/", owners=owners + (layer,),
-                              frozen_by=frozen, out=out)
+            if isinstance(layer, keras.Model):
+                self._collect(layer, name + "/", owners + (layer,), None, frozen, out)
+            elif children:
+                self._collect(layer, name + "/", owners, anchor or layer, frozen, out)
 
     @contextlib.contextmanager
     def _capturing(self, watched: Sequence[LayerInfo],
@@ -166,6 +168,20 @@ class KerasModel:
         finally:
             for layer in wrapped:
                 object.__delattr__(layer, "call")
+
+
+def _sublayers(layer: Any) -> list[Any]:
+    """The layers a model, a wrapper or a user's own layer class is made of.
+
+    A Keras layer's own parts (an LSTM's cell …) are not listed: they are that layer.
+    """
+    if isinstance(layer, keras.Model):
+        return [child for child in layer.layers
+                if not isinstance(child, keras.layers.InputLayer)]
+    if isinstance(layer, (keras.layers.Wrapper, keras.layers.Bidirectional)) or not (
+            type(layer).__module__.startswith(KERAS_MODULES)):
+        return list(layer._flatten_layers(include_self=False, recursive=False))
+    return []
 
 
 def _recording(call: Any, sink: list[Tensor]) -> Any:

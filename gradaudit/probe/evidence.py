@@ -71,8 +71,9 @@ class Evidence:
     layers: tuple[LayerEvidence, ...]  # leaves and containers, depth order
     float_inputs: tuple[tuple[str, int], ...]  # (name, index among model inputs), probe order
 
-    def leaves(self) -> list[LayerEvidence]:
-        return [e for e in self.layers if not e.info.is_container]
+    def owning(self) -> list[LayerEvidence]:
+        """Layers that own trainable variables themselves (a nested model owns none)."""
+        return [e for e in self.layers if e.variables]
 
 
 def gather(
