@@ -20,7 +20,7 @@ from gradaudit.errors import AuditError
 from gradaudit.options import Options, Thresholds
 from gradaudit.probe.supplied import SuppliedInputs
 from gradaudit.probe.supplied import load as load_inputs
-from gradaudit.report.selection import Selection, prefix, split_codes
+from gradaudit.report.selection import Selection, parse_codes
 from gradaudit.report.types import AuditRun, Report
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def audit(
     """
     options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
                       unsafe=unsafe, thresholds=thresholds or Thresholds())
-    selection = Selection(_prefixes(select), _prefixes(ignore))
+    selection = Selection(parse_codes(select), parse_codes(ignore))
     supplied = _supplied(inputs, samples)
     if isinstance(model_or_path, (str, os.PathLike)):
         from gradaudit.pipeline import audit_path
@@ -85,12 +85,6 @@ def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None)
                         f"{type(model).__name__}")
     return audit_model(model, options, path=f"<{model.name}>", fmt=IN_MEMORY,
                        supplied=supplied)
-
-
-def _prefixes(codes: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Codes or prefixes, normalised and checked against the catalogue (ValueError)."""
-    parts = split_codes(codes) if isinstance(codes, str) else list(codes or ())
-    return tuple(prefix(code) for code in parts)
 
 
 class ArrayInputs(SuppliedInputs):

@@ -20,7 +20,7 @@ from typing import Any
 
 from gradaudit.errors import AuditError
 from gradaudit.options import Options, Thresholds
-from gradaudit.report.selection import Selection, prefix, split_codes
+from gradaudit.report.selection import Selection, parse_codes, split_list
 from gradaudit.report.types import FailOn
 
 if sys.version_info >= (3, 11):
@@ -83,18 +83,6 @@ def _fail_on(value: Any) -> FailOn:
         raise ValueError(f"expected one of {', '.join(f.value for f in FailOn)}") from None
 
 
-def _codes(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(split_codes(value))
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ValueError("expected a list of strings")
-
-
-def _prefixes(value: Any) -> tuple[str, ...]:
-    return tuple(prefix(code) for code in _codes(value))
-
-
 def _distribution(value: Any) -> str:
     if value not in DISTRIBUTIONS:
         raise ValueError(f"expected one of {', '.join(DISTRIBUTIONS)}")
@@ -119,9 +107,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "batch_size": _positive_int,
     "seed": _seed,
     "fail_on": _fail_on,
-    "select": _prefixes,
-    "ignore": _prefixes,
-    "exclude": _codes,
+    "select": parse_codes,
+    "ignore": parse_codes,
+    "exclude": split_list,
     "input_dist": _distribution,
     "input_range": _range,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
