@@ -10,24 +10,21 @@ audited.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from gradaudit.errors import AuditError
 from gradaudit.options import Options, Thresholds
-from gradaudit.probe.supplied import SuppliedInputs
-from gradaudit.probe.supplied import load as load_inputs
+from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
 from gradaudit.report.selection import Selection, parse_codes
 from gradaudit.report.types import AuditRun, Report
 
 if TYPE_CHECKING:
     import keras
 
-    Inputs = Union[str, os.PathLike[str], np.ndarray, Sequence[np.ndarray],
-                   Mapping[str, np.ndarray]]
+    from gradaudit.probe.supplied import Arrays
+
+    Inputs = str | os.PathLike[str] | Arrays
     """A file (.npz/.npy), one array, arrays in input order, or arrays by input name."""
 
 IN_MEMORY = "in-memory"
@@ -87,39 +84,10 @@ def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None)
                        supplied=supplied)
 
 
-class ArrayInputs(SuppliedInputs):
-    """Arrays passed to ``audit`` rather than read from a file.
-
-    Checked and batched exactly as ``--inputs`` data; only the report's
-    ``summary.inputs_source`` differs (``{"kind": "arrays", "rows": n}``).
-    """
-
-    @property
-    def source(self) -> dict[str, Any]:
-        return {"kind": "arrays", "rows": self.rows}
-
-
 def _supplied(inputs: Inputs | None, samples: int) -> SuppliedInputs | None:
     """``inputs`` as the pipeline's supplied inputs (None: random inputs)."""
     if inputs is None:
         return None
     if isinstance(inputs, (str, os.PathLike)):
-        return load_inputs(Path(inputs), samples)
-    arrays = _named_arrays(inputs)
-    counts = {len(a) if a.ndim else 0 for a in arrays.values()}
-    if len(counts) != 1 or 0 in counts:
-        shapes = ", ".join(f"{key}: {a.shape}" for key, a in arrays.items())
-        raise AuditError(f"inputs need the same number of rows (> 0) in every array; "
-                         f"found {shapes}")
-    rows = min(samples, counts.pop())
-    arrays = {key: a[:rows] for key, a in arrays.items()}
-    return ArrayInputs(path="(arrays)", arrays=arrays, rows=rows)
-
-
-def _named_arrays(inputs: Any) -> dict[str, Any]:
-    """Keyed as an .npz would be: by input name, or ``arr_0 …`` in input order."""
-    if isinstance(inputs, Mapping):
-        return {str(key): np.asarray(value) for key, value in inputs.items()}
-    if isinstance(inputs, (list, tuple)):
-        return {f"arr_{i}": np.asarray(value) for i, value in enumerate(inputs)}
-    return {"arr_0": np.asarray(inputs)}
+        return read_inputs_file(Path(inputs), samples)
+    return array_inputs(inputs, samples)

@@ -179,9 +179,9 @@ def audit(
         _require_plotting(fmt, plot)
         supplied = None
         if inputs_file is not None:
-            from gradaudit.probe import supplied as supplied_mod
+            from gradaudit.probe.supplied import read_inputs_file
 
-            supplied = supplied_mod.load(inputs_file, chosen.options.samples)
+            supplied = read_inputs_file(inputs_file, chosen.options.samples)
     from gradaudit.pipeline import audit_paths
     from gradaudit.runtime import import_tensorflow
 
