@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradaudit.options import Options, Thresholds
 from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
-from gradaudit.report.selection import Selection, parse_codes
+from gradaudit.report.selection import parse_codes
 from gradaudit.report.types import AuditRun, Report
 
 if TYPE_CHECKING:
@@ -35,13 +35,13 @@ def audit(
     model_or_path: keras.Model | str | os.PathLike[str],
     inputs: Inputs | None = None,
     *,
-    samples: int = 256,
-    batch_size: int = 64,
-    seed: int = 0,
-    select: str | Sequence[str] | None = None,
-    ignore: str | Sequence[str] | None = None,
-    inference: bool = False,
-    unsafe: bool = False,
+    samples: int = Options.samples,
+    batch_size: int = Options.batch_size,
+    seed: int = Options.seed,
+    select: str | Sequence[str] | None = Options.select,
+    ignore: str | Sequence[str] | None = Options.ignore,
+    inference: bool = Options.inference,
+    unsafe: bool = Options.unsafe,
     thresholds: Thresholds | None = None,
 ) -> Report:
     """Audit one model (a ``keras.Model`` or a model file) and return its report.
@@ -58,8 +58,9 @@ def audit(
     be audited, ``ValueError`` for a bad argument.
     """
     options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
-                      unsafe=unsafe, thresholds=thresholds or Thresholds())
-    selection = Selection(parse_codes(select), parse_codes(ignore))
+                      unsafe=unsafe, thresholds=thresholds or Thresholds(),
+                      select=parse_codes(select), ignore=parse_codes(ignore))
+    selection = options.selection
     supplied = _supplied(inputs, samples)
     if isinstance(model_or_path, (str, os.PathLike)):
         from gradaudit.pipeline import audit_path
