@@ -10,24 +10,21 @@ audited.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from gradaudit.errors import AuditError
 from gradaudit.options import Options, Thresholds
-from gradaudit.probe.supplied import SuppliedInputs
-from gradaudit.probe.supplied import load as load_inputs
-from gradaudit.report.selection import Selection, prefix, split_codes
+from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
+from gradaudit.report.selection import parse_codes
 from gradaudit.report.types import AuditRun, Report
 
 if TYPE_CHECKING:
     import keras
 
-    Inputs = Union[str, os.PathLike[str], np.ndarray, Sequence[np.ndarray],
-                   Mapping[str, np.ndarray]]
+    from gradaudit.probe.supplied import Arrays
+
+    Inputs = str | os.PathLike[str] | Arrays
     """A file (.npz/.npy), one array, arrays in input order, or arrays by input name."""
 
 IN_MEMORY = "in-memory"
@@ -38,13 +35,13 @@ def audit(
     model_or_path: keras.Model | str | os.PathLike[str],
     inputs: Inputs | None = None,
     *,
-    samples: int = 256,
-    batch_size: int = 64,
-    seed: int = 0,
-    select: str | Sequence[str] | None = None,
-    ignore: str | Sequence[str] | None = None,
-    inference: bool = False,
-    unsafe: bool = False,
+    samples: int = Options.samples,
+    batch_size: int = Options.batch_size,
+    seed: int = Options.seed,
+    select: str | Sequence[str] | None = Options.select,
+    ignore: str | Sequence[str] | None = Options.ignore,
+    inference: bool = Options.inference,
+    unsafe: bool = Options.unsafe,
     thresholds: Thresholds | None = None,
 ) -> Report:
     """Audit one model (a ``keras.Model`` or a model file) and return its report.
@@ -61,8 +58,9 @@ def audit(
     be audited, ``ValueError`` for a bad argument.
     """
     options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
-                      unsafe=unsafe, thresholds=thresholds or Thresholds())
-    selection = Selection(_prefixes(select), _prefixes(ignore))
+                      unsafe=unsafe, thresholds=thresholds or Thresholds(),
+                      select=parse_codes(select), ignore=parse_codes(ignore))
+    selection = options.selection
     supplied = _supplied(inputs, samples)
     if isinstance(model_or_path, (str, os.PathLike)):
         from gradaudit.pipeline import audit_path
@@ -88,45 +86,10 @@ def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None)
                        supplied=supplied)
 
 
-def _prefixes(codes: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Codes or prefixes, normalised and checked against the catalogue (ValueError)."""
-    parts = split_codes(codes) if isinstance(codes, str) else list(codes or ())
-    return tuple(prefix(code) for code in parts)
-
-
-class ArrayInputs(SuppliedInputs):
-    """Arrays passed to ``audit`` rather than read from a file.
-
-    Checked and batched exactly as ``--inputs`` data; only the report's
-    ``summary.inputs_source`` differs (``{"kind": "arrays", "rows": n}``).
-    """
-
-    @property
-    def source(self) -> dict[str, Any]:
-        return {"kind": "arrays", "rows": self.rows}
-
-
 def _supplied(inputs: Inputs | None, samples: int) -> SuppliedInputs | None:
     """``inputs`` as the pipeline's supplied inputs (None: random inputs)."""
     if inputs is None:
         return None
     if isinstance(inputs, (str, os.PathLike)):
-        return load_inputs(Path(inputs), samples)
-    arrays = _named_arrays(inputs)
-    counts = {len(a) if a.ndim else 0 for a in arrays.values()}
-    if len(counts) != 1 or 0 in counts:
-        shapes = ", ".join(f"{key}: {a.shape}" for key, a in arrays.items())
-        raise AuditError(f"inputs need the same number of rows (> 0) in every array; "
-                         f"found {shapes}")
-    rows = min(samples, counts.pop())
-    arrays = {key: a[:rows] for key, a in arrays.items()}
-    return ArrayInputs(path="(arrays)", arrays=arrays, rows=rows)
-
-
-def _named_arrays(inputs: Any) -> dict[str, Any]:
-    """Keyed as an .npz would be: by input name, or ``arr_0 …`` in input order."""
-    if isinstance(inputs, Mapping):
-        return {str(key): np.asarray(value) for key, value in inputs.items()}
-    if isinstance(inputs, (list, tuple)):
-        return {f"arr_{i}": np.asarray(value) for i, value in enumerate(inputs)}
-    return {"arr_0": np.asarray(inputs)}
+        return read_inputs_file(Path(inputs), samples)
+    return array_inputs(inputs, samples)

@@ -21,7 +21,7 @@ from gradaudit.errors import AuditError
 from gradaudit.formats import Format, render
 from gradaudit.formats import plot as grad_flow
 from gradaudit.load import discovery
-from gradaudit.options import Limits, Options
+from gradaudit.options import DISTRIBUTIONS, Limits, Options
 from gradaudit.report import baseline as baseline_mod
 from gradaudit.report.catalogue import CATALOGUE, lookup
 from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
@@ -73,29 +73,30 @@ def audit(
         show_default=False)],
     fmt: FormatOption = Format.TABLE,
     output: OutputOption = None,
-    fail_on: FailOnOption = FailOn.ERROR,
+    fail_on: FailOnOption = Options.fail_on,
     samples: Annotated[int, typer.Option(
-        "--samples", min=1, help="Random probe samples per model.")] = 256,
+        "--samples", min=1, help="Random probe samples per model.")] = Options.samples,
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, help="Samples per forward/backward pass.")] = 64,
+        "--batch-size", min=1, help="Samples per forward/backward pass.")] = Options.batch_size,
     seed: Annotated[int, typer.Option(
-        "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")] = 0,
+        "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")
+    ] = Options.seed,
     all_samples: Annotated[bool, typer.Option(
         "--all-samples", help="Probe every one of --samples. By default the probe stops "
         "as soon as further batches cannot change a verdict (summary.samples says how "
-        "many were used).")] = False,
+        "many were used).")] = Options.all_samples,
     inference: Annotated[bool, typer.Option(
         "--inference", help="Probe in inference mode (BatchNormalization on moving "
-        "statistics, Dropout off) instead of training mode.")] = False,
+        "statistics, Dropout off) instead of training mode.")] = Options.inference,
     signature: Annotated[Optional[str], typer.Option(
         "--signature", metavar="NAME", help="SavedModel signature to audit (default: "
-        "serving_default, else the only signature, else 'serve').")] = None,
+        "serving_default, else the only signature, else 'serve').")] = Options.signature,
     unsafe: Annotated[bool, typer.Option(
         "--unsafe", help="Allow Lambda layers and non-Keras code in the file to run. "
-        "Only for files you trust; the report says it ran unsafely.")] = False,
+        "Only for files you trust; the report says it ran unsafely.")] = Options.unsafe,
     max_params: Annotated[int, typer.Option(
-        "--max-params", min=1, help="Refuse a model whose config or weight datasets declare "
-        "more parameters than this (checked before anything is allocated).")
+        "--max-params", min=1, help="Refuse a model whose architecture or weight datasets "
+        "declare more parameters than this (checked before anything is allocated).")
     ] = Limits.max_params,
     max_input_elements: Annotated[int, typer.Option(
         "--max-input-elements", min=1, help="Refuse a model when one probe batch of its "
@@ -112,13 +113,13 @@ def audit(
         "array per input (keys: input names, or arr_0 … in input order) or an .npy for a "
         "single-input model; first axis = samples, capped by --samples.",
         dir_okay=False)] = None,
-    input_dist: Annotated[Optional[str], typer.Option(
-        "--input-dist", metavar="normal|uniform", help="Random float inputs: standard "
-        "normal (default) or uniform over --input-range.")] = None,
+    input_dist: Annotated[str, typer.Option(
+        "--input-dist", metavar="|".join(DISTRIBUTIONS), help="Random float inputs: "
+        "standard normal or uniform over --input-range.")] = Options.input_dist,
     input_range: Annotated[Optional[str], typer.Option(
         "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
-        "[LOW, HIGH) (default 0,1 with --input-dist uniform); images often expect 0,1 "
-        "or 0,255.")] = None,
+        "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
+        "or 0,255.".format(*Options.input_range))] = None,
     select: Annotated[Optional[str], typer.Option(
         "--select", metavar="CODES", help="Report only these codes or prefixes, "
         "comma-separated (GA1,GA201).")] = None,
@@ -164,33 +165,27 @@ def audit(
                            ("--plot", plot)):
         if target is not None:
             _refuse_overwriting_inputs(target, paths, option)
-    flags = {"samples": samples, "batch_size": batch_size, "seed": seed, "fail_on": fail_on,
-             "input_dist": input_dist, "input_range": input_range, "select": select,
-             "ignore": ignore, "exclude": exclude}
-    given = {k: v for k, v in flags.items() if v is not None and _typed(ctx, k)}
-    base = Options(unsafe=unsafe, inference=inference, all_samples=all_samples,
-                   signature=signature,
-                   limits=Limits(max_params=max_params, max_input_elements=max_input_elements))
     with _usage_errors():
-        found = settings.read_config(config, Path.cwd())
-        chosen = settings.resolve(found, given, base)
+        # The option parameters above are named as the fields of Options (and
+        # Limits) and reach settings.resolve through ctx.params, not one by one.
+        options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
         shards = discovery.Shard.parse(shard) if shard is not None else None
         known = baseline_mod.load(baseline) if baseline is not None else frozenset()
         _require_plotting(fmt, plot)
         supplied = None
         if inputs_file is not None:
-            from gradaudit.probe import supplied as supplied_mod
+            from gradaudit.probe.supplied import read_inputs_file
 
-            supplied = supplied_mod.load(inputs_file, chosen.options.samples)
+            supplied = read_inputs_file(inputs_file, options.samples)
     from gradaudit.pipeline import audit_paths
     from gradaudit.runtime import import_tensorflow
 
     import_tensorflow(verbose=verbose)  # first import wins: log levels are set before it
-    targets = discovery.discover(paths, chosen.exclude, shards)
+    targets = discovery.discover(paths, options.exclude, shards)
     with _progress(len(targets.paths), quiet) as step:
-        run = audit_paths(targets.paths, chosen.options, supplied, step)
-    run = chosen.selection.apply(replace(run, errors=targets.errors + run.errors,
-                                         fail_on=chosen.fail_on))
+        run = audit_paths(targets.paths, options, supplied, step)
+    run = options.selection.apply(replace(run, errors=targets.errors + run.errors,
+                                          fail_on=options.fail_on))
     if write_baseline is not None:
         _write_atomically(write_baseline, render(run, Format.JSON), "--write-baseline")
     run, suppressed = baseline_mod.apply(run, known)
@@ -207,7 +202,7 @@ def merge_reports(
         "--format json`.", show_default=False, dir_okay=False)],
     fmt: FormatOption = Format.TABLE,
     output: OutputOption = None,
-    fail_on: FailOnOption = FailOn.ERROR,
+    fail_on: FailOnOption = Options.fail_on,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No status line on stderr (errors are still printed).")] = False,
 ) -> None:
@@ -258,14 +253,19 @@ def _finish(run: AuditRun, fmt: Format, output: Path | None, quiet: bool, note: 
         typer.echo(text, nl=False)
     else:
         _write_atomically(output, text)
-    code = exit_code(run, run.fail_on or FailOn.ERROR)
+    code = exit_code(run, run.fail_on or Options.fail_on)
     if not quiet:
         typer.echo(_status_line(run, code) + note, err=True)
     raise typer.Exit(code)
 
 
+def _typed_options(ctx: typer.Context) -> dict[str, object]:
+    """The options the user typed, by name: they win over the config file, defaults do not."""
+    return {name: value for name, value in ctx.params.items()
+            if name in settings.OPTION_FLAGS and _typed(ctx, name)}
+
+
 def _typed(ctx: typer.Context, name: str) -> bool:
-    """Whether the user gave this option (it then wins over the config file)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name != "DEFAULT"
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from gradaudit.api import audit
+from gradaudit.options import Options
 from gradaudit.report.types import FailOn, Finding, Report, Severity, fails
 
 if TYPE_CHECKING:
@@ -57,10 +58,10 @@ class GradAuditCallback(keras.callbacks.Callback):
         fail_on: FailOn | str | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         *,
-        samples: int = 256,
-        seed: int = 0,
-        select: str | Sequence[str] | None = None,
-        ignore: str | Sequence[str] | None = None,
+        samples: int = Options.samples,
+        seed: int = Options.seed,
+        select: str | Sequence[str] | None = Options.select,
+        ignore: str | Sequence[str] | None = Options.ignore,
     ) -> None:
         super().__init__()
         if every_n_epochs < 1:

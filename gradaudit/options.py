@@ -1,8 +1,16 @@
-"""Audit options and detection thresholds, with their defaults in one place."""
+"""Audit options and detection thresholds: every default lives here, once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from gradaudit.report.selection import Selection
+from gradaudit.report.types import FailOn
+
+Distribution = Literal["normal", "uniform"]
+"""How random float inputs are drawn (``--input-dist``)."""
+DISTRIBUTIONS: tuple[Distribution, ...] = get_args(Distribution)
 
 
 @dataclass(frozen=True)
@@ -42,12 +50,16 @@ class Limits:
 
 @dataclass(frozen=True)
 class Options:
-    """How to probe: sample count, batching, seed, trust, thresholds."""
+    """Everything an audit run is configured by; each default here is the only one.
+
+    The CLI's flags, the config-file keys (``settings.py``), ``gradaudit.audit``
+    and ``GradAuditCallback`` take their defaults from these fields.
+    """
 
     samples: int = 256
     batch_size: int = 64
     seed: int = 0
-    input_dist: str = "normal"
+    input_dist: Distribution = "normal"
     """Random float inputs: "normal" (standard normal) or "uniform" over ``input_range``."""
     input_range: tuple[float, float] = (0.0, 1.0)
     """[low, high) of uniform random float inputs (images: (0, 1) or (0, 255))."""
@@ -61,3 +73,16 @@ class Options:
     """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)
     limits: Limits = field(default_factory=Limits)
+    fail_on: FailOn = FailOn.ERROR
+    """The exit code is 1 when a finding is at or above this severity."""
+    select: tuple[str, ...] = ()
+    """Report only these code prefixes (normalised, see ``report.selection``); () all."""
+    ignore: tuple[str, ...] = ()
+    """Do not report these code prefixes; the most specific of select/ignore wins."""
+    exclude: tuple[str, ...] = ()
+    """Globs of files skipped when a directory is searched."""
+
+    @property
+    def selection(self) -> Selection:
+        """``select``/``ignore`` as the filter applied to a run's findings."""
+        return Selection(self.select, self.ignore)

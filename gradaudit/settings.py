@@ -1,12 +1,12 @@
-"""Settings: defaults ← ``[tool.gradaudit]`` (or ``--config FILE``) ← command-line flags.
+"""Options resolved in one step: defaults ← ``[tool.gradaudit]`` (or ``--config FILE``) ← flags.
 
-The configuration is read from the nearest ``pyproject.toml`` (the current
-directory or its parents) that has a ``[tool.gradaudit]`` table, or from
-``--config FILE``: a ``pyproject.toml`` (its ``[tool.gradaudit]`` table) or any
-other TOML file (its top level). Keys are the long flag names with ``_`` or
-``-`` (``batch_size`` = ``batch-size``) plus every detection threshold of
-``config.Thresholds``. A flag given on the command line wins over the file.
-An unknown key or a bad value is an AuditError naming the key (exit 2).
+The config file is the nearest ``pyproject.toml`` (the current directory or its
+parents) that has a ``[tool.gradaudit]`` table, or ``--config FILE``: a
+``pyproject.toml`` (its ``[tool.gradaudit]`` table) or any other TOML file (its
+top level). Keys are the long flag names with ``_`` or ``-`` (``batch_size`` =
+``batch-size``) plus every detection threshold of ``options.Thresholds``. A
+flag given on the command line wins over the file. An unknown key or a bad
+value is an AuditError naming the key (exit 2).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError
-from gradaudit.options import Options, Thresholds
-from gradaudit.report.selection import Selection, prefix, split_codes
+from gradaudit.options import DISTRIBUTIONS, Distribution, Limits, Options, Thresholds
+from gradaudit.report.selection import parse_codes, split_list
 from gradaudit.report.types import FailOn
 
 if sys.version_info >= (3, 11):
@@ -28,53 +28,41 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-DISTRIBUTIONS = ("normal", "uniform")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a run is configured by, resolved and validated."""
-
-    options: Options
-    fail_on: FailOn = FailOn.ERROR
-    selection: Selection = Selection()
-    exclude: tuple[str, ...] = ()
-
 
 @dataclass(frozen=True)
 class ConfigFile:
     """The settings table of a config file, and where it came from (for messages)."""
 
-    values: dict[str, Any]
+    values: dict[str, object]
     origin: str  # e.g. "pyproject.toml [tool.gradaudit]"
 
 
-def _positive_int(value: Any) -> int:
+def _positive_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError("expected an integer ≥ 1")
     return value
 
 
-def _seed(value: Any) -> int:
+def _seed(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("expected an integer ≥ 0")
     return value
 
 
-def _positive_float(value: Any) -> float:
+def _positive_float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError("expected a number > 0")
     return float(value)
 
 
-def _fraction(value: Any) -> float:
+def _fraction(value: object) -> float:
     number = _positive_float(value)
     if number > 1:
         raise ValueError("expected a fraction in (0, 1]")
     return number
 
 
-def _fail_on(value: Any) -> FailOn:
+def _fail_on(value: object) -> FailOn:
     if isinstance(value, FailOn):
         return value
     try:
@@ -83,27 +71,18 @@ def _fail_on(value: Any) -> FailOn:
         raise ValueError(f"expected one of {', '.join(f.value for f in FailOn)}") from None
 
 
-def _codes(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(split_codes(value))
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ValueError("expected a list of strings")
+def _distribution(value: object) -> Distribution:
+    for name in DISTRIBUTIONS:
+        if value == name:
+            return name
+    raise ValueError(f"expected one of {', '.join(DISTRIBUTIONS)}")
 
 
-def _prefixes(value: Any) -> tuple[str, ...]:
-    return tuple(prefix(code) for code in _codes(value))
-
-
-def _distribution(value: Any) -> str:
-    if value not in DISTRIBUTIONS:
-        raise ValueError(f"expected one of {', '.join(DISTRIBUTIONS)}")
-    return str(value)
-
-
-def _range(value: Any) -> tuple[float, float]:
+def _range(value: object) -> tuple[float, float]:
     parts = value.split(",") if isinstance(value, str) else value
     try:
+        if not isinstance(parts, (list, tuple)):
+            raise TypeError
         low, high = (float(p) for p in parts)
     except (TypeError, ValueError):
         raise ValueError("expected two numbers LOW,HIGH") from None
@@ -114,18 +93,25 @@ def _range(value: Any) -> tuple[float, float]:
 
 _FRACTIONS = {"dead_warn", "saturation_samples", "saturation_units"}
 THRESHOLD_KEYS = tuple(f.name for f in dataclasses.fields(Thresholds))
-PARSERS: dict[str, Callable[[Any], Any]] = {
+LIMIT_KEYS = tuple(f.name for f in dataclasses.fields(Limits))
+PARSERS: dict[str, Callable[[Any], object]] = {
     "samples": _positive_int,
     "batch_size": _positive_int,
     "seed": _seed,
     "fail_on": _fail_on,
-    "select": _prefixes,
-    "ignore": _prefixes,
-    "exclude": _codes,
+    "select": parse_codes,
+    "ignore": parse_codes,
+    "exclude": split_list,
     "input_dist": _distribution,
     "input_range": _range,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
 }
+"""The config-file keys, each with the parser that checks its value (flags use them too)."""
+FLAG_ONLY = ("unsafe", "inference", "all_samples", "signature", *LIMIT_KEYS)
+"""Options only a command-line flag sets (a config file in a parent directory must not
+switch on --unsafe); in a config file they are unknown keys."""
+OPTION_FLAGS = frozenset({*PARSERS, *FLAG_ONLY})
+"""The command-line parameters that are options, named as ``resolve`` takes them."""
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -151,49 +137,33 @@ def read_config(explicit: Path | None, cwd: Path) -> ConfigFile | None:
     return ConfigFile(table, f"{path} [tool.gradaudit]")
 
 
-def resolve(config: ConfigFile | None, given: Mapping[str, Any], base: Options) -> Settings:
-    """Merge the config file and the flags given on the command line (flags win).
+def resolve(config: ConfigFile | None, flags: Mapping[str, object]) -> Options:
+    """The options of a run: defaults, then the config file, then ``flags`` (they win).
 
-    ``given`` holds only flags the user typed, keyed like the config
-    (``batch_size``); ``base`` carries the options that only flags set
-    (``--unsafe``, ``--inference`` …).
+    ``flags`` holds only the flags the user typed, by option name (``batch_size``,
+    ``max_params``), so a default never overrides the file.
     """
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {}  # option name → a value of that option's type
     if config is not None:
         for key, value in config.values.items():
             name = key.replace("-", "_")
             if name not in PARSERS:
                 raise AuditError(f"{config.origin}: unknown key {key!r}")
             values[name] = _parse(name, value, f"{config.origin}: key {key!r}")
-    for name, value in given.items():
-        values[name] = _parse(name, value, "--" + name.replace("_", "-"))
-    return _settings(values, base)
+    for name, value in flags.items():
+        values[name] = (_parse(name, value, "--" + name.replace("_", "-"))
+                        if name in PARSERS else value)
+    if "input_range" in values:
+        values.setdefault("input_dist", "uniform")
+        if values["input_dist"] == "normal":
+            raise AuditError("--input-range gives the bounds of uniform random inputs; it "
+                             "cannot be combined with input_dist normal")
+    thresholds = {k: values.pop(k) for k in THRESHOLD_KEYS if k in values}
+    limits = {k: values.pop(k) for k in LIMIT_KEYS if k in values}
+    return Options(**values, thresholds=Thresholds(**thresholds), limits=Limits(**limits))
 
 
-def _settings(values: dict[str, Any], base: Options) -> Settings:
-    thresholds = Thresholds(**{k: values[k] for k in THRESHOLD_KEYS if k in values})
-    dist = values.get("input_dist", "uniform" if "input_range" in values else base.input_dist)
-    if dist == "normal" and "input_range" in values:
-        raise AuditError("--input-range gives the bounds of uniform random inputs; it cannot "
-                         "be combined with input_dist normal")
-    options = dataclasses.replace(
-        base,
-        samples=values.get("samples", base.samples),
-        batch_size=values.get("batch_size", base.batch_size),
-        seed=values.get("seed", base.seed),
-        input_dist=dist,
-        input_range=values.get("input_range", base.input_range),
-        thresholds=thresholds,
-    )
-    return Settings(
-        options=options,
-        fail_on=values.get("fail_on", FailOn.ERROR),
-        selection=Selection(values.get("select", ()), values.get("ignore", ())),
-        exclude=values.get("exclude", ()),
-    )
-
-
-def _parse(name: str, value: Any, where: str) -> Any:
+def _parse(name: str, value: object, where: str) -> object:
     try:
         return PARSERS[name](value)
     except ValueError as exc:

@@ -16,11 +16,12 @@ from typing import Any
 from tabulate import tabulate
 
 from gradaudit.api import audit
+from gradaudit.options import Options
 from gradaudit.report.types import FailOn, Report, fails
 
 
 def assert_no_findings(model_or_path: Any, inputs: Any = None, *,
-                       fail_on: FailOn | str = "error", **options: Any) -> Report:
+                       fail_on: FailOn | str = Options.fail_on, **options: Any) -> Report:
     """Audit the model and raise AssertionError if a finding is at or above ``fail_on``.
 
     ``inputs`` and ``options`` (samples, seed, select, ignore …) are those of

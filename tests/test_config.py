@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gradaudit.errors import AuditError
-from gradaudit.options import Options
+from gradaudit.options import Limits, Options
 from gradaudit.report.types import FailOn
 from gradaudit.settings import ConfigFile, find_pyproject, read_config, resolve
 from tests.conftest import FIXTURES, run_cli
@@ -40,26 +40,27 @@ def test_settings_merge_defaults_config_and_flags() -> None:
     config = ConfigFile({"dead_warn": 0.8, "saturation-eps": 0.01, "samples": 32,
                          "fail_on": "warning", "select": ["ga1"], "exclude": ["old/*"]},
                         "pyproject.toml [tool.gradaudit]")
-    chosen = resolve(config, {"samples": 8}, Options(unsafe=True))
-    assert chosen.options.samples == 8  # the flag wins
-    assert (chosen.options.thresholds.dead_warn, chosen.options.thresholds.saturation_eps) == (
-        0.8, 0.01)
-    assert chosen.options.unsafe and chosen.options.batch_size == 64
+    chosen = resolve(config, {"samples": 8, "unsafe": True, "max_params": 10})
+    assert chosen.samples == 8  # the flag wins
+    assert (chosen.thresholds.dead_warn, chosen.thresholds.saturation_eps) == (0.8, 0.01)
+    assert chosen.unsafe and chosen.batch_size == Options.batch_size
+    assert chosen.limits == Limits(max_params=10)
     assert chosen.fail_on is FailOn.WARNING
     assert chosen.selection.select == ("GA1",) and chosen.exclude == ("old/*",)
 
 
 def test_an_input_range_alone_means_uniform_inputs() -> None:
-    chosen = resolve(ConfigFile({"input_range": [0, 255]}, "x"), {}, Options())
-    assert (chosen.options.input_dist, chosen.options.input_range) == ("uniform", (0.0, 255.0))
+    chosen = resolve(ConfigFile({"input_range": [0, 255]}, "x"), {})
+    assert (chosen.input_dist, chosen.input_range) == ("uniform", (0.0, 255.0))
     with pytest.raises(AuditError, match="cannot be combined with input_dist normal"):
-        resolve(ConfigFile({"input_range": [0, 255]}, "x"), {"input_dist": "normal"}, Options())
+        resolve(ConfigFile({"input_range": [0, 255]}, "x"), {"input_dist": "normal"})
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"dead_wran": 0.5}, "x: unknown key 'dead_wran'"),
+        ({"unsafe": True}, "x: unknown key 'unsafe'"),  # only a flag switches it on
         ({"samples": 0}, "x: key 'samples': bad value 0: expected an integer ≥ 1"),
         ({"samples": "many"}, "x: key 'samples': bad value 'many'"),
         ({"dead_warn": 1.5}, "x: key 'dead_warn': bad value 1.5: expected a fraction in (0, 1]"),
@@ -71,7 +72,7 @@ def test_an_input_range_alone_means_uniform_inputs() -> None:
 )
 def test_unknown_keys_and_bad_values_name_the_key(values: dict, message: str) -> None:
     with pytest.raises(AuditError) as caught:
-        resolve(ConfigFile(values, "x"), {}, Options())
+        resolve(ConfigFile(values, "x"), {})
     assert str(caught.value).startswith(message)
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from gradaudit.model.specs import InputSpec
+from gradaudit.options import Options
 
 
-def random_source(seed: int, dist: str = "normal",
-                  value_range: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
+def random_source(seed: int, dist: str = Options.input_dist,
+                  value_range: tuple[float, float] = Options.input_range) -> dict[str, Any]:
     """How random inputs were drawn, for the report (``summary.inputs_source``)."""
     source: dict[str, Any] = {"kind": "random", "seed": seed, "distribution": dist}
     if dist == "uniform":
@@ -27,8 +28,8 @@ def random_source(seed: int, dist: str = "normal",
 
 def random_batches(
     specs: list[InputSpec], samples: int, batch_size: int, seed: int,
-    dist: str = "normal",
-    value_range: tuple[float, float] = (0.0, 1.0),
+    dist: str = Options.input_dist,
+    value_range: tuple[float, float] = Options.input_range,
 ) -> Iterator[list[np.ndarray]]:
     """Yield ``ceil(samples / batch_size)`` batches, one array per input.
 

@@ -1,4 +1,4 @@
-"""User-supplied probe inputs (``--inputs FILE``): load once, check per model, batch.
+"""User-supplied probe inputs (``--inputs FILE`` or arrays): read once, check per model, batch.
 
 Random inputs find structural faults; a unit that is dead only on the user's
 real data distribution needs that data. An ``.npz`` holds one array per input,
@@ -13,7 +13,7 @@ clear error instead of a failure deep inside the model. Files are read with
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,9 @@ import numpy as np
 
 from gradaudit.errors import AuditError
 from gradaudit.model.specs import InputSpec
+
+Arrays = np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
+"""Probe inputs given as arrays: one (single-input model), a list in input order, or by name."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,19 @@ class SuppliedInputs:
         return array.astype(spec.dtype, copy=False)
 
 
-def load(path: Path, samples: int) -> SuppliedInputs:
+class ArrayInputs(SuppliedInputs):
+    """Arrays passed to ``gradaudit.audit`` rather than read from a file.
+
+    Checked and batched exactly as ``--inputs`` data; only the report's
+    ``summary.inputs_source`` differs (``{"kind": "arrays", "rows": n}``).
+    """
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return {"kind": "arrays", "rows": self.rows}
+
+
+def read_inputs_file(path: Path, samples: int) -> SuppliedInputs:
     """Read an .npz/.npy inputs file, keeping at most ``samples`` rows; AuditError if unusable."""
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -99,17 +114,39 @@ def load(path: Path, samples: int) -> SuppliedInputs:
         raise AuditError(f"--inputs {path}: not a NumPy .npy/.npz file ({exc})") from None
     if not arrays:
         raise AuditError(f"--inputs {path}: the file holds no arrays")
+    arrays, rows = _first_rows(arrays, samples, f"--inputs {path}")
+    return SuppliedInputs(path=str(path), arrays=arrays, rows=rows)
+
+
+def array_inputs(inputs: Arrays, samples: int) -> ArrayInputs:
+    """Arrays given to the API, keyed as an .npz would be and capped like a file's."""
+    if isinstance(inputs, Mapping):
+        named = {str(key): np.asarray(value) for key, value in inputs.items()}
+    elif isinstance(inputs, (list, tuple)):
+        named = {f"arr_{i}": np.asarray(value) for i, value in enumerate(inputs)}
+    else:
+        named = {"arr_0": np.asarray(inputs)}
+    arrays, rows = _first_rows(named, samples, "inputs")
+    return ArrayInputs(path="(arrays)", arrays=arrays, rows=rows)
+
+
+def _first_rows(arrays: dict[str, np.ndarray], samples: int, where: str
+                ) -> tuple[dict[str, np.ndarray], int]:
+    """The first ``samples`` rows of every array and their count.
+
+    AuditError (prefixed ``where``) unless every array has the same number of rows, > 0:
+    a sample is one row of each input.
+    """
     if any(array.ndim == 0 for array in arrays.values()):
-        raise AuditError(f"--inputs {path}: arrays need a first axis of samples, found a scalar")
+        raise AuditError(f"{where}: arrays need a first axis of samples, found a scalar")
     counts = {key: len(array) for key, array in arrays.items()}
-    if len(set(counts.values())) != 1:
+    if len(set(counts.values())) > 1:
         listed = ", ".join(f"{key}: {n}" for key, n in sorted(counts.items()))
-        raise AuditError(f"--inputs {path}: arrays have different numbers of rows ({listed})")
-    rows = min(samples, next(iter(counts.values())))
+        raise AuditError(f"{where}: arrays have different numbers of rows ({listed})")
+    rows = min(samples, next(iter(counts.values()), 0))
     if rows == 0:
-        raise AuditError(f"--inputs {path}: the arrays have no rows")
-    return SuppliedInputs(path=str(path), arrays={k: a[:rows] for k, a in arrays.items()},
-                          rows=rows)
+        raise AuditError(f"{where}: the arrays have no rows")
+    return {key: array[:rows] for key, array in arrays.items()}, rows
 
 
 def _slices(arrays: list[np.ndarray], rows: int, batch_size: int) -> Iterator[list[np.ndarray]]:

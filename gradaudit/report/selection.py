@@ -10,6 +10,7 @@ code is computed, so an ignored finding never fails a run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from gradaudit.report.catalogue import BY_CODE
@@ -40,9 +41,24 @@ class Selection:
         return replace(run, models=models)
 
 
-def split_codes(text: str | None) -> list[str]:
-    """``"GA1, GA201"`` → ``["GA1", "GA201"]``."""
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
+def split_list(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"GA1, GA201"`` or ``["GA1", "GA201"]`` → ``("GA1", "GA201")``; None → ``()``.
+
+    The two spellings a list has in a flag or the API (comma-separated text)
+    and in a config file or the API (a list); ValueError for anything else.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(part, str) for part in value):
+        return tuple(value)
+    raise ValueError("expected a list of strings")
+
+
+def parse_codes(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``--select``/``--ignore`` as a flag, config key or API argument → normalised prefixes."""
+    return tuple(prefix(code) for code in split_list(value))
 
 
 def prefix(text: str) -> str:
@@ -52,4 +68,3 @@ def prefix(text: str) -> str:
         raise ValueError(f"{text!r} is not a finding code or a prefix of one "
                          "(`gradaudit checks` lists them)")
     return normalised
-
