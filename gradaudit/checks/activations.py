@@ -21,10 +21,11 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
         if units is None or layer.info.frozen_by:
             continue
         name, activation = layer.info.name, layer.info.activation
+        op = {"op": layer.info.op} if layer.info.op else {}  # judged inside a custom call
         if layer.dead_units is not None and layer.dead_fraction is not None:
             dead, fraction = layer.dead_units, layer.dead_fraction
             metrics = dict(activation=activation, units=units.units, dead_units=dead,
-                           dead_fraction=round(fraction, 4), samples=samples)
+                           dead_fraction=round(fraction, 4), samples=samples, **op)
             if layer.fully_dead:
                 findings.append(finding(
                     "GA102", name,
@@ -47,5 +48,5 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
                     f"≥{thresholds.saturation_samples:.0%} of samples; their derivative "
                     "is close to zero",
                     activation=activation, units=units.units, saturated_units=saturated,
-                    saturated_fraction=round(fraction, 4), samples=samples))
+                    saturated_fraction=round(fraction, 4), samples=samples, **op))
     return findings

@@ -20,20 +20,12 @@ import numpy as np
 import tensorflow as tf
 
 from gradaudit.model.rules import (
+    ACTIVATION_OPS,
     NON_DIFFERENTIABLE_OPS,
-    RELU_FAMILY,
-    SATURATING,
     UnitRule,
     snake,
 )
 
-# Graph op type -> (activation name, how to judge its units).
-ACTIVATION_OPS = {
-    "Relu": ("relu", UnitRule("relu", 0.0, RELU_FAMILY["relu"])),
-    "Relu6": ("relu6", UnitRule("relu", 0.0, RELU_FAMILY["relu6"])),
-    "Sigmoid": ("sigmoid", UnitRule("saturating", *SATURATING["sigmoid"])),
-    "Tanh": ("tanh", UnitRule("saturating", *SATURATING["tanh"])),
-}
 CUT_OPS = NON_DIFFERENTIABLE_OPS | {"ArgMax", "ArgMin"}
 # Ops that read only a tensor's shape: no value flows on, so neither a path nor a cut.
 SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})

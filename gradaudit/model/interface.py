@@ -46,6 +46,8 @@ class LayerInfo:
     """Qualified names of the layers directly inside (a nested model's layers)."""
     frozen_by: str | None = None
     """The outermost frozen layer this one is or sits inside; None if not frozen."""
+    op: str | None = None
+    """The graph op judged, for an activation applied inside a custom layer's call."""
 
     @property
     def is_container(self) -> bool:

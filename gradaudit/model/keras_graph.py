@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import keras
@@ -31,6 +31,7 @@ from gradaudit.model.rules import (
     snake,
 )
 from gradaudit.model.specs import DEFAULT_DIM, InputSpec
+from gradaudit.model.traced_call import TracedCall
 
 KERAS_MODULES = ("keras.", "tf_keras.")
 
@@ -52,6 +53,7 @@ class KerasModel:
     def __init__(self, model: Any) -> None:
         self.model = model
         self._placed: dict[str, _Placed] = {}
+        self._traced: dict[str, tuple[TracedCall, int]] = {}  # name → (its layer's call, op index)
         layers: list[LayerInfo] = []
         self._collect(model, prefix="", owners=(model,), anchor=None, frozen_by=None, out=layers)
         self._layers = tuple(layers)
@@ -111,8 +113,13 @@ class KerasModel:
     def run(self, inputs: list[Tensor], *, training: bool,
             watched: Sequence[LayerInfo]) -> RunResult:
         activations: dict[str, list[Tensor]] = {}
-        with self._capturing(watched, activations):
+        calls: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+        with self._capturing(watched, activations, calls):
             outputs = self.model(_structured(self.model, inputs), training=training)
+        for name, arguments in calls.items():  # after the capture: the trace calls sublayers
+            traced, index = self._traced[name]
+            for args, kwargs in arguments:
+                activations.setdefault(name, []).append(traced.fetch(args, kwargs)[index])
         return RunResult(outputs=keras.tree.flatten(outputs), activations=activations)
 
     def owner_of(self, variable: Variable) -> str | None:
@@ -140,29 +147,55 @@ class KerasModel:
             activation, rule = activation_of(layer)
             frozen = frozen_by or (name if is_frozen(layer) else None)
             children = _sublayers(layer)
-            self._placed[name] = _Placed(layer, owners, anchor or layer)
-            out.append(LayerInfo(
+            placed = self._placed[name] = _Placed(layer, owners, anchor or layer)
+            info = LayerInfo(
                 name=name, type=type(layer).__name__, activation=activation, unit_rule=rule,
                 depth_index=len(out), weights=tuple(layer.weights),
                 trainable_weights=tuple(layer.trainable_weights), trainable=bool(layer.trainable),
                 children=tuple(f"{name}/{child.name}" for child in children), frozen_by=frozen,
-            ))
+            )
+            traced = None if rule is not None or _is_keras(layer) else (
+                TracedCall(layer, [child.name for child in children]))
+            found = traced.activations if traced is not None else ()
+            if len(found) == 1:  # the layer's one activation: judged on the layer
+                info = replace(info, activation=found[0].activation, unit_rule=found[0].rule,
+                               op=found[0].op)
+            out.append(info)
+            for index, call_activation in enumerate(found):
+                op_info = info if len(found) == 1 else LayerInfo(
+                    name=f"{name}/{call_activation.op}", type=call_activation.op,
+                    activation=call_activation.activation, unit_rule=call_activation.rule,
+                    depth_index=len(out), weights=(), trainable_weights=(),
+                    trainable=info.trainable, frozen_by=frozen, op=call_activation.op)
+                if op_info is not info:
+                    self._placed[op_info.name] = placed
+                    out.append(op_info)
+                self._traced[op_info.name] = (traced, index)  # type: ignore[assignment]
             if isinstance(layer, keras.Model):
                 self._collect(layer, name + "/", owners + (layer,), None, frozen, out)
             elif children:
                 self._collect(layer, name + "/", owners, anchor or layer, frozen, out)
 
     @contextlib.contextmanager
-    def _capturing(self, watched: Sequence[LayerInfo],
-                   captured: dict[str, list[Tensor]]) -> Iterator[None]:
-        """Wrap each watched layer's ``call`` so its outputs land in ``captured``; undo on exit."""
+    def _capturing(self, watched: Sequence[LayerInfo], captured: dict[str, list[Tensor]],
+                   calls: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]],
+                   ) -> Iterator[None]:
+        """Wrap each watched layer's ``call`` so its outputs land in ``captured`` (or, for
+        activations inside a custom layer's call, its arguments in ``calls``); undo on exit."""
         wrapped = []
         try:
             for info in watched:
                 layer = self._placed[info.name].layer
-                if "call" not in vars(layer):
+                if info.name in self._traced:
+                    arguments = calls.setdefault(info.name, [])
+                    previous = vars(layer).get("call", layer.call)
+                    object.__setattr__(layer, "call", _arguments(previous, arguments))
+                elif "call" not in vars(layer):
                     sink = captured.setdefault(info.name, [])
                     object.__setattr__(layer, "call", _recording(layer.call, sink))
+                else:
+                    continue
+                if layer not in wrapped:
                     wrapped.append(layer)
             yield
         finally:
@@ -178,10 +211,22 @@ def _sublayers(layer: Any) -> list[Any]:
     if isinstance(layer, keras.Model):
         return [child for child in layer.layers
                 if not isinstance(child, keras.layers.InputLayer)]
-    if isinstance(layer, (keras.layers.Wrapper, keras.layers.Bidirectional)) or not (
-            type(layer).__module__.startswith(KERAS_MODULES)):
+    if isinstance(layer, (keras.layers.Wrapper, keras.layers.Bidirectional)) or not _is_keras(layer):
         return list(layer._flatten_layers(include_self=False, recursive=False))
     return []
+
+
+def _is_keras(layer: Any) -> bool:
+    """A class of Keras's own, not one the model's author wrote."""
+    return type(layer).__module__.startswith(KERAS_MODULES)
+
+
+def _arguments(call: Any, sink: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Any:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        sink.append((args, kwargs))
+        return call(*args, **kwargs)
+
+    return recorded
 
 
 def _recording(call: Any, sink: list[Tensor]) -> Any:

@@ -37,6 +37,16 @@ class UnitRule:
     high: float
 
 
+# TensorFlow graph op type -> (activation name, how to judge its units): the
+# activations found in a graph (a SavedModel's, or a custom layer's traced call).
+ACTIVATION_OPS = {
+    "Relu": ("relu", UnitRule("relu", 0.0, RELU_FAMILY["relu"])),
+    "Relu6": ("relu6", UnitRule("relu", 0.0, RELU_FAMILY["relu6"])),
+    "Sigmoid": ("sigmoid", UnitRule("saturating", *SATURATING["sigmoid"])),
+    "Tanh": ("tanh", UnitRule("saturating", *SATURATING["tanh"])),
+}
+
+
 def snake(name: str) -> str:
     """``StopGradient`` → ``stop_gradient``: op names as people write the function."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
