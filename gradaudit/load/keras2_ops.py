@@ -56,7 +56,8 @@ def custom_objects() -> dict[str, Any]:
             if function not in layers:
                 raise ValueError(f"TFOpLambda layer '{config.get('name')}' calls TensorFlow "
                                  f"function '{function}', which gradaudit cannot rebuild")
-            return layers[function](name=config.get("name"), trainable=config.get("trainable", True),
+            return layers[function](name=config.get("name"),
+                                    trainable=config.get("trainable", True),
                                     dtype=config.get("dtype"))
 
     return {"TFOpLambda": TFOpLambda}
