@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gradaudit.errors import AuditError
+from gradaudit.load import config_tree
 from gradaudit.load.loader import detect_format, load, read_config, unsafe_references
+from gradaudit.load.prescan import LAMBDA_TAG
 from tests.conftest import FIXTURES
 
 
@@ -26,6 +29,35 @@ def test_scan_finds_lambda_nested_inside_nested_models() -> None:
     assert unsafe_references(outer) == [
         "Lambda layer 'hidden_payload' (runs Python code stored in the file)"
     ]
+
+
+def test_a_refused_lambda_is_reported_once_but_a_lambda_activation_is_found() -> None:
+    bytecode = {"class_name": LAMBDA_TAG, "config": {"code": "4wAAAA==", "defaults": None}}
+    config = {"module": "keras", "class_name": "Sequential", "config": {"layers": [
+        _layer("Lambda", "payload", function=bytecode),
+        _layer("Dense", "d", activation=bytecode),
+    ]}}
+    assert unsafe_references(config) == [
+        "Lambda layer 'payload' (runs Python code stored in the file)",
+        "a Python lambda stored in the file (bytecode that would run)",
+    ]
+
+
+def test_config_walk_takes_any_depth_and_stops_where_told() -> None:
+    depth = 100_000  # far past Python's recursion limit
+    tree: dict[str, Any] = _layer("Lambda", "deep")
+    for _ in range(depth):
+        tree = {"config": {"layers": [tree]}}
+    assert unsafe_references(tree) == ["Lambda layer 'deep' (runs Python code stored in the file)"]
+
+    visited: list[dict[str, Any]] = []
+
+    def visit(node: dict[str, Any]) -> bool:
+        visited.append(node)
+        return len(visited) < 10
+
+    config_tree.walk(tree, visit)
+    assert len(visited) == 10
 
 
 def test_scan_finds_modules_outside_keras_anywhere_in_the_tree() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError, first_line
-from gradaudit.load import keras2_ops
+from gradaudit.load import config_tree, keras2_ops
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
@@ -40,7 +40,6 @@ FUNCTION_NAMESPACES = frozenset({
 })
 # Functions in those namespaces that turn config data into arbitrary objects.
 META_FUNCTIONS = frozenset({"deserialize", "serialize", "get"})
-
 
 
 def read_config(path: Path, fmt: str) -> dict[str, Any]:
@@ -108,22 +107,16 @@ def unsafe_references(config: Any) -> list[str]:
     module references inside initializers, activations or regularizers are
     found as well as top-level ones.
     """
-    return sorted(set(_walk_unsafe(config)))
+    found: set[str] = set()
 
+    def visit(node: dict[str, Any]) -> bool:
+        references = list(_node_references(node))
+        found.update(references)
+        # A refused Lambda layer is reported once, not again for its function.
+        return not (references and node.get("class_name") in CODE_LAYERS)
 
-def _walk_unsafe(root: Any) -> Iterator[str]:
-    """Depth-first over an explicit stack: a hostile config may nest thousands deep."""
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            found = list(_node_references(node))
-            yield from found
-            if not (found and node.get("class_name") in CODE_LAYERS):
-                # A refused Lambda layer is reported once, not again for its function.
-                stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    config_tree.walk(config, visit)
+    return sorted(found)
 
 
 def _node_references(node: dict[str, Any]) -> Iterator[str]:
