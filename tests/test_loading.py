@@ -11,8 +11,9 @@ import pytest
 
 from gradaudit.errors import AuditError
 from gradaudit.load import config_tree
-from gradaudit.load.loader import detect_format, load, read_config, unsafe_references
-from gradaudit.load.prescan import LAMBDA_TAG
+from gradaudit.load.detect import detect_format
+from gradaudit.load.loader import load_model
+from gradaudit.load.prescan import LAMBDA_TAG, read_model_config, unsafe_references
 from tests.conftest import FIXTURES
 
 
@@ -68,12 +69,12 @@ def test_scan_finds_modules_outside_keras_anywhere_in_the_tree() -> None:
 
 
 def test_scan_accepts_a_plain_keras_config() -> None:
-    config = read_config(FIXTURES / "multi_io.keras", "keras")
+    config = read_model_config(FIXTURES / "multi_io.keras", "keras")
     assert unsafe_references(config) == []
 
 
 def test_h5_lambda_is_found_in_the_legacy_config() -> None:
-    config = read_config(FIXTURES / "lambda_payload.h5", "h5")
+    config = read_model_config(FIXTURES / "lambda_payload.h5", "h5")
     assert any("Lambda layer 'payload'" in r for r in unsafe_references(config))
 
 
@@ -90,14 +91,14 @@ def test_savedmodel_with_an_empty_saved_model_pb_is_refused_with_a_clear_reason(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(AuditError, match="saved_model.pb holds no MetaGraph"):
-        load(str(tmp_path))
+    with pytest.raises(AuditError, match=r"saved_model\.pb holds no MetaGraph"):
+        load_model(str(tmp_path))
 
 
 def test_tf_op_lambda_naming_stop_gradient_is_allowed_any_other_is_refused() -> None:
-    config = read_config(FIXTURES / "keras2_stop_dead.h5", "h5")
+    config = read_model_config(FIXTURES / "keras2_stop_dead.h5", "h5")
     assert unsafe_references(config) == []
-    (layer,) = [l for l in config["config"]["layers"] if l["class_name"] == "TFOpLambda"]
+    (layer,) = [x for x in config["config"]["layers"] if x["class_name"] == "TFOpLambda"]
     layer["config"]["function"] = "io.write_file"
     assert unsafe_references(config) == [
         "TFOpLambda layer 'tf.stop_gradient' (runs Python code stored in the file)"]
@@ -126,7 +127,7 @@ def test_module_outside_keras_refused_before_keras_sees_it(tmp_path: Path) -> No
             "registered_name": "function"}
 
     with pytest.raises(AuditError, match="module 'os'"):
-        load(str(_with_config(tmp_path, point_activation_at_os)))
+        load_model(str(_with_config(tmp_path, point_activation_at_os)))
 
 
 def test_unknown_layer_class_is_a_clear_load_error(tmp_path: Path) -> None:
@@ -134,7 +135,7 @@ def test_unknown_layer_class_is_a_clear_load_error(tmp_path: Path) -> None:
         config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
 
     with pytest.raises(AuditError, match="Keras could not load the model"):
-        load(str(_with_config(tmp_path, rename_class)))
+        load_model(str(_with_config(tmp_path, rename_class)))
 
 
 def test_subclassed_model_is_refused_as_custom_code(tmp_path: Path) -> None:
@@ -154,4 +155,4 @@ def test_subclassed_model_is_refused_as_custom_code(tmp_path: Path) -> None:
     path = tmp_path / "tiny.keras"
     model.save(path)
     with pytest.raises(AuditError, match="reference to Python module"):
-        load(str(path))
+        load_model(str(path))

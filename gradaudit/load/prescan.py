@@ -42,8 +42,9 @@ FUNCTION_NAMESPACES = frozenset({
 META_FUNCTIONS = frozenset({"deserialize", "serialize", "get"})
 
 
-def read_config(path: Path, fmt: str) -> dict[str, Any]:
+def read_model_config(path: Path, fmt: str) -> dict[str, Any]:
     """The model config stored in the file, read without Keras."""
+    raw: bytes | str
     if fmt == "keras":
         raw = _read_zip_config(path)
     elif fmt == "h5":
