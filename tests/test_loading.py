@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import h5py
 import pytest
 
 from gradaudit.errors import AuditError
@@ -76,6 +78,15 @@ def test_scan_accepts_a_plain_keras_config() -> None:
 def test_h5_lambda_is_found_in_the_legacy_config() -> None:
     config = read_model_config(FIXTURES / "lambda_payload.h5", "h5")
     assert any("Lambda layer 'payload'" in r for r in unsafe_references(config))
+
+
+def test_an_empty_h5_model_config_is_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "empty_config.h5"
+    shutil.copy(FIXTURES / "healthy_mlp.h5", path)
+    with h5py.File(path, "a") as handle:
+        handle.attrs["model_config"] = h5py.Empty("f")
+    with pytest.raises(AuditError, match="model_config attribute holds no text"):
+        read_model_config(path, "h5")
 
 
 def test_detect_format_by_content(tmp_path: Path) -> None:

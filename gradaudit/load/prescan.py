@@ -98,7 +98,11 @@ def _read_h5_config(path: Path) -> bytes | str:
             "HDF5 file without a model_config attribute: a weights-only file, "
             "not a saved model"
         )
-    return raw.tobytes() if hasattr(raw, "tobytes") else raw
+    if hasattr(raw, "tobytes"):  # numpy bytes_ (a fixed-length string), or a number
+        return bytes(raw.tobytes())
+    if not isinstance(raw, str):  # h5py.Empty: json.loads would raise a TypeError
+        raise AuditError(f"the model_config attribute holds no text ({type(raw).__name__})")
+    return raw
 
 
 def unsafe_references(config: Any) -> list[str]:
