@@ -52,14 +52,14 @@ def audit_path(
     """Load one file and audit it; AuditError with a reason if it cannot be."""
     import keras
 
-    from gradaudit.load import loader as loading
+    from gradaudit.load.loader import load_model
 
     with _quiet_library_output():
         # Layers created without an explicit seed (Dropout …) draw theirs from
         # the global RNGs while loading: seed them so reports are reproducible.
         keras.utils.set_random_seed(options.seed)
-        loaded = loading.load(path, unsafe=options.unsafe, limits=options.limits,
-                              signature=options.signature)
+        loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
+                            signature=options.signature)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch)
 

@@ -8,6 +8,7 @@ duration of the import only, so gradaudit's own one-line errors stay readable.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -18,15 +19,15 @@ def import_tensorflow(verbose: bool = False) -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     if verbose:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        importlib.import_module("keras")
+        importlib.import_module("tensorflow")
         return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras  # noqa: F401
+        importlib.import_module("keras")
         import tensorflow as tf
         from absl import logging as absl_logging
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,37 @@ GOLDEN_PATHS = sorted(
 def run_cli(*args: str) -> Any:
     """Invoke the real CLI in-process; stdout and stderr are kept apart."""
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+@dataclass(frozen=True)
+class FreshRun:
+    """What a fresh interpreter printed, and which of the watched modules it had imported."""
+
+    stdout: str
+    stderr: str
+    imported: list[str]
+
+
+def run_fresh(code: str, watch: tuple[str, ...] = ("tensorflow", "keras")) -> FreshRun:
+    """Run ``code`` in a new Python process, then list which of ``watch`` it imported.
+
+    Only a new process shows whether a command pulls in TensorFlow: this one has
+    long imported it. ``code`` may end in SystemExit (the CLI does).
+    """
+    script = (f"import sys\ntry:\n    exec({code!r})\nexcept SystemExit as exc:\n"
+              f"    print('EXIT', exc.code)\n"
+              f"print('IMPORTED:', [m for m in {watch!r} if m in sys.modules])\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    marker = [line for line in proc.stdout.splitlines() if line.startswith("IMPORTED: ")]
+    assert marker, proc.stdout + proc.stderr
+    return FreshRun(stdout=proc.stdout, stderr=proc.stderr,
+                    imported=ast.literal_eval(marker[-1].removeprefix("IMPORTED: ")))
+
+
+def run_cli_fresh(*args: str) -> FreshRun:
+    """The real CLI in a new process (prints ``EXIT <code>``), for :func:`run_fresh`'s list."""
+    return run_fresh(f"from gradaudit.cli import app\napp({list(args)!r}, prog_name='gradaudit')")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, run_cli, run_cli_fresh
 
 HEALTHY = str(FIXTURES / "healthy_mlp.keras")
 DEAD = str(FIXTURES / "dead_relu.keras")
@@ -261,19 +261,8 @@ def _nonempty(text: str) -> list[str]:
              ["audit", "--samples", "x", "m.keras"]]
 )
 def test_commands_that_need_no_model_do_not_import_tensorflow(args: list[str]) -> None:
-    code = (
-        "import sys\n"
-        "from gradaudit.cli import app\n"
-        "try:\n"
-        f"    app({args!r}, prog_name='gradaudit')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
-        "print('LOADED:', loaded)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHONPATH": str(FIXTURES.parent)})
-    assert "LOADED: []" in proc.stdout, proc.stdout + proc.stderr
+    fresh = run_cli_fresh(*args)
+    assert fresh.imported == [], fresh.stdout + fresh.stderr
 
 
 def test_python_dash_m_works() -> None:

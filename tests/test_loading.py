@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import h5py
 import pytest
 
 from gradaudit.errors import AuditError
-from gradaudit.load.loader import detect_format, load, read_config, unsafe_references
+from gradaudit.load import config_tree
+from gradaudit.load.detect import detect_format
+from gradaudit.load.loader import load_model
+from gradaudit.load.prescan import LAMBDA_TAG, read_model_config, unsafe_references
 from tests.conftest import FIXTURES
 
 
@@ -28,6 +34,35 @@ def test_scan_finds_lambda_nested_inside_nested_models() -> None:
     ]
 
 
+def test_a_refused_lambda_is_reported_once_but_a_lambda_activation_is_found() -> None:
+    bytecode = {"class_name": LAMBDA_TAG, "config": {"code": "4wAAAA==", "defaults": None}}
+    config = {"module": "keras", "class_name": "Sequential", "config": {"layers": [
+        _layer("Lambda", "payload", function=bytecode),
+        _layer("Dense", "d", activation=bytecode),
+    ]}}
+    assert unsafe_references(config) == [
+        "Lambda layer 'payload' (runs Python code stored in the file)",
+        "a Python lambda stored in the file (bytecode that would run)",
+    ]
+
+
+def test_config_walk_takes_any_depth_and_stops_where_told() -> None:
+    depth = 100_000  # far past Python's recursion limit
+    tree: dict[str, Any] = _layer("Lambda", "deep")
+    for _ in range(depth):
+        tree = {"config": {"layers": [tree]}}
+    assert unsafe_references(tree) == ["Lambda layer 'deep' (runs Python code stored in the file)"]
+
+    visited: list[dict[str, Any]] = []
+
+    def visit(node: dict[str, Any]) -> bool:
+        visited.append(node)
+        return len(visited) < 10
+
+    config_tree.walk(tree, visit)
+    assert len(visited) == 10
+
+
 def test_scan_finds_modules_outside_keras_anywhere_in_the_tree() -> None:
     initializer = {"module": "os", "class_name": "function", "config": "system"}
     config = {"module": "keras", "class_name": "Functional",
@@ -36,13 +71,22 @@ def test_scan_finds_modules_outside_keras_anywhere_in_the_tree() -> None:
 
 
 def test_scan_accepts_a_plain_keras_config() -> None:
-    config = read_config(FIXTURES / "multi_io.keras", "keras")
+    config = read_model_config(FIXTURES / "multi_io.keras", "keras")
     assert unsafe_references(config) == []
 
 
 def test_h5_lambda_is_found_in_the_legacy_config() -> None:
-    config = read_config(FIXTURES / "lambda_payload.h5", "h5")
+    config = read_model_config(FIXTURES / "lambda_payload.h5", "h5")
     assert any("Lambda layer 'payload'" in r for r in unsafe_references(config))
+
+
+def test_an_empty_h5_model_config_is_a_clear_reason(tmp_path: Path) -> None:
+    path = tmp_path / "empty_config.h5"
+    shutil.copy(FIXTURES / "healthy_mlp.h5", path)
+    with h5py.File(path, "a") as handle:
+        handle.attrs["model_config"] = h5py.Empty("f")
+    with pytest.raises(AuditError, match="model_config attribute holds no text"):
+        read_model_config(path, "h5")
 
 
 def test_detect_format_by_content(tmp_path: Path) -> None:
@@ -58,14 +102,14 @@ def test_savedmodel_with_an_empty_saved_model_pb_is_refused_with_a_clear_reason(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(AuditError, match="saved_model.pb holds no MetaGraph"):
-        load(str(tmp_path))
+    with pytest.raises(AuditError, match=r"saved_model\.pb holds no MetaGraph"):
+        load_model(str(tmp_path))
 
 
 def test_tf_op_lambda_naming_stop_gradient_is_allowed_any_other_is_refused() -> None:
-    config = read_config(FIXTURES / "keras2_stop_dead.h5", "h5")
+    config = read_model_config(FIXTURES / "keras2_stop_dead.h5", "h5")
     assert unsafe_references(config) == []
-    (layer,) = [l for l in config["config"]["layers"] if l["class_name"] == "TFOpLambda"]
+    (layer,) = [x for x in config["config"]["layers"] if x["class_name"] == "TFOpLambda"]
     layer["config"]["function"] = "io.write_file"
     assert unsafe_references(config) == [
         "TFOpLambda layer 'tf.stop_gradient' (runs Python code stored in the file)"]
@@ -94,7 +138,7 @@ def test_module_outside_keras_refused_before_keras_sees_it(tmp_path: Path) -> No
             "registered_name": "function"}
 
     with pytest.raises(AuditError, match="module 'os'"):
-        load(str(_with_config(tmp_path, point_activation_at_os)))
+        load_model(str(_with_config(tmp_path, point_activation_at_os)))
 
 
 def test_unknown_layer_class_is_a_clear_load_error(tmp_path: Path) -> None:
@@ -102,7 +146,7 @@ def test_unknown_layer_class_is_a_clear_load_error(tmp_path: Path) -> None:
         config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
 
     with pytest.raises(AuditError, match="Keras could not load the model"):
-        load(str(_with_config(tmp_path, rename_class)))
+        load_model(str(_with_config(tmp_path, rename_class)))
 
 
 def test_subclassed_model_is_refused_as_custom_code(tmp_path: Path) -> None:
@@ -122,4 +166,4 @@ def test_subclassed_model_is_refused_as_custom_code(tmp_path: Path) -> None:
     path = tmp_path / "tiny.keras"
     model.save(path)
     with pytest.raises(AuditError, match="reference to Python module"):
-        load(str(path))
+        load_model(str(path))

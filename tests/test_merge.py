@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, run_cli, run_cli_fresh
 
 NAMES = ["dead_relu.keras", "frozen_layer.keras", "healthy_mlp.keras", "partly_dead.keras",
          "stop_gradient.keras"]
@@ -101,15 +98,5 @@ def test_a_bad_report_is_exit_2_with_one_line(tmp_path: Path, content: str | Non
 
 def test_merge_does_not_import_tensorflow(sharded: dict) -> None:
     reports = [str(out) for _, out in sharded["shards"]]
-    code = (
-        "import sys\n"
-        "from gradaudit.cli import app\n"
-        "try:\n"
-        f"    app(['merge', *{reports!r}, '-q'], prog_name='gradaudit')\n"
-        "except SystemExit as exc:\n"
-        "    print('EXIT', exc.code)\n"
-        "print('LOADED:', [m for m in ('tensorflow', 'keras') if m in sys.modules])\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHONPATH": str(FIXTURES.parent)})
-    assert "EXIT 2" in proc.stdout and "LOADED: []" in proc.stdout, proc.stdout + proc.stderr
+    fresh = run_cli_fresh("merge", *reports, "-q")
+    assert "EXIT 2" in fresh.stdout and fresh.imported == [], fresh.stdout + fresh.stderr

@@ -72,7 +72,8 @@ def _check_declared_size(info: zipfile.ZipInfo, limit: int) -> None:
             f"archive member {info.filename!r} declares {info.file_size} bytes, more than "
             f"the {limit} bytes that --max-params allows (a zip bomb or a model too large)"
         )
-    if info.file_size > RATIO_FLOOR_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+    ratio_limit = MAX_RATIO * max(info.compress_size, 1)
+    if info.file_size > RATIO_FLOOR_BYTES and info.file_size > ratio_limit:
         raise AuditError(
             f"archive member {info.filename!r} expands {info.compress_size} bytes to "
             f"{info.file_size}: refusing a decompression bomb"

@@ -38,7 +38,7 @@ class Shard:
     count: int
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         """``"K/N"`` with 1 ≤ K ≤ N; AuditError otherwise."""
         try:
             index, count = (int(part) for part in text.split("/"))

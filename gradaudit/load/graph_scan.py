@@ -10,7 +10,7 @@ from a serving function) they read or write arbitrary files and are refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,17 +76,21 @@ def unsafe_ops(saved_model: Any) -> list[UnsafeOp]:
         functions = {f.signature.name: f for f in graph.library.function}
         saver_nodes = _saver_region(meta_graph)
         saver_only = _saver_functions(meta_graph, functions, saver_nodes)
-
-        def judge(nodes: Iterable[Any], where: str, is_saver: Any) -> Iterator[UnsafeOp]:
-            for node in nodes:
-                why = _why_unsafe(node, functions, op_def_registry, is_saver(node))
-                if why:
-                    yield UnsafeOp(node.op, node.name, where, why)
-
-        found += judge(graph.node, "graph", lambda n: n.name in saver_nodes)
+        found += _judge(graph.node, "graph", functions, op_def_registry, saver_nodes)
         for name, function in sorted(functions.items()):
-            found += judge(function.node_def, f"function {name}", lambda n: name in saver_only)
+            nodes = function.node_def
+            saver = {node.name for node in nodes} if name in saver_only else set()
+            found += _judge(nodes, f"function {name}", functions, op_def_registry, saver)
     return sorted(set(found), key=lambda u: (u.where, u.node, u.op))
+
+
+def _judge(nodes: Iterable[Any], where: str, functions: dict[str, Any], registry: Any,
+           saver: Container[str]) -> Iterator[UnsafeOp]:
+    """The unsafe nodes among ``nodes``; those named in ``saver`` only save or restore."""
+    for node in nodes:
+        why = _why_unsafe(node, functions, registry, node.name in saver)
+        if why:
+            yield UnsafeOp(node.op, node.name, where, why)
 
 
 def _why_unsafe(node: Any, functions: dict[str, Any], registry: Any, in_saver: bool) -> str | None:

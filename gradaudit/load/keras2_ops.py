@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradaudit.load import config_tree
+
 # TF API name in a TFOpLambda config -> the Keras 3 op gradaudit runs instead.
 # Only single-tensor functions, so the recorded call needs no argument mapping.
 SAFE_TF_OPS = frozenset({"stop_gradient"})
@@ -56,7 +58,8 @@ def custom_objects() -> dict[str, Any]:
             if function not in layers:
                 raise ValueError(f"TFOpLambda layer '{config.get('name')}' calls TensorFlow "
                                  f"function '{function}', which gradaudit cannot rebuild")
-            return layers[function](name=config.get("name"), trainable=config.get("trainable", True),
+            return layers[function](name=config.get("name"),
+                                    trainable=config.get("trainable", True),
                                     dtype=config.get("dtype"))
 
     return {"TFOpLambda": TFOpLambda}
@@ -68,7 +71,7 @@ def legacy_model_from_config(config: dict[str, Any], *, safe_mode: bool) -> Any:
     from keras.src.legacy.saving import saving_options, saving_utils
     from keras.src.saving.serialization_lib import SafeModeScope
 
-    _rewrite_tf_op_nodes(config)
+    config_tree.walk(config, _rewrite_tf_op_node)
     with saving_options.keras_option_scope(use_legacy_config=True), SafeModeScope(safe_mode):
         return saving_utils.model_from_config(config, custom_objects=custom_objects())
 
@@ -89,15 +92,10 @@ def load_h5(handle: Any, *, safe_mode: bool) -> Any:
     return model
 
 
-def _rewrite_tf_op_nodes(node: Any) -> None:
-    """``[["cut", 0, 0, {}]]`` → ``[[["cut", 0, 0, {}]]]`` for every TFOpLambda."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            nodes = item.get("inbound_nodes")
-            if item.get("class_name") == "TFOpLambda" and isinstance(nodes, list):
-                item["inbound_nodes"] = [[n] if n and isinstance(n[0], str) else n for n in nodes]
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+def _rewrite_tf_op_node(node: dict[str, Any]) -> bool:
+    """``[["cut", 0, 0, {}]]`` → ``[[["cut", 0, 0, {}]]]`` if ``node`` is a TFOpLambda;
+    always go on into it (a nested model may hold more)."""
+    nodes = node.get("inbound_nodes")
+    if node.get("class_name") == "TFOpLambda" and isinstance(nodes, list):
+        node["inbound_nodes"] = [[n] if n and isinstance(n[0], str) else n for n in nodes]
+    return True

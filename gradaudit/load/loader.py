@@ -18,7 +18,7 @@ from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, reported_as
 from gradaudit.load import archive, keras2_ops
 from gradaudit.load import limits as limits_module
 from gradaudit.load.detect import detect_format
-from gradaudit.load.prescan import read_config, unsafe_references
+from gradaudit.load.prescan import read_model_config, unsafe_references
 from gradaudit.model.interface import AuditedModel
 from gradaudit.options import Limits
 from gradaudit.runtime import import_tensorflow
@@ -34,11 +34,11 @@ class LoadedModel:
     unsafe: bool
 
 
-def load(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
-         signature: str | None = None) -> LoadedModel:
+def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
+               signature: str | None = None) -> LoadedModel:
     """Detect, pre-scan and load one model file; AuditError with the reason on failure.
 
-    A SavedModel directory is scanned and loaded by :mod:`gradaudit.savedmodel`
+    A SavedModel directory is scanned and loaded by :mod:`.savedmodel`
     (``signature`` picks the function to audit); its model is a SignatureModel, a
     Keras file's a KerasModel.
     """
@@ -49,11 +49,11 @@ def load(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
         from gradaudit.load import savedmodel
 
         limits_module.check_checkpoint_variables(path, limits.max_params)
-        restored = savedmodel.load(path, unsafe=unsafe, signature=signature)
+        restored = savedmodel.load_saved_model(path, unsafe=unsafe, signature=signature)
         return LoadedModel(path=path_text, format=fmt, model=restored, unsafe=unsafe)
     if fmt == "keras":
         archive.check_archive(path, limits.max_params)
-    config = read_config(path, fmt)
+    config = read_model_config(path, fmt)
     refused = unsafe_references(config)
     if refused and not unsafe:
         raise AuditError(

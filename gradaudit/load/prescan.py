@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError, first_line
-from gradaudit.load import keras2_ops
+from gradaudit.load import config_tree, keras2_ops
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
@@ -42,9 +42,9 @@ FUNCTION_NAMESPACES = frozenset({
 META_FUNCTIONS = frozenset({"deserialize", "serialize", "get"})
 
 
-
-def read_config(path: Path, fmt: str) -> dict[str, Any]:
+def read_model_config(path: Path, fmt: str) -> dict[str, Any]:
     """The model config stored in the file, read without Keras."""
+    raw: bytes | str
     if fmt == "keras":
         raw = _read_zip_config(path)
     elif fmt == "h5":
@@ -98,7 +98,11 @@ def _read_h5_config(path: Path) -> bytes | str:
             "HDF5 file without a model_config attribute: a weights-only file, "
             "not a saved model"
         )
-    return raw.tobytes() if hasattr(raw, "tobytes") else raw
+    if hasattr(raw, "tobytes"):  # numpy bytes_ (a fixed-length string), or a number
+        return bytes(raw.tobytes())
+    if not isinstance(raw, str):  # h5py.Empty: json.loads would raise a TypeError
+        raise AuditError(f"the model_config attribute holds no text ({type(raw).__name__})")
+    return raw
 
 
 def unsafe_references(config: Any) -> list[str]:
@@ -108,22 +112,16 @@ def unsafe_references(config: Any) -> list[str]:
     module references inside initializers, activations or regularizers are
     found as well as top-level ones.
     """
-    return sorted(set(_walk_unsafe(config)))
+    found: set[str] = set()
 
+    def visit(node: dict[str, Any]) -> bool:
+        references = list(_node_references(node))
+        found.update(references)
+        # A refused Lambda layer is reported once, not again for its function.
+        return not (references and node.get("class_name") in CODE_LAYERS)
 
-def _walk_unsafe(root: Any) -> Iterator[str]:
-    """Depth-first over an explicit stack: a hostile config may nest thousands deep."""
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            found = list(_node_references(node))
-            yield from found
-            if not (found and node.get("class_name") in CODE_LAYERS):
-                # A refused Lambda layer is reported once, not again for its function.
-                stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    config_tree.walk(config, visit)
+    return sorted(found)
 
 
 def _node_references(node: dict[str, Any]) -> Iterator[str]:

@@ -12,7 +12,7 @@ from gradaudit.load import graph_scan
 from gradaudit.model.signature import SignatureModel
 
 
-def load(path: Path, *, unsafe: bool, signature: str | None) -> SignatureModel:
+def load_saved_model(path: Path, *, unsafe: bool, signature: str | None) -> SignatureModel:
     """Scan saved_model.pb, then load the directory and pick the signature to audit."""
     proto = graph_scan.read_saved_model(path)
     if not unsafe:
