@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from gradaudit.errors import AuditError
+from gradaudit.formats import Format, render
 from gradaudit.options import Options, Thresholds
 from gradaudit.probe.supplied import SuppliedInputs
 from gradaudit.probe.supplied import load as load_inputs
+from gradaudit.report import json_io
 from gradaudit.report.selection import Selection, prefix, split_codes
-from gradaudit.report.types import AuditRun, Report
+from gradaudit.report.types import AuditRun, ModelReport
 
 if TYPE_CHECKING:
     import keras
@@ -32,6 +35,36 @@ if TYPE_CHECKING:
 
 IN_MEMORY = "in-memory"
 """``Report.format`` of a model passed as an object rather than a file."""
+
+
+class Report(ModelReport):
+    """A model's report with the renderings a notebook wants at hand.
+
+    The report data (``report.types``) renders nothing, so that formats can
+    depend on it and not the other way round; the API adds these for people
+    who would otherwise have to import ``formats`` and wrap the report in a run.
+    """
+
+    @classmethod
+    def of(cls, model: ModelReport) -> Report:
+        """``model`` as a Report (same fields)."""
+        return cls(**{f.name: getattr(model, f.name) for f in fields(model)})
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The ``summary`` object of the JSON report: params, layers, samples, counts."""
+        return json_io.summary(self)
+
+    def to_json(self) -> str:
+        """This model as ``gradaudit audit --format json`` prints it."""
+        return self._render(Format.JSON)
+
+    def to_table(self) -> str:
+        """This model as ``gradaudit audit`` prints it."""
+        return self._render(Format.TABLE)
+
+    def _render(self, fmt: Format) -> str:
+        return render(AuditRun(models=(self,), errors=()), fmt)
 
 
 def audit(
@@ -72,10 +105,10 @@ def audit(
         report = audit_path(os.fspath(model_or_path), options, supplied)
     else:
         report = _audit_object(model_or_path, options, supplied)
-    return selection.apply(AuditRun(models=(report,), errors=())).models[0]
+    return Report.of(selection.apply(AuditRun(models=(report,), errors=())).models[0])
 
 
-def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> Report:
+def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> ModelReport:
     import keras
 
     from gradaudit.pipeline import audit_model

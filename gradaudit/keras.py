@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from gradaudit.api import audit
-from gradaudit.report.types import FailOn, Finding, Report, Severity, fails
+from gradaudit.api import Report, audit
+from gradaudit.report.types import FailOn, Finding, Severity, fails
 
 if TYPE_CHECKING:
     from gradaudit.api import Inputs

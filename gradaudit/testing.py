@@ -15,8 +15,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from gradaudit.api import audit
-from gradaudit.report.types import FailOn, Report, fails
+from gradaudit.api import Report, audit
+from gradaudit.report.types import FailOn, fails
 
 
 def assert_no_findings(model_or_path: Any, inputs: Any = None, *,

@@ -46,7 +46,7 @@ def test_import_is_cheap_and_audit_is_the_function() -> None:
             "      [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules])\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout.split("\n")[0] == "True ModelReport []", proc.stdout + proc.stderr
+    assert proc.stdout.split("\n")[0] == "True Report []", proc.stdout + proc.stderr
 
 
 def test_report_of_a_file_is_what_the_cli_prints(dead_report: gradaudit.Report) -> None:
