@@ -175,7 +175,7 @@ def audit(
         found = settings.read_config(config, Path.cwd())
         chosen = settings.resolve(found, given, base)
         shards = discovery.Shard.parse(shard) if shard is not None else None
-        known = baseline_mod.load(baseline) if baseline is not None else frozenset()
+        known = baseline_mod.read_keys(baseline) if baseline is not None else frozenset()
         _require_plotting(fmt, plot)
         supplied = None
         if inputs_file is not None:
