@@ -229,7 +229,7 @@ def checks() -> None:
     """List every finding code with its severity and title."""
     from tabulate import tabulate
 
-    rows = [[c.code, str(c.severity), c.name, c.title] for c in CATALOGUE]
+    rows = [[rule.code, str(rule.severity), rule.name, rule.title] for rule in CATALOGUE]
     typer.echo(tabulate(rows, headers=["code", "severity", "name", "title"]))
 
 
@@ -237,15 +237,15 @@ def checks() -> None:
 def explain(code: Annotated[str, typer.Argument(help="A finding code, e.g. GA102.")]) -> None:
     """Explain a finding code: what it means, the usual causes and the fix."""
     try:
-        check = lookup(code)
+        rule = lookup(code)
     except KeyError:
         typer.echo(f"gradaudit: error: unknown code {code!r}; `gradaudit checks` lists them",
                    err=True)
         raise typer.Exit(2) from None
-    text = [f"{check.code} {check.name} ({check.severity}): {check.title}", "",
-            check.explanation, "", f"Fix: {check.fix}"]
-    if check.source:
-        text += ["", f"Thresholds: {check.source}"]
+    text = [f"{rule.code} {rule.name} ({rule.severity}): {rule.title}", "",
+            rule.explanation, "", f"Fix: {rule.fix}"]
+    if rule.source:
+        text += ["", f"Thresholds: {rule.source}"]
     typer.echo("\n".join(text))
 
 

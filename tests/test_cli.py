@@ -218,8 +218,8 @@ def test_checks_lists_every_code() -> None:
 
     result = run_cli("checks")
     assert result.exit_code == 0
-    for check in CATALOGUE:
-        assert check.code in result.stdout
+    for rule in CATALOGUE:
+        assert rule.code in result.stdout
 
 
 def test_explain_prints_meaning_and_fix() -> None:

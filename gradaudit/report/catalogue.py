@@ -16,8 +16,11 @@ from gradaudit.report.types import Finding, Severity
 
 
 @dataclass(frozen=True)
-class Check:
-    """One entry of the catalogue."""
+class Rule:
+    """One entry of the catalogue: a finding code and what it means (SARIF calls it a rule).
+
+    Not to be confused with ``checks.Check``, the functions that produce findings.
+    """
 
     code: str
     name: str
@@ -28,8 +31,8 @@ class Check:
     source: str = ""
 
 
-CATALOGUE: tuple[Check, ...] = (
-    Check(
+CATALOGUE: tuple[Rule, ...] = (
+    Rule(
         code="GA101",
         name="partially_dead_relu",
         severity=Severity.WARNING,
@@ -51,7 +54,7 @@ CATALOGUE: tuple[Check, ...] = (
         source="SageMaker Debugger DeadRelu flags a layer at >50% dead units; "
         "keras-contrib DeadReluDetector warns at >=10%.",
     ),
-    Check(
+    Rule(
         code="GA102",
         name="dead_relu_layer",
         severity=Severity.ERROR,
@@ -68,7 +71,7 @@ CATALOGUE: tuple[Check, ...] = (
             "probably diverged: restart from an earlier checkpoint."
         ),
     ),
-    Check(
+    Rule(
         code="GA111",
         name="saturated_activation",
         severity=Severity.WARNING,
@@ -87,7 +90,7 @@ CATALOGUE: tuple[Check, ...] = (
         source="SageMaker Debugger SaturatedActivation (1% / 50% rule); "
         "DeepDiagnosis flags >50% of pre-activations outside [-5, 5].",
     ),
-    Check(
+    Rule(
         code="GA201",
         name="disconnected_variable",
         severity=Severity.ERROR,
@@ -106,7 +109,7 @@ CATALOGUE: tuple[Check, ...] = (
             "model. If the layer is meant to be fixed, set trainable=False."
         ),
     ),
-    Check(
+    Rule(
         code="GA202",
         name="zero_gradient",
         severity=Severity.ERROR,
@@ -124,7 +127,7 @@ CATALOGUE: tuple[Check, ...] = (
             "For deep saturating stacks see GA204."
         ),
     ),
-    Check(
+    Rule(
         code="GA203",
         name="exploding_gradient",
         severity=Severity.WARNING,
@@ -144,7 +147,7 @@ CATALOGUE: tuple[Check, ...] = (
         source="AUTOTRAINER: first/last gradient norm ratio > 70; SageMaker "
         "Debugger WeightUpdateRatio above 10.",
     ),
-    Check(
+    Rule(
         code="GA204",
         name="vanishing_gradient",
         severity=Severity.WARNING,
@@ -164,7 +167,7 @@ CATALOGUE: tuple[Check, ...] = (
         source="AUTOTRAINER: first/last gradient norm ratio < 1e-3 and first "
         "norm < 1e-4.",
     ),
-    Check(
+    Rule(
         code="GA205",
         name="non_finite_gradient",
         severity=Severity.ERROR,
@@ -180,7 +183,7 @@ CATALOGUE: tuple[Check, ...] = (
             "values before exp, check the weights (GA303) and the input data."
         ),
     ),
-    Check(
+    Rule(
         code="GA211",
         name="unused_input",
         severity=Severity.WARNING,
@@ -197,7 +200,7 @@ CATALOGUE: tuple[Check, ...] = (
             "model's inputs; see GA201 for cuts."
         ),
     ),
-    Check(
+    Rule(
         code="GA301",
         name="frozen_layer",
         severity=Severity.INFO,
@@ -209,7 +212,7 @@ CATALOGUE: tuple[Check, ...] = (
         ),
         fix="If the layer should learn, set `layer.trainable = True` before compiling.",
     ),
-    Check(
+    Rule(
         code="GA302",
         name="no_trainable_variables",
         severity=Severity.ERROR,
@@ -223,7 +226,7 @@ CATALOGUE: tuple[Check, ...] = (
             "(for example the head on top of a frozen base), then compile again."
         ),
     ),
-    Check(
+    Rule(
         code="GA303",
         name="non_finite_weights",
         severity=Severity.ERROR,
@@ -239,10 +242,10 @@ CATALOGUE: tuple[Check, ...] = (
     ),
 )
 
-BY_CODE: dict[str, Check] = {check.code: check for check in CATALOGUE}
+BY_CODE: dict[str, Rule] = {rule.code: rule for rule in CATALOGUE}
 
 
-def lookup(code: str) -> Check:
+def lookup(code: str) -> Rule:
     """The catalogue entry for ``code`` (case-insensitive); KeyError if unknown."""
     return BY_CODE[code.strip().upper()]
 
