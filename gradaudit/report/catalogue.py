@@ -3,15 +3,20 @@
 Every finding gradaudit can produce is described here once: its code, a short
 snake_case name, its severity, a one-line title, what it means, the usual
 causes and how to fix it. ``gradaudit checks`` and ``gradaudit explain`` print
-from this table; checks take their severity from it. Importing this module
-must stay cheap (no TensorFlow).
+from this table; checks take their severity from it. The texts quote the
+default thresholds (``options.Thresholds``) and the activation names
+(``model.rules``) the checks use, so they cannot drift from them. Importing
+this module must stay cheap (no TensorFlow).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gradaudit.model.rules import RELU_FAMILY, SATURATING
+from gradaudit.options import Thresholds
 from gradaudit.report.types import Finding, Severity
 
 
@@ -31,6 +36,22 @@ class Rule:
     source: str = ""
 
 
+def _power(value: float) -> str:
+    """``1e-3``, as the README and ``[tool.gradaudit]`` write thresholds, rather than 0.001."""
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _names(names: Iterable[str]) -> str:
+    """``a, b or c``."""
+    *rest, last = names
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
+_DEFAULT = Thresholds()
+_RELU_NAMES = ", ".join(RELU_FAMILY)
+_SATURATING_NAMES = _names(SATURATING)
+
 CATALOGUE: tuple[Rule, ...] = (
     Rule(
         code="GA101",
@@ -38,12 +59,12 @@ CATALOGUE: tuple[Rule, ...] = (
         severity=Severity.WARNING,
         title="Partially dead ReLU layer",
         explanation=(
-            "At least `dead_warn` (default 50%) of the units of a ReLU-family layer "
-            "(relu, relu6, a ReLU layer without negative slope) never produce an "
-            "active output on any probe sample. A unit that never activates has a "
-            "derivative of exactly zero, so neither it nor the weights feeding it "
-            "can learn: the 'dying ReLU'. Units are channels (the last axis) for "
-            "convolutional and sequence outputs, counted over every position."
+            f"At least `dead_warn` (default {_DEFAULT.dead_warn:.0%}) of the units of a "
+            f"ReLU-family layer ({_RELU_NAMES}, a ReLU layer without negative slope) "
+            "never produce an active output on any probe sample. A unit that never "
+            "activates has a derivative of exactly zero, so neither it nor the weights "
+            "feeding it can learn: the 'dying ReLU'. Units are channels (the last axis) "
+            "for convolutional and sequence outputs, counted over every position."
         ),
         fix=(
             "Lower the learning rate (dying ReLU usually follows one huge update), "
@@ -77,10 +98,12 @@ CATALOGUE: tuple[Rule, ...] = (
         severity=Severity.WARNING,
         title="Saturated sigmoid/tanh units",
         explanation=(
-            "At least half of the units of a sigmoid, tanh or hard_sigmoid layer "
-            "output a value within epsilon (default 1e-3) of the activation's "
-            "bounds on (nearly) every probe sample (at least 99%). There the "
-            "derivative is close to or exactly zero, so almost no gradient passes."
+            f"At least `saturation_units` (default {_DEFAULT.saturation_units:.0%}) of the "
+            f"units of a {_SATURATING_NAMES} layer output a value within `saturation_eps` "
+            f"(default {_power(_DEFAULT.saturation_eps)}) of the activation's bounds on "
+            "(nearly) every probe sample (at least `saturation_samples`, default "
+            f"{_DEFAULT.saturation_samples:.0%}). There the derivative is close to or "
+            "exactly zero, so almost no gradient passes."
         ),
         fix=(
             "Scale inputs (standardise them), use a smaller weight initialisation "
@@ -134,11 +157,13 @@ CATALOGUE: tuple[Rule, ...] = (
         title="Exploding gradient",
         explanation=(
             "A layer's gradient RMS is orders of magnitude above its weight RMS "
-            "(default ratio 1e3: one plain SGD step would change the weights by far "
-            "more than their own size), or the gradient grows by orders of magnitude "
-            "from the latest layers towards the input. In a deep linear stack with "
-            "large weights the gradients are equally huge at every depth, which is "
-            "why the weight-relative ratio is checked, not only first/last growth."
+            f"(`exploding_ratio`, default {_power(_DEFAULT.exploding_ratio)}: one plain SGD "
+            "step would change the weights by far more than their own size), or the "
+            "gradient grows by orders of magnitude from the latest layers towards the "
+            f"input (`exploding_growth`, default {_power(_DEFAULT.exploding_growth)}). "
+            "In a deep linear stack with large weights the gradients are equally huge at "
+            "every depth, which is why the weight-relative ratio is checked, not only "
+            "first/last growth."
         ),
         fix=(
             "Use a smaller initialisation (Glorot/He), add normalisation layers, "
@@ -154,11 +179,12 @@ CATALOGUE: tuple[Rule, ...] = (
         title="Vanishing gradient",
         explanation=(
             "The gradient RMS of an early trainable layer is orders of magnitude "
-            "below that of the latest trainable layer (ratio < 1e-3) and tiny in "
-            "absolute terms (< 1e-4): early layers barely learn. Deep stacks of "
-            "saturating activations (sigmoid, tanh) cause this; in float32 the "
-            "gradient of the deepest layers can underflow to exactly zero, which "
-            "is then also reported as GA202."
+            "below that of the latest trainable layer (ratio < `vanishing_ratio`, "
+            f"default {_power(_DEFAULT.vanishing_ratio)}) and tiny in absolute terms "
+            f"(< `vanishing_abs`, default {_power(_DEFAULT.vanishing_abs)}): early layers "
+            "barely learn. Deep stacks of saturating activations (sigmoid, tanh) cause "
+            "this; in float32 the gradient of the deepest layers can underflow to exactly "
+            "zero, which is then also reported as GA202."
         ),
         fix=(
             "Use ReLU-family activations in hidden layers, add residual "
