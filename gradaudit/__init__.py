@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "audit": "gradaudit.api",
-    "Report": "gradaudit.report.types",
+    "Report": "gradaudit.api",
     "Finding": "gradaudit.report.types",
     "Severity": "gradaudit.report.types",
     "AuditError": "gradaudit.errors",

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gradaudit.formats import Format, render
 from gradaudit.options import Options, Thresholds
 from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
-from gradaudit.report.selection import parse_codes
-from gradaudit.report.types import AuditRun, Report
+from gradaudit.report import json_io
+from gradaudit.report.selection import Selection, parse_codes
+from gradaudit.report.types import AuditRun, ModelReport
 
 if TYPE_CHECKING:
     import keras
@@ -29,6 +32,36 @@ if TYPE_CHECKING:
 
 IN_MEMORY = "in-memory"
 """``Report.format`` of a model passed as an object rather than a file."""
+
+
+class Report(ModelReport):
+    """A model's report with the renderings a notebook wants at hand.
+
+    The report data (``report.types``) renders nothing, so that formats can
+    depend on it and not the other way round; the API adds these for people
+    who would otherwise have to import ``formats`` and wrap the report in a run.
+    """
+
+    @classmethod
+    def of(cls, model: ModelReport) -> Report:
+        """``model`` as a Report (same fields)."""
+        return cls(**{f.name: getattr(model, f.name) for f in fields(model)})
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The ``summary`` object of the JSON report: params, layers, samples, counts."""
+        return json_io.summary(self)
+
+    def to_json(self) -> str:
+        """This model as ``gradaudit audit --format json`` prints it."""
+        return self._render(Format.JSON)
+
+    def to_table(self) -> str:
+        """This model as ``gradaudit audit`` prints it."""
+        return self._render(Format.TABLE)
+
+    def _render(self, fmt: Format) -> str:
+        return render(AuditRun(models=(self,), errors=()), fmt)
 
 
 def audit(
@@ -60,7 +93,7 @@ def audit(
     options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
                       unsafe=unsafe, thresholds=thresholds or Thresholds(),
                       select=parse_codes(select), ignore=parse_codes(ignore))
-    selection = options.selection
+    selection = Selection(options.select, options.ignore)
     supplied = _supplied(inputs, samples)
     if isinstance(model_or_path, (str, os.PathLike)):
         from gradaudit.pipeline import audit_path
@@ -70,10 +103,10 @@ def audit(
         report = audit_path(os.fspath(model_or_path), options, supplied)
     else:
         report = _audit_object(model_or_path, options, supplied)
-    return selection.apply(AuditRun(models=(report,), errors=())).models[0]
+    return Report.of(selection.apply(AuditRun(models=(report,), errors=())).models[0])
 
 
-def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> Report:
+def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> ModelReport:
     import keras
 
     from gradaudit.model.keras_graph import KerasModel

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +24,7 @@ from gradaudit.load import discovery
 from gradaudit.options import DISTRIBUTIONS, Limits, Options
 from gradaudit.report import baseline as baseline_mod
 from gradaudit.report.catalogue import CATALOGUE, lookup
+from gradaudit.report.selection import Selection
 from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
 
 app = typer.Typer(
@@ -56,7 +57,7 @@ def _root(
 # Options shared by `audit` and `merge`.
 FormatOption = Annotated[Format, typer.Option(
     "--format", "-f", help="Report format.", case_sensitive=False)]
-OutputOption = Annotated[Optional[Path], typer.Option(
+OutputOption = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Write the report to this file (atomically) instead of stdout.",
     dir_okay=False)]
 FailOnOption = Annotated[FailOn, typer.Option(
@@ -88,7 +89,7 @@ def audit(
     inference: Annotated[bool, typer.Option(
         "--inference", help="Probe in inference mode (BatchNormalization on moving "
         "statistics, Dropout off) instead of training mode.")] = Options.inference,
-    signature: Annotated[Optional[str], typer.Option(
+    signature: Annotated[str | None, typer.Option(
         "--signature", metavar="NAME", help="SavedModel signature to audit (default: "
         "serving_default, else the only signature, else 'serve').")] = Options.signature,
     unsafe: Annotated[bool, typer.Option(
@@ -108,7 +109,7 @@ def audit(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No status line or progress bar on stderr (errors are still "
         "printed).")] = False,
-    inputs_file: Annotated[Optional[Path], typer.Option(
+    inputs_file: Annotated[Path | None, typer.Option(
         "--inputs", help="Probe with your data instead of random inputs: an .npz with one "
         "array per input (keys: input names, or arr_0 … in input order) or an .npy for a "
         "single-input model; first axis = samples, capped by --samples.",
@@ -116,33 +117,33 @@ def audit(
     input_dist: Annotated[str, typer.Option(
         "--input-dist", metavar="|".join(DISTRIBUTIONS), help="Random float inputs: "
         "standard normal or uniform over --input-range.")] = Options.input_dist,
-    input_range: Annotated[Optional[str], typer.Option(
+    input_range: Annotated[str | None, typer.Option(
         "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
         "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
         "or 0,255.".format(*Options.input_range))] = None,
-    select: Annotated[Optional[str], typer.Option(
+    select: Annotated[str | None, typer.Option(
         "--select", metavar="CODES", help="Report only these codes or prefixes, "
         "comma-separated (GA1,GA201).")] = None,
-    ignore: Annotated[Optional[str], typer.Option(
+    ignore: Annotated[str | None, typer.Option(
         "--ignore", metavar="CODES", help="Do not report these codes or prefixes "
         "(GA301); the most specific of --select/--ignore wins.")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option(
+    exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", metavar="GLOB", help="Skip files found in a directory whose relative "
         "path or name matches GLOB (repeatable).")] = None,
-    shard: Annotated[Optional[str], typer.Option(
+    shard: Annotated[str | None, typer.Option(
         "--shard", metavar="K/N", help="Audit only the K-th of N slices of the sorted file "
         "list (files K, K+N, K+2N …); combine the JSON reports with `gradaudit merge`.")] = None,
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         "--config", help="Read settings from this TOML file instead of the nearest "
         "pyproject.toml's [tool.gradaudit]; flags given here still win.",
         dir_okay=False)] = None,
-    baseline: Annotated[Optional[Path], typer.Option(
+    baseline: Annotated[Path | None, typer.Option(
         "--baseline", help="Ignore findings recorded in this JSON report (same model path, "
         "code and layer): only new findings are reported and fail.", dir_okay=False)] = None,
-    write_baseline: Annotated[Optional[Path], typer.Option(
+    write_baseline: Annotated[Path | None, typer.Option(
         "--write-baseline", help="Record this run's findings (after --select/--ignore) as a "
         "JSON baseline file.", dir_okay=False)] = None,
-    plot: Annotated[Optional[Path], typer.Option(
+    plot: Annotated[Path | None, typer.Option(
         "--plot", help="Also draw the gradient flow per layer (gradient RMS on a log scale, "
         "dead and saturated fraction, findings marked) to this PNG file; needs matplotlib "
         "(pip install 'gradaudit[plot]').", dir_okay=False)] = None,
@@ -170,7 +171,7 @@ def audit(
         # Limits) and reach settings.resolve through ctx.params, not one by one.
         options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
         shards = discovery.Shard.parse(shard) if shard is not None else None
-        known = baseline_mod.load(baseline) if baseline is not None else frozenset()
+        known = baseline_mod.read_keys(baseline) if baseline is not None else frozenset()
         _require_plotting(fmt, plot)
         supplied = None
         if inputs_file is not None:
@@ -184,7 +185,7 @@ def audit(
     targets = discovery.discover(paths, options.exclude, shards)
     with _progress(len(targets.paths), quiet) as step:
         run = audit_paths(targets.paths, options, supplied, step)
-    run = options.selection.apply(replace(run, errors=targets.errors + run.errors,
+    run = Selection(options.select, options.ignore).apply(replace(run, errors=targets.errors + run.errors,
                                           fail_on=options.fail_on))
     if write_baseline is not None:
         _write_atomically(write_baseline, render(run, Format.JSON), "--write-baseline")
@@ -224,7 +225,7 @@ def checks() -> None:
     """List every finding code with its severity and title."""
     from tabulate import tabulate
 
-    rows = [[c.code, str(c.severity), c.name, c.title] for c in CATALOGUE]
+    rows = [[rule.code, str(rule.severity), rule.name, rule.title] for rule in CATALOGUE]
     typer.echo(tabulate(rows, headers=["code", "severity", "name", "title"]))
 
 
@@ -232,15 +233,15 @@ def checks() -> None:
 def explain(code: Annotated[str, typer.Argument(help="A finding code, e.g. GA102.")]) -> None:
     """Explain a finding code: what it means, the usual causes and the fix."""
     try:
-        check = lookup(code)
+        rule = lookup(code)
     except KeyError:
         typer.echo(f"gradaudit: error: unknown code {code!r}; `gradaudit checks` lists them",
                    err=True)
         raise typer.Exit(2) from None
-    text = [f"{check.code} {check.name} ({check.severity}): {check.title}", "",
-            check.explanation, "", f"Fix: {check.fix}"]
-    if check.source:
-        text += ["", f"Thresholds: {check.source}"]
+    text = [f"{rule.code} {rule.name} ({rule.severity}): {rule.title}", "",
+            rule.explanation, "", f"Fix: {rule.fix}"]
+    if rule.source:
+        text += ["", f"Thresholds: {rule.source}"]
     typer.echo("\n".join(text))
 
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from gradaudit.api import audit
+from gradaudit.api import Report, audit
 from gradaudit.options import Options
-from gradaudit.report.types import FailOn, Finding, Report, Severity, fails
+from gradaudit.report.types import FailOn, Finding, Severity, fails
 
 if TYPE_CHECKING:
     from gradaudit.api import Inputs

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from gradaudit.report.selection import Selection
 from gradaudit.report.types import FailOn
 
 Distribution = Literal["normal", "uniform"]
@@ -81,8 +80,3 @@ class Options:
     """Do not report these code prefixes; the most specific of select/ignore wins."""
     exclude: tuple[str, ...] = ()
     """Globs of files skipped when a directory is searched."""
-
-    @property
-    def selection(self) -> Selection:
-        """``select``/``ignore`` as the filter applied to a run's findings."""
-        return Selection(self.select, self.ignore)

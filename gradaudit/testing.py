@@ -15,9 +15,10 @@ from typing import Any
 
 from tabulate import tabulate
 
-from gradaudit.api import audit
+from gradaudit.api import Report, audit
+from gradaudit.formats.common import FINDING_HEADERS, finding_rows
 from gradaudit.options import Options
-from gradaudit.report.types import FailOn, Report, fails
+from gradaudit.report.types import FailOn, fails
 
 
 def assert_no_findings(model_or_path: Any, inputs: Any = None, *,
@@ -37,8 +38,7 @@ def assert_no_findings(model_or_path: Any, inputs: Any = None, *,
 def failure_message(report: Report, fail_on: FailOn) -> str:
     """The findings at or above ``fail_on`` as a table, with where to read more."""
     failing = [f for f in report.findings if fails(f.severity, fail_on)]
-    rows = [[str(f.severity), f.code, f.layer, f.message] for f in failing]
-    table = tabulate(rows, headers=["severity", "code", "layer", "message"])
+    table = tabulate(finding_rows(failing), headers=FINDING_HEADERS)
     return (f"gradaudit: {len(failing)} finding(s) at or above {fail_on.value} in "
             f"{report.path}:\n{table}\n(`gradaudit explain CODE` says what a code means "
             "and how to fix it)")

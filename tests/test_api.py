@@ -41,7 +41,7 @@ def test_import_is_cheap_and_audit_is_the_function() -> None:
         "import gradaudit.pipeline, gradaudit, gradaudit.testing, gradaudit.formats.plot\n"
         "print(callable(gradaudit.audit), gradaudit.Report.__name__)\n",
         watch=("tensorflow", "keras", "matplotlib"))
-    assert fresh.stdout.split("\n")[0] == "True ModelReport", fresh.stdout + fresh.stderr
+    assert fresh.stdout.split("\n")[0] == "True Report", fresh.stdout + fresh.stderr
     assert fresh.imported == [], fresh.stdout + fresh.stderr
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, run_cli, run_cli_fresh
+from tests.conftest import FIXTURES, ROOT, run_cli, run_cli_fresh
 
 HEALTHY = str(FIXTURES / "healthy_mlp.keras")
 DEAD = str(FIXTURES / "dead_relu.keras")
@@ -218,8 +219,8 @@ def test_checks_lists_every_code() -> None:
 
     result = run_cli("checks")
     assert result.exit_code == 0
-    for check in CATALOGUE:
-        assert check.code in result.stdout
+    for rule in CATALOGUE:
+        assert rule.code in result.stdout
 
 
 def test_explain_prints_meaning_and_fix() -> None:
@@ -229,6 +230,26 @@ def test_explain_prints_meaning_and_fix() -> None:
     assert "LeakyReLU" in result.stdout
     unknown = run_cli("explain", "GA999")
     assert unknown.exit_code == 2 and "unknown code" in unknown.stderr
+
+
+def test_explain_quotes_the_thresholds_and_activations_the_checks_use() -> None:
+    from gradaudit.model.rules import RELU_FAMILY, SATURATING
+
+    ga101, ga111, ga203, ga204 = (run_cli("explain", code).stdout
+                                  for code in ("GA101", "GA111", "GA203", "GA204"))
+    assert all(name in ga101 for name in RELU_FAMILY) and "(default 50%)" in ga101
+    assert all(name in ga111 for name in SATURATING)
+    assert "`saturation_eps` (default 1e-3)" in ga111 and "default 99%" in ga111
+    assert "`exploding_ratio`, default 1e3" in ga203 and "`exploding_growth`, default 1e3" in ga203
+    assert "default 1e-3" in ga204 and "default 1e-4" in ga204
+
+
+def test_the_readme_lists_every_code_with_its_severity() -> None:
+    from gradaudit.report.catalogue import CATALOGUE
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (GA\d+) \| (\w+) \|", readme, re.M)
+    assert rows == [(rule.code, str(rule.severity)) for rule in CATALOGUE]
 
 
 # --- the installed console script, in a real subprocess ----------------------------

@@ -46,7 +46,7 @@ def test_settings_merge_defaults_config_and_flags() -> None:
     assert chosen.unsafe and chosen.batch_size == Options.batch_size
     assert chosen.limits == Limits(max_params=10)
     assert chosen.fail_on is FailOn.WARNING
-    assert chosen.selection.select == ("GA1",) and chosen.exclude == ("old/*",)
+    assert chosen.select == ("GA1",) and chosen.exclude == ("old/*",)
 
 
 def test_an_input_range_alone_means_uniform_inputs() -> None:

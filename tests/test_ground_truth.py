@@ -156,7 +156,7 @@ def test_every_catalogue_code_is_triggered_by_some_fixture(audited: dict[str, An
     from gradaudit.report.catalogue import CATALOGUE
 
     seen = {f["code"] for model in audited.values() for f in model["findings"]}
-    assert seen == {check.code for check in CATALOGUE}
+    assert seen == {rule.code for rule in CATALOGUE}
 
 
 def test_deep_sigmoid_underflow_is_reported_as_vanishing_not_dead(tmp_path) -> None:

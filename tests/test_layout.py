@@ -12,8 +12,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "gradaudit"
@@ -120,9 +118,6 @@ def test_the_import_graph_is_read_from_the_source() -> None:
     assert _cycles({"a": ["b"], "b": ["c"], "c": ["a", "d"], "d": []}) == [["a", "b", "c", "a"]]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "one cycle today: gradaudit.formats → gradaudit.report.types → gradaudit.formats, "
-    "being removed in the report refactor; drop this mark after the merge"))
 def test_no_import_cycle_among_gradaudit_modules() -> None:
     cycles = [" → ".join(cycle) for cycle in _cycles(GRAPH)]
     assert not cycles, "import cycles:\n" + "\n".join(cycles)

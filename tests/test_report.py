@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import keras
@@ -18,7 +22,7 @@ from gradaudit.report.types import (
     Severity,
     exit_code,
 )
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, ROOT
 
 
 def _report(*severities: Severity) -> ModelReport:
@@ -109,3 +113,23 @@ def test_keras2_files_match_the_writers_count(
     """Counts recorded by tf_keras when the fixture was written (fixtures/README.md)."""
     assert audited[name]["format"] == "h5"
     assert audited[name]["summary"]["params"]["non_trainable"] == non_trainable
+
+
+def test_report_package_imports_neither_formats_nor_tensorflow() -> None:
+    """Report data is what formats read: it must not depend on them (no import cycle),
+    not even through an import inside a function, nor on TensorFlow."""
+    sources = sorted((ROOT / "gradaudit" / "report").glob("*.py"))
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for path in sources for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    forbidden = ("gradaudit.formats", "tensorflow", "keras")
+    assert not {m for m in imported if m and m.startswith(forbidden)}
+    code = ("import sys\n"
+            + "".join(f"import gradaudit.report.{path.stem}\n" for path in sources)
+            + f"print([m for m in {forbidden!r} if m in sys.modules])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout == "[]\n", proc.stdout + proc.stderr

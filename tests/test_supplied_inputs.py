@@ -93,7 +93,7 @@ def test_uniform_batches_stay_in_range_and_token_ids_are_unaffected() -> None:
     specs = [InputSpec("image", (3,), "float32"), InputSpec("ids", (2,), "int32", vocab=5)]
     image, ids = next(random_batches(specs, 500, 500, seed=0, dist="uniform",
                                      value_range=(0.0, 255.0)))
-    assert 0 <= image.min() and image.max() < 255 and image.max() > 200
+    assert image.min() >= 0 and image.max() < 255 and image.max() > 200
     assert ids.min() >= 0 and ids.max() < 5
 
 

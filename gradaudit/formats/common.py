@@ -1,12 +1,21 @@
-"""Pieces several formats share: per-file status and where the inputs came from."""
+"""Pieces several formats share: per-file status, finding rows, where the inputs came from."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from gradaudit.report.types import AuditRun, FailOn, ModelReport, Severity, fails
+from gradaudit.report.types import (
+    AuditRun,
+    FailOn,
+    Finding,
+    ModelReport,
+    Severity,
+    fails,
+)
 
 SUMMARY_HEADERS = ["file", "format", "errors", "warnings", "infos", "status"]
+FINDING_HEADERS = ["severity", "code", "layer", "message"]
 
 
 def gate(run: AuditRun) -> FailOn:
@@ -29,6 +38,13 @@ def summary_rows(run: AuditRun) -> list[list[Any]]:
     ]
     rows += [[e.path, "-", "-", "-", "-", "error"] for e in run.errors]
     return rows
+
+
+def finding_rows(findings: Iterable[Finding],
+                 layer: Callable[[str], str] = str) -> list[list[str]]:
+    """One row per finding under FINDING_HEADERS; ``layer`` dresses the layer name
+    (Markdown sets it as code)."""
+    return [[str(f.severity), f.code, layer(f.layer), f.message] for f in findings]
 
 
 def inputs_text(source: dict[str, Any]) -> str:

@@ -4,13 +4,20 @@ gradient-flow plot (embedded as a base64 PNG, so the file travels alone)."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from html import escape
 
 from tabulate import tabulate
 
 from gradaudit import __version__
 from gradaudit.formats import plot
-from gradaudit.formats.common import SUMMARY_HEADERS, inputs_text, summary_rows
+from gradaudit.formats.common import (
+    FINDING_HEADERS,
+    SUMMARY_HEADERS,
+    finding_rows,
+    inputs_text,
+    summary_rows,
+)
 from gradaudit.report.types import AuditRun, ModelReport
 
 STYLE = """
@@ -22,7 +29,6 @@ img { max-width: 100%; }
 .error { color: #b00; }
 """
 
-FINDING_HEADERS = ["severity", "code", "layer", "message"]
 LAYER_HEADERS = ["layer", "type", "activation", "params", "units", "dead %", "saturated %",
                  "gradient RMS", "trainable", "findings"]
 
@@ -50,7 +56,7 @@ def _model_section(model: ModelReport) -> str:
     if model.unsafe:
         facts.append("UNSAFE: loaded with --unsafe, code from the file may have run")
     image = base64.b64encode(plot.png([model])).decode("ascii")
-    findings = [[str(f.severity), f.code, f.layer, f.message] for f in model.findings]
+    findings = finding_rows(model.findings)
     parts = [
         f"<section>\n<h2>{escape(model.path)} ({escape(model.format)})</h2>",
         "<ul>" + "".join(f"<li>{escape(fact)}</li>" for fact in facts) + "</ul>",
@@ -83,6 +89,6 @@ def _percent(fraction: float | None) -> str:
     return "" if fraction is None else f"{fraction:.0%}"
 
 
-def _table(rows: list[list[object]], headers: list[str]) -> str:
+def _table(rows: Sequence[Sequence[object]], headers: list[str]) -> str:
     """An HTML table; tabulate escapes every cell."""
     return str(tabulate(rows, headers=headers, tablefmt="html", disable_numparse=True))

@@ -1,6 +1,6 @@
-"""JUnit XML for CI test dashboards: one test suite per model, one test case per check.
+"""JUnit XML for CI test dashboards: one test suite per model, one test case per rule.
 
-Every catalogue check is a test case of every audited model (classname = the
+Every catalogue rule is a test case of every audited model (classname = the
 model path, name = "GA102 dead_relu_layer"); it fails when the model has a
 finding of that code at or over ``--fail-on``, listing each layer. Findings
 below the gate are kept as the case's system-out, so nothing is lost. A file
@@ -30,15 +30,15 @@ def render(run: AuditRun) -> str:
 def _model_suite(model: ModelReport, run: AuditRun) -> ET.Element:
     suite = ET.Element("testsuite", name=model.path, tests=str(len(CATALOGUE)), errors="0")
     failures = 0
-    for check in CATALOGUE:
+    for rule in CATALOGUE:
         case = ET.SubElement(suite, "testcase", classname=model.path,
-                             name=f"{check.code} {check.name}")
-        found = [f for f in model.findings if f.code == check.code]
+                             name=f"{rule.code} {rule.name}")
+        found = [f for f in model.findings if f.code == rule.code]
         failing = [f for f in found if fails(f.severity, gate(run))]
         if failing:
             failures += 1
-            failure = ET.SubElement(case, "failure", type=check.code,
-                                    message=f"{check.title}: {', '.join(f.layer for f in failing)}")
+            failure = ET.SubElement(case, "failure", type=rule.code,
+                                    message=f"{rule.title}: {', '.join(f.layer for f in failing)}")
             failure.text = "\n".join(f"{f.severity} {f.layer}: {f.message}" for f in failing)
         elif found:
             ET.SubElement(case, "system-out").text = "\n".join(

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gradaudit.formats.common import SUMMARY_HEADERS, gate, inputs_text, summary_rows
+from gradaudit.formats.common import (
+    FINDING_HEADERS,
+    SUMMARY_HEADERS,
+    finding_rows,
+    gate,
+    inputs_text,
+    summary_rows,
+)
 from gradaudit.report.types import AuditRun, ModelReport
 
 
@@ -34,8 +41,7 @@ def _model_section(model: ModelReport) -> list[str]:
               + f"; {model.params_total:,} parameters, {model.params_trainable:,} trainable.", ""]
     if not model.findings:
         return lines + ["No findings."]
-    rows = [[str(f.severity), f.code, f"`{f.layer}`", f.message] for f in model.findings]
-    return lines + _table(["severity", "code", "layer", "message"], rows)
+    return lines + _table(FINDING_HEADERS, finding_rows(model.findings, lambda name: f"`{name}`"))
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

@@ -24,7 +24,7 @@ from gradaudit.report.types import AuditRun, Finding, ModelReport, Severity
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
-RULE_INDEX = {check.code: index for index, check in enumerate(CATALOGUE)}
+RULE_INDEX = {rule.code: index for index, rule in enumerate(CATALOGUE)}
 
 
 def render(run: AuditRun) -> str:
@@ -47,14 +47,14 @@ def _driver() -> dict[str, Any]:
         "informationUri": "https://pypi.org/project/gradaudit/",
         "rules": [
             {
-                "id": check.code,
-                "name": check.name,
-                "shortDescription": {"text": check.title},
-                "fullDescription": {"text": check.explanation},
-                "help": {"text": f"{check.explanation}\n\nFix: {check.fix}"},
-                "defaultConfiguration": {"level": LEVELS[check.severity]},
+                "id": rule.code,
+                "name": rule.name,
+                "shortDescription": {"text": rule.title},
+                "fullDescription": {"text": rule.explanation},
+                "help": {"text": f"{rule.explanation}\n\nFix: {rule.fix}"},
+                "defaultConfiguration": {"level": LEVELS[rule.severity]},
             }
-            for check in CATALOGUE
+            for rule in CATALOGUE
         ],
     }
 

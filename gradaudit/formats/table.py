@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tabulate import tabulate
 
-from gradaudit.formats.common import SUMMARY_HEADERS, inputs_text, summary_rows
+from gradaudit.formats.common import (
+    FINDING_HEADERS,
+    SUMMARY_HEADERS,
+    finding_rows,
+    inputs_text,
+    summary_rows,
+)
 from gradaudit.report.types import AuditRun, Finding, ModelReport
 
 DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211": "no gradient"}
@@ -38,12 +46,12 @@ def _model_block(report: ModelReport) -> str:
     lines += _section("Disconnected paths", _disconnected_rows(report),
                       ["layer / input", "variables", "gradient", "cut at / cause"],
                       "every trainable variable and input gets a gradient")
-    rows = [[str(f.severity), f.code, f.layer, f.message] for f in report.findings]
-    lines += _section("Findings", rows, ["severity", "code", "layer", "message"], "no findings")
+    lines += _section("Findings", finding_rows(report.findings), FINDING_HEADERS, "no findings")
     return "\n".join(lines)
 
 
-def _section(title: str, rows: list[list[object]], headers: list[str], empty: str) -> list[str]:
+def _section(title: str, rows: Sequence[Sequence[object]], headers: list[str],
+             empty: str) -> list[str]:
     if not rows:
         return ["", f"{title}: none ({empty})."]
     return ["", f"{title}:", tabulate(rows, headers=headers, tablefmt="simple")]

@@ -16,21 +16,21 @@ from dataclasses import replace
 from pathlib import Path
 
 from gradaudit.errors import AuditError
+from gradaudit.report import json_io
 from gradaudit.report.types import AuditRun, Finding
 
 Key = tuple[str, str, str]  # (normalised model path, code, layer)
 
 
 def finding_key(model_path: str, finding: Finding) -> Key:
+    """What makes a finding "the same" across runs: not its message, whose numbers vary."""
     return (_normalise(model_path), finding.code, finding.layer)
 
 
-def load(path: Path) -> frozenset[Key]:
+def read_keys(path: Path) -> frozenset[Key]:
     """The finding keys recorded in a JSON report; AuditError if it is not one."""
-    from gradaudit.report.merge import merge
-
     try:
-        recorded = merge([path])
+        recorded = json_io.read_file(path)
     except AuditError as exc:
         raise AuditError(f"--baseline {exc}") from None
     return frozenset(finding_key(m.path, f) for m in recorded.models for f in m.findings)

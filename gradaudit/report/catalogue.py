@@ -3,21 +3,29 @@
 Every finding gradaudit can produce is described here once: its code, a short
 snake_case name, its severity, a one-line title, what it means, the usual
 causes and how to fix it. ``gradaudit checks`` and ``gradaudit explain`` print
-from this table; checks take their severity from it. Importing this module
-must stay cheap (no TensorFlow).
+from this table; checks take their severity from it. The texts quote the
+default thresholds (``options.Thresholds``) and the activation names
+(``model.rules``) the checks use, so they cannot drift from them. Importing
+this module must stay cheap (no TensorFlow).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gradaudit.model.rules import RELU_FAMILY, SATURATING
+from gradaudit.options import Thresholds
 from gradaudit.report.types import Finding, Severity
 
 
 @dataclass(frozen=True)
-class Check:
-    """One entry of the catalogue."""
+class Rule:
+    """One entry of the catalogue: a finding code and what it means (SARIF calls it a rule).
+
+    Not to be confused with ``checks.Check``, the functions that produce findings.
+    """
 
     code: str
     name: str
@@ -28,19 +36,35 @@ class Check:
     source: str = ""
 
 
-CATALOGUE: tuple[Check, ...] = (
-    Check(
+def _power(value: float) -> str:
+    """``1e-3``, as the README and ``[tool.gradaudit]`` write thresholds, rather than 0.001."""
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _names(names: Iterable[str]) -> str:
+    """``a, b or c``."""
+    *rest, last = names
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
+_DEFAULT = Thresholds()
+_RELU_NAMES = ", ".join(RELU_FAMILY)
+_SATURATING_NAMES = _names(SATURATING)
+
+CATALOGUE: tuple[Rule, ...] = (
+    Rule(
         code="GA101",
         name="partially_dead_relu",
         severity=Severity.WARNING,
         title="Partially dead ReLU layer",
         explanation=(
-            "At least `dead_warn` (default 50%) of the units of a ReLU-family layer "
-            "(relu, relu6, a ReLU layer without negative slope) never produce an "
-            "active output on any probe sample. A unit that never activates has a "
-            "derivative of exactly zero, so neither it nor the weights feeding it "
-            "can learn: the 'dying ReLU'. Units are channels (the last axis) for "
-            "convolutional and sequence outputs, counted over every position."
+            f"At least `dead_warn` (default {_DEFAULT.dead_warn:.0%}) of the units of a "
+            f"ReLU-family layer ({_RELU_NAMES}, a ReLU layer without negative slope) "
+            "never produce an active output on any probe sample. A unit that never "
+            "activates has a derivative of exactly zero, so neither it nor the weights "
+            "feeding it can learn: the 'dying ReLU'. Units are channels (the last axis) "
+            "for convolutional and sequence outputs, counted over every position."
         ),
         fix=(
             "Lower the learning rate (dying ReLU usually follows one huge update), "
@@ -51,7 +75,7 @@ CATALOGUE: tuple[Check, ...] = (
         source="SageMaker Debugger DeadRelu flags a layer at >50% dead units; "
         "keras-contrib DeadReluDetector warns at >=10%.",
     ),
-    Check(
+    Rule(
         code="GA102",
         name="dead_relu_layer",
         severity=Severity.ERROR,
@@ -68,16 +92,18 @@ CATALOGUE: tuple[Check, ...] = (
             "probably diverged: restart from an earlier checkpoint."
         ),
     ),
-    Check(
+    Rule(
         code="GA111",
         name="saturated_activation",
         severity=Severity.WARNING,
         title="Saturated sigmoid/tanh units",
         explanation=(
-            "At least half of the units of a sigmoid, tanh or hard_sigmoid layer "
-            "output a value within epsilon (default 1e-3) of the activation's "
-            "bounds on (nearly) every probe sample (at least 99%). There the "
-            "derivative is close to or exactly zero, so almost no gradient passes."
+            f"At least `saturation_units` (default {_DEFAULT.saturation_units:.0%}) of the "
+            f"units of a {_SATURATING_NAMES} layer output a value within `saturation_eps` "
+            f"(default {_power(_DEFAULT.saturation_eps)}) of the activation's bounds on "
+            "(nearly) every probe sample (at least `saturation_samples`, default "
+            f"{_DEFAULT.saturation_samples:.0%}). There the derivative is close to or "
+            "exactly zero, so almost no gradient passes."
         ),
         fix=(
             "Scale inputs (standardise them), use a smaller weight initialisation "
@@ -87,7 +113,7 @@ CATALOGUE: tuple[Check, ...] = (
         source="SageMaker Debugger SaturatedActivation (1% / 50% rule); "
         "DeepDiagnosis flags >50% of pre-activations outside [-5, 5].",
     ),
-    Check(
+    Rule(
         code="GA201",
         name="disconnected_variable",
         severity=Severity.ERROR,
@@ -106,7 +132,7 @@ CATALOGUE: tuple[Check, ...] = (
             "model. If the layer is meant to be fixed, set trainable=False."
         ),
     ),
-    Check(
+    Rule(
         code="GA202",
         name="zero_gradient",
         severity=Severity.ERROR,
@@ -124,18 +150,20 @@ CATALOGUE: tuple[Check, ...] = (
             "For deep saturating stacks see GA204."
         ),
     ),
-    Check(
+    Rule(
         code="GA203",
         name="exploding_gradient",
         severity=Severity.WARNING,
         title="Exploding gradient",
         explanation=(
             "A layer's gradient RMS is orders of magnitude above its weight RMS "
-            "(default ratio 1e3: one plain SGD step would change the weights by far "
-            "more than their own size), or the gradient grows by orders of magnitude "
-            "from the latest layers towards the input. In a deep linear stack with "
-            "large weights the gradients are equally huge at every depth, which is "
-            "why the weight-relative ratio is checked, not only first/last growth."
+            f"(`exploding_ratio`, default {_power(_DEFAULT.exploding_ratio)}: one plain SGD "
+            "step would change the weights by far more than their own size), or the "
+            "gradient grows by orders of magnitude from the latest layers towards the "
+            f"input (`exploding_growth`, default {_power(_DEFAULT.exploding_growth)}). "
+            "In a deep linear stack with large weights the gradients are equally huge at "
+            "every depth, which is why the weight-relative ratio is checked, not only "
+            "first/last growth."
         ),
         fix=(
             "Use a smaller initialisation (Glorot/He), add normalisation layers, "
@@ -144,18 +172,19 @@ CATALOGUE: tuple[Check, ...] = (
         source="AUTOTRAINER: first/last gradient norm ratio > 70; SageMaker "
         "Debugger WeightUpdateRatio above 10.",
     ),
-    Check(
+    Rule(
         code="GA204",
         name="vanishing_gradient",
         severity=Severity.WARNING,
         title="Vanishing gradient",
         explanation=(
             "The gradient RMS of an early trainable layer is orders of magnitude "
-            "below that of the latest trainable layer (ratio < 1e-3) and tiny in "
-            "absolute terms (< 1e-4): early layers barely learn. Deep stacks of "
-            "saturating activations (sigmoid, tanh) cause this; in float32 the "
-            "gradient of the deepest layers can underflow to exactly zero, which "
-            "is then also reported as GA202."
+            "below that of the latest trainable layer (ratio < `vanishing_ratio`, "
+            f"default {_power(_DEFAULT.vanishing_ratio)}) and tiny in absolute terms "
+            f"(< `vanishing_abs`, default {_power(_DEFAULT.vanishing_abs)}): early layers "
+            "barely learn. Deep stacks of saturating activations (sigmoid, tanh) cause "
+            "this; in float32 the gradient of the deepest layers can underflow to exactly "
+            "zero, which is then also reported as GA202."
         ),
         fix=(
             "Use ReLU-family activations in hidden layers, add residual "
@@ -164,7 +193,7 @@ CATALOGUE: tuple[Check, ...] = (
         source="AUTOTRAINER: first/last gradient norm ratio < 1e-3 and first "
         "norm < 1e-4.",
     ),
-    Check(
+    Rule(
         code="GA205",
         name="non_finite_gradient",
         severity=Severity.ERROR,
@@ -180,7 +209,7 @@ CATALOGUE: tuple[Check, ...] = (
             "values before exp, check the weights (GA303) and the input data."
         ),
     ),
-    Check(
+    Rule(
         code="GA211",
         name="unused_input",
         severity=Severity.WARNING,
@@ -197,7 +226,7 @@ CATALOGUE: tuple[Check, ...] = (
             "model's inputs; see GA201 for cuts."
         ),
     ),
-    Check(
+    Rule(
         code="GA301",
         name="frozen_layer",
         severity=Severity.INFO,
@@ -209,7 +238,7 @@ CATALOGUE: tuple[Check, ...] = (
         ),
         fix="If the layer should learn, set `layer.trainable = True` before compiling.",
     ),
-    Check(
+    Rule(
         code="GA302",
         name="no_trainable_variables",
         severity=Severity.ERROR,
@@ -223,7 +252,7 @@ CATALOGUE: tuple[Check, ...] = (
             "(for example the head on top of a frozen base), then compile again."
         ),
     ),
-    Check(
+    Rule(
         code="GA303",
         name="non_finite_weights",
         severity=Severity.ERROR,
@@ -239,10 +268,10 @@ CATALOGUE: tuple[Check, ...] = (
     ),
 )
 
-BY_CODE: dict[str, Check] = {check.code: check for check in CATALOGUE}
+BY_CODE: dict[str, Rule] = {rule.code: rule for rule in CATALOGUE}
 
 
-def lookup(code: str) -> Check:
+def lookup(code: str) -> Rule:
     """The catalogue entry for ``code`` (case-insensitive); KeyError if unknown."""
     return BY_CODE[code.strip().upper()]
 

@@ -1,7 +1,9 @@
 """Findings and reports: plain frozen data, no TensorFlow.
 
-Everything downstream of the probe (formats, exit code) works on these
-types only, so they can be built and rendered in tests without a model.
+Everything downstream of the probe (formats, JSON, exit code) works on these
+types only, so they can be built in tests without a model. They render
+nothing themselves: ``formats`` renders them and ``json_io`` writes and reads
+them, so the data does not depend on its readers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
     @classmethod
-    def parse(cls, text: str) -> "Severity":
+    def parse(cls, text: str) -> Severity:
         return cls[text.strip().upper()]
 
 
@@ -35,15 +37,6 @@ class Finding:
     layer: str
     message: str
     metrics: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "severity": str(self.severity),
-            "layer": self.layer,
-            "message": self.message,
-            "metrics": self.metrics,
-        }
 
 
 @dataclass(frozen=True)
@@ -63,23 +56,6 @@ class LayerRow:
     saturated_fraction: float | None
     grad_rms: float | None
     non_trainable_reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "activation": self.activation,
-            "params": self.params,
-            "trainable_params": self.trainable_params,
-            "non_trainable_params": self.non_trainable_params,
-            "trainable": self.trainable,
-            "units": self.units,
-            "dead_units": self.dead_units,
-            "dead_fraction": self.dead_fraction,
-            "saturated_fraction": self.saturated_fraction,
-            "grad_rms": self.grad_rms,
-            "non_trainable_reason": self.non_trainable_reason,
-        }
 
 
 @dataclass(frozen=True)
@@ -119,55 +95,9 @@ class ModelReport:
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
 
-    @property
-    def summary(self) -> dict[str, Any]:
-        """The ``summary`` object of the JSON report: params, layers, samples, counts."""
-        summary: dict[str, Any] = self.to_dict()["summary"]
-        return summary
-
     def ok(self, fail_on: FailOn | str = "error") -> bool:
         """True when no finding is at or above ``fail_on`` (what exit code 0 means)."""
         return not fails(self.worst, FailOn(fail_on.lower()))
-
-    def to_json(self) -> str:
-        """This model as ``gradaudit audit --format json`` prints it."""
-        return self._render("json")
-
-    def to_table(self) -> str:
-        """This model as ``gradaudit audit`` prints it."""
-        return self._render("table")
-
-    def _render(self, fmt: str) -> str:
-        from gradaudit.formats import Format, render
-
-        return render(AuditRun(models=(self,), errors=()), Format(fmt))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "format": self.format,
-            "model": self.model_name,
-            "unsafe": self.unsafe,
-            "summary": {
-                "params": {
-                    "total": self.params_total,
-                    "trainable": self.params_trainable,
-                    "non_trainable": self.params_non_trainable,
-                },
-                "layers": len(self.layers),
-                "samples": self.samples,
-                "seed": self.seed,
-                "inputs": [
-                    {"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
-                    for i in self.inputs
-                ],
-                "findings": {str(s): self.count(s) for s in reversed(Severity)},
-                "inputs_source": self.inputs_source,
-            },
-            "layers": [row.to_dict() for row in self.layers],
-            "findings": [f.to_dict() for f in self.findings],
-            "notes": list(self.notes),
-        }
 
 
 @dataclass(frozen=True)
@@ -176,9 +106,6 @@ class LoadError:
 
     path: str
     error: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -212,7 +139,3 @@ def fails(severity: Severity | None, fail_on: FailOn) -> bool:
     if severity is None or fail_on is FailOn.NEVER:
         return False
     return severity >= Severity.parse(fail_on.value)
-
-
-Report = ModelReport
-"""The public name of a model's report (``gradaudit.audit`` returns one)."""

@@ -1,0 +1,173 @@
+"""The JSON report, written and read back in one place.
+
+The document is what users script against (see README) and what ``gradaudit
+merge`` and ``--baseline`` read, so writing and reading live side by side:
+a field added to one cannot be forgotten by the other. Reading gives back
+every field that was written (``read(write(run)) == run``, up to
+``AuditRun.fail_on``, which the document does not carry).
+
+Strict JSON has no NaN/Inf: non-finite floats are written as the strings
+Python spells them (``"nan"``, ``"inf"``, ``"-inf"``) and read back as
+floats where a number belongs: the float fields of a layer row and the
+top-level values of a finding's ``metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
+
+from gradaudit import __version__
+from gradaudit.errors import AuditError
+from gradaudit.report.types import (
+    AuditRun,
+    Finding,
+    InputRow,
+    LayerRow,
+    LoadError,
+    ModelReport,
+    Severity,
+)
+
+_NON_FINITE = frozenset(str(value) for value in (math.nan, math.inf, -math.inf))
+"""How ``write`` spells non-finite floats."""
+_FLOAT_FIELDS = frozenset(name for name, hint in get_type_hints(LayerRow).items()
+                          if float in (get_args(hint) or (hint,)))
+_OPTIONAL_LAYER_FIELDS = frozenset({"non_trainable_reason"})
+"""Missing from reports written before it existed."""
+
+
+def write(run: AuditRun) -> str:
+    """The run as ``gradaudit audit --format json`` prints it."""
+    document = {
+        "gradaudit": __version__,
+        "models": [_model_entry(model) for model in run.models],
+        "errors": [{"path": e.path, "error": e.error} for e in run.errors],
+    }
+    return json.dumps(_finite(document), indent=2) + "\n"
+
+
+def summary(model: ModelReport) -> dict[str, Any]:
+    """The ``summary`` object of a model's entry: params, layers, samples, counts."""
+    return {
+        "params": {
+            "total": model.params_total,
+            "trainable": model.params_trainable,
+            "non_trainable": model.params_non_trainable,
+        },
+        "layers": len(model.layers),
+        "samples": model.samples,
+        "seed": model.seed,
+        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
+                   for i in model.inputs],
+        "findings": {str(s): model.count(s) for s in reversed(Severity)},
+        "inputs_source": model.inputs_source,
+    }
+
+
+def read(text: str) -> AuditRun:
+    """The run a JSON report describes; AuditError saying why it is not one."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AuditError(f"not a JSON file ({exc})") from None
+    if not isinstance(document, dict) or "gradaudit" not in document:
+        raise AuditError("not a gradaudit JSON report (no 'gradaudit' key)")
+    try:
+        return AuditRun(
+            models=tuple(_model(entry) for entry in document["models"]),
+            errors=tuple(LoadError(e["path"], e["error"]) for e in document["errors"]),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise AuditError(f"not a gradaudit JSON report ({type(exc).__name__}: {exc})") from None
+
+
+def read_file(path: Path) -> AuditRun:
+    """``read`` of a file; the AuditError names the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AuditError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuditError(f"{path}: not a JSON file ({exc})") from None
+    try:
+        return read(text)
+    except AuditError as exc:
+        raise AuditError(f"{path}: {exc}") from None
+
+
+def _model_entry(model: ModelReport) -> dict[str, Any]:
+    return {
+        "path": model.path,
+        "format": model.format,
+        "model": model.model_name,
+        "unsafe": model.unsafe,
+        "summary": summary(model),
+        "layers": [{f.name: getattr(row, f.name) for f in fields(row)} for row in model.layers],
+        "findings": [_finding_entry(f) for f in model.findings],
+        "notes": list(model.notes),
+    }
+
+
+def _finding_entry(finding: Finding) -> dict[str, Any]:
+    return {
+        "code": finding.code,
+        "severity": str(finding.severity),
+        "layer": finding.layer,
+        "message": finding.message,
+        "metrics": finding.metrics,
+    }
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats as strings, anywhere in the document."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _number(value: Any) -> Any:
+    """A non-finite float that ``write`` spelled as a string, as the float again."""
+    return float(value) if isinstance(value, str) and value in _NON_FINITE else value
+
+
+def _model(entry: dict[str, Any]) -> ModelReport:
+    summary = entry["summary"]
+    return ModelReport(
+        path=entry["path"],
+        format=entry["format"],
+        model_name=entry["model"],
+        params_total=summary["params"]["total"],
+        params_trainable=summary["params"]["trainable"],
+        params_non_trainable=summary["params"]["non_trainable"],
+        samples=summary["samples"],
+        seed=summary["seed"],
+        inputs=tuple(InputRow(i["name"], tuple(i["shape"]), i["dtype"])
+                     for i in summary["inputs"]),
+        layers=tuple(_layer(row) for row in entry["layers"]),
+        findings=tuple(_finding(f) for f in entry["findings"]),
+        unsafe=entry.get("unsafe", False),
+        inputs_source=summary.get("inputs_source", {}),
+        notes=tuple(entry.get("notes", ())),
+    )
+
+
+def _layer(row: dict[str, Any]) -> LayerRow:
+    values: dict[str, Any] = {}
+    for f in fields(LayerRow):
+        value = row.get(f.name) if f.name in _OPTIONAL_LAYER_FIELDS else row[f.name]
+        values[f.name] = _number(value) if f.name in _FLOAT_FIELDS else value
+    return LayerRow(**values)
+
+
+def _finding(entry: dict[str, Any]) -> Finding:
+    return Finding(code=entry["code"], severity=Severity.parse(entry["severity"]),
+                   layer=entry["layer"], message=entry["message"],
+                   metrics={k: _number(v) for k, v in entry.get("metrics", {}).items()})
