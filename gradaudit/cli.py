@@ -185,7 +185,8 @@ def audit(
     targets = discovery.discover(paths, options.exclude, shards)
     with _progress(len(targets.paths), quiet) as step:
         run = audit_paths(targets.paths, options, supplied, step)
-    run = Selection(options.select, options.ignore).apply(replace(run, errors=targets.errors + run.errors,
+    selection = Selection(options.select, options.ignore)
+    run = selection.apply(replace(run, errors=targets.errors + run.errors,
                                           fail_on=options.fail_on))
     if write_baseline is not None:
         _write_atomically(write_baseline, render(run, Format.JSON), "--write-baseline")

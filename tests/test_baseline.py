@@ -35,7 +35,8 @@ def test_a_baseline_silences_known_findings_and_keeps_new_ones(tmp_path: Path) -
     result = run_cli("audit", DEAD, "--samples", "16", "--baseline", str(baseline), "-f", "json",
                      "-q")
     assert result.exit_code == 1
-    assert [(f["code"], f["layer"]) for f in json.loads(result.stdout)["models"][0]["findings"]] == [
+    findings = json.loads(result.stdout)["models"][0]["findings"]
+    assert [(f["code"], f["layer"]) for f in findings] == [
         ("GA102", "dead")]
 
 

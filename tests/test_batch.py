@@ -132,6 +132,7 @@ def test_pipeline_reports_progress_per_model_and_per_batch() -> None:
 
     seen: list[tuple[str, int]] = []
     paths = [str(FIXTURES / "dead_relu.keras"), str(FIXTURES / "healthy_mlp.keras")]
-    audit_paths(paths, Options(samples=96, batch_size=32), progress=lambda p, n: seen.append((p, n)))
+    audit_paths(paths, Options(samples=96, batch_size=32),
+                progress=lambda p, n: seen.append((p, n)))
     assert seen == [(paths[0], 0), (paths[0], 32), (paths[0], 64), (paths[0], 96),
                     (paths[1], 0), (paths[1], 32)]  # the healthy model is decided after one batch

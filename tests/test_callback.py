@@ -120,5 +120,6 @@ def test_auditing_during_fit_changes_nothing_about_training() -> None:
     assert all(r.findings == () for r in callback.reports.values())
     assert audited_traces == traces > 0  # the compiled train step was not retraced
     assert len(audited_weights) == len(weights) == 8  # incl. moving mean/variance
-    for before, after in zip(weights + optimizer, audited_weights + audited_optimizer):
+    pairs = zip(weights + optimizer, audited_weights + audited_optimizer, strict=True)
+    for before, after in pairs:
         np.testing.assert_array_equal(before, after)

@@ -17,7 +17,8 @@ def test_token_inputs_use_the_embedding_vocabulary_and_default_length() -> None:
     x = keras.layers.Embedding(77, 4)(tokens)
     model = keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(x))
     (spec,) = KerasModel(model).input_specs()
-    assert (spec.name, spec.shape, spec.dtype, spec.vocab) == ("tokens", (DEFAULT_DIM,), "int32", 77)
+    assert (spec.name, spec.shape, spec.dtype, spec.vocab) == (
+        "tokens", (DEFAULT_DIM,), "int32", 77)
     batches = list(random_batches([spec], samples=100, batch_size=64, seed=0))
     assert [b[0].shape for b in batches] == [(64, DEFAULT_DIM), (36, DEFAULT_DIM)]
     values = np.concatenate([b[0] for b in batches])

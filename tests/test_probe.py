@@ -49,8 +49,9 @@ def _probe(path: str, compiled: bool):
 def test_traced_and_eager_steps_agree(path: str) -> None:
     eager, traced = _probe(path, compiled=False), _probe(path, compiled=True)
     assert eager.samples == traced.samples == 96
-    for (variable, a), (_, b) in zip(eager.variables, traced.variables):
-        assert (a.connected, a.nonzero, a.finite) == (b.connected, b.nonzero, b.finite), variable.path
+    for (variable, a), (_, b) in zip(eager.variables, traced.variables, strict=False):
+        flags = (a.connected, a.nonzero, a.finite), (b.connected, b.nonzero, b.finite)
+        assert flags[0] == flags[1], variable.path
         if a.rms is not None:
             assert b.rms == pytest.approx(a.rms, rel=1e-3, abs=1e-9)
     assert eager.units.keys() == traced.units.keys()
@@ -64,5 +65,5 @@ def test_probe_leaves_the_model_as_it_found_it() -> None:
     before = [v.numpy().copy() for v in model.weights]
     audited = KerasModel(model)
     probe(audited, random_batches(audited.input_specs(), 64, 32, seed=0), Options(samples=64))
-    assert all((a == b.numpy()).all() for a, b in zip(before, model.weights))
+    assert all((a == b.numpy()).all() for a, b in zip(before, model.weights, strict=False))
     assert audited.layers  # the walk did not change the model either

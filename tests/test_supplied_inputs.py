@@ -158,10 +158,11 @@ def test_one_inputs_file_for_a_directory_audits_the_models_that_fit(
     shutil.copy(FIXTURES / "healthy_mlp.keras", folder / "wide.keras")
     data = tmp_path / "data.npy"
     np.save(data, _negative(16))
-    code, document, stderr = _audit(str(folder), "--inputs", str(data))
+    code, document, _ = _audit(str(folder), "--inputs", str(data))
     assert code == 2
     assert [Path(m["path"]).name for m in document["models"]] == ["gate.keras"]
     assert ("GA102", "gate") in _codes(document)
     (error,) = document["errors"]
     assert error["path"] == str(folder / "wide.keras")
-    assert "input 'features' expects shape (None, 20) float32, found (16, 4) float64" in error["error"]
+    expected = "input 'features' expects shape (None, 20) float32, found (16, 4) float64"
+    assert expected in error["error"]

@@ -40,7 +40,7 @@ def _model_section(model: ModelReport) -> list[str]:
     lines += [f"{model.samples} probe samples" + (f" ({source})" if source else "")
               + f"; {model.params_total:,} parameters, {model.params_trainable:,} trainable.", ""]
     if not model.findings:
-        return lines + ["No findings."]
+        return [*lines, "No findings."]
     return lines + _table(FINDING_HEADERS, finding_rows(model.findings, lambda name: f"`{name}`"))
 
 

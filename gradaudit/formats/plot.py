@@ -56,8 +56,9 @@ def figure(models: Sequence[ModelReport]) -> Figure:
     width = min(MAX_WIDTH, max(7.0, 2.5 + 0.4 * widest))
     fig = Figure(figsize=(width, HEIGHT * max(len(models), 1)), layout="constrained")
     FigureCanvasAgg(fig)
-    panels = fig.subfigures(len(models), 1, squeeze=False)[:, 0] if models else []
-    for panel, model in zip(panels, models):
+    panels: list[SubFigure] = (
+        list(fig.subfigures(len(models), 1, squeeze=False)[:, 0]) if models else [])
+    for panel, model in zip(panels, models, strict=True):
         _draw(panel, model)
     return fig
 
@@ -99,7 +100,7 @@ def _draw(panel: Figure | SubFigure, model: ModelReport) -> None:
     step = max(1, math.ceil(len(rows) / (MAX_WIDTH / 0.25)))
     unit_ax.set_xticks(x[::step], [r.name for r in rows][::step], rotation=60, ha="right",
                        fontsize=8 if len(rows) < 40 else 6)
-    for label, row in zip(unit_ax.get_xticklabels(), rows[::step]):
+    for label, row in zip(unit_ax.get_xticklabels(), rows[::step], strict=False):
         found = by_layer.get(row.name)
         if found:
             label.set_color(COLOURS[max(f.severity for f in found)])
@@ -113,21 +114,21 @@ def _draw(panel: Figure | SubFigure, model: ModelReport) -> None:
 def _gradients(ax: Any, x: list[int], rows: list[LayerRow], disconnected: set[str]) -> None:
     """Gradient RMS (log); zero, missing and non-finite gradients get their own markers."""
     values = [row.grad_rms for row in rows]
-    positive = [v for v in values if _measured(v)]
+    positive = [v for v in values if v is not None and _measured(v)]
     low = min(positive) / 30 if positive else 1e-8
     high = max(positive) * 30 if positive else 1.0
     ax.set_yscale("log")
     ax.set_ylim(low, high)
-    measured = [(i, v) for i, v in zip(x, values) if _measured(v)]
+    measured = [(i, v) for i, v in zip(x, values, strict=False) if _measured(v)]
     if measured:
-        ax.plot(*zip(*measured), "o-", color="#1f77b4", label="gradient RMS")
+        ax.plot(*zip(*measured, strict=False), "o-", color="#1f77b4", label="gradient RMS")
     markers = (
         ("zero gradient", "v", lambda v, row: v == 0),
         ("no gradient", "x", lambda v, row: v is None and row.name in disconnected),
         ("NaN/Inf gradient", "*", lambda v, row: v is not None and not math.isfinite(v)),
     )
     for label, marker, test in markers:
-        hits = [i for i, v, row in zip(x, values, rows) if test(v, row)]
+        hits = [i for i, v, row in zip(x, values, rows, strict=False) if test(v, row)]
         if hits:
             ax.plot(hits, [low * 1.5] * len(hits), marker, ls="none", ms=9,
                     color="#d62728", label=label, clip_on=False)

@@ -15,6 +15,7 @@ from gradaudit.formats.common import (
 )
 from gradaudit.report.types import AuditRun, Finding, ModelReport
 
+UNSAFE_BANNER = "  [UNSAFE: loaded with --unsafe, code from the file may have run]"
 DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211": "no gradient"}
 
 
@@ -30,7 +31,7 @@ def _model_block(report: ModelReport) -> str:
     inputs = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in report.inputs)
     lines = [
         f"{report.path} ({report.format})"
-        + ("  [UNSAFE: loaded with --unsafe, code from the file may have run]" if report.unsafe else ""),
+        + (UNSAFE_BANNER if report.unsafe else ""),
         f"params: {report.params_total:,} total, {report.params_trainable:,} trainable, "
         f"{report.params_non_trainable:,} non-trainable | inputs: {inputs} | "
         f"samples: {report.samples} (seed {report.seed})",

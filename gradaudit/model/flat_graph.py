@@ -131,7 +131,7 @@ def _owner(scope: list[str], layers: list[str]) -> tuple[str, str] | None:
         parts = layer.split("/")
         for start in range(len(scope) - len(parts) + 1):
             window = scope[start : start + len(parts)]
-            exact = [_same(w, p) for w, p in zip(window, parts)]
+            exact = [_same(w, p) for w, p in zip(window, parts, strict=False)]
             if not all(exact):
                 continue
             end = start + len(parts)

@@ -147,34 +147,42 @@ class KerasModel:
             activation, rule = activation_of(layer)
             frozen = frozen_by or (name if is_frozen(layer) else None)
             children = _sublayers(layer)
-            placed = self._placed[name] = _Placed(layer, owners, anchor or layer)
+            self._placed[name] = _Placed(layer, owners, anchor or layer)
             info = LayerInfo(
                 name=name, type=type(layer).__name__, activation=activation, unit_rule=rule,
                 depth_index=len(out), weights=tuple(layer.weights),
                 trainable_weights=tuple(layer.trainable_weights), trainable=bool(layer.trainable),
                 children=tuple(f"{name}/{child.name}" for child in children), frozen_by=frozen,
             )
-            traced = None if rule is not None or _is_keras(layer) else (
-                TracedCall(layer, [child.name for child in children]))
-            found = traced.activations if traced is not None else ()
-            if len(found) == 1:  # the layer's one activation: judged on the layer
-                info = replace(info, activation=found[0].activation, unit_rule=found[0].rule,
-                               op=found[0].op)
-            out.append(info)
-            for index, call_activation in enumerate(found):
-                op_info = info if len(found) == 1 else LayerInfo(
-                    name=f"{name}/{call_activation.op}", type=call_activation.op,
-                    activation=call_activation.activation, unit_rule=call_activation.rule,
-                    depth_index=len(out), weights=(), trainable_weights=(),
-                    trainable=info.trainable, frozen_by=frozen, op=call_activation.op)
-                if op_info is not info:
-                    self._placed[op_info.name] = placed
-                    out.append(op_info)
-                self._traced[op_info.name] = (traced, index)  # type: ignore[assignment]
+            if rule is None and not _is_keras(layer):
+                self._watch_call(layer, info, [child.name for child in children], out)
+            else:
+                out.append(info)
             if isinstance(layer, keras.Model):
-                self._collect(layer, name + "/", owners + (layer,), None, frozen, out)
+                self._collect(layer, name + "/", (*owners, layer), None, frozen, out)
             elif children:
                 self._collect(layer, name + "/", owners, anchor or layer, frozen, out)
+
+    def _watch_call(self, layer: Any, info: LayerInfo, sublayers: list[str],
+                    out: list[LayerInfo]) -> None:
+        """Add ``info`` to ``out``, judged on the activation its own call applies, if one;
+        with several, each is an entry of its own after it (``block/Relu_1``)."""
+        traced = TracedCall(layer, sublayers)
+        found = traced.activations
+        if len(found) == 1:
+            info = replace(info, activation=found[0].activation, unit_rule=found[0].rule,
+                           op=found[0].op)
+            self._traced[info.name] = (traced, 0)
+        out.append(info)
+        if len(found) > 1:
+            for index, call in enumerate(found):
+                name = f"{info.name}/{call.op}"
+                out.append(LayerInfo(
+                    name=name, type=call.op, activation=call.activation, unit_rule=call.rule,
+                    depth_index=len(out), weights=(), trainable_weights=(),
+                    trainable=info.trainable, frozen_by=info.frozen_by, op=call.op))
+                self._placed[name] = self._placed[info.name]
+                self._traced[name] = (traced, index)
 
     @contextlib.contextmanager
     def _capturing(self, watched: Sequence[LayerInfo], captured: dict[str, list[Tensor]],
@@ -211,7 +219,8 @@ def _sublayers(layer: Any) -> list[Any]:
     if isinstance(layer, keras.Model):
         return [child for child in layer.layers
                 if not isinstance(child, keras.layers.InputLayer)]
-    if isinstance(layer, (keras.layers.Wrapper, keras.layers.Bidirectional)) or not _is_keras(layer):
+    wrapper = isinstance(layer, (keras.layers.Wrapper, keras.layers.Bidirectional))
+    if wrapper or not _is_keras(layer):
         return list(layer._flatten_layers(include_self=False, recursive=False))
     return []
 

@@ -96,11 +96,11 @@ class SignatureModel:
             watched: Sequence[LayerInfo]) -> RunResult:
         """Call the signature (as traced: ``training`` cannot change it); each watched
         layer's output is fetched from the flat graph for the same batch."""
-        outputs = self._function(**dict(zip(self._input_names, inputs)))
+        outputs = self._function(**dict(zip(self._input_names, inputs, strict=False)))
         activations: dict[str, list[Tensor]] = {}
         if self._fetch is not None:
             wanted = {info.name for info in watched}
-            for layer, value in zip(self._fetched, self._fetch(inputs)):
+            for layer, value in zip(self._fetched, self._fetch(inputs), strict=False):
                 if layer in wanted:
                     activations[layer] = [value]
         return RunResult(outputs=tf.nest.flatten(outputs), activations=activations)

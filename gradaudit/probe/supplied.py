@@ -42,7 +42,8 @@ class SuppliedInputs:
 
     def batches(self, specs: list[InputSpec], batch_size: int) -> Iterator[list[np.ndarray]]:
         """Check the arrays against ``specs`` now (AuditError), then yield batches."""
-        ordered = [self._check(spec, array) for spec, array in zip(specs, self._match(specs))]
+        matched = zip(specs, self._match(specs), strict=True)
+        ordered = [self._check(spec, array) for spec, array in matched]
         return _slices(ordered, self.rows, batch_size)
 
     def _match(self, specs: list[InputSpec]) -> list[np.ndarray]:
@@ -70,7 +71,7 @@ class SuppliedInputs:
         """The array cast to the input's dtype, or AuditError naming what differs."""
         expected = (None, *(spec.declared or spec.shape))
         shape_ok = array.ndim == len(expected) and all(
-            want is None or want == got for want, got in zip(expected, array.shape)
+            want is None or want == got for want, got in zip(expected, array.shape, strict=False)
         )
         castable = np.can_cast(array.dtype, spec.dtype, casting="same_kind")
         if not (shape_ok and castable):

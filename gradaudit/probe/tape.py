@@ -114,7 +114,8 @@ def probe(
             samples += int(batch[0].shape[0])
             if on_batch is not None:
                 on_batch(samples)
-            for (info, rule), (values, observations) in zip(step.seen_layers, result["units"]):
+            reduced = zip(step.seen_layers, result["units"], strict=True)
+            for (info, rule), (values, observations) in reduced:
                 stats = unit_stats.get(info.name)
                 if stats is None:
                     unit_stats[info.name] = UnitStats(rule, int(observations), values.numpy())
@@ -174,7 +175,7 @@ class _Step:
         if floats:
             self.inputs_connected = [g is not None for g in grads[len(self.variables):]]
         weight = n / self.max_samples
-        for grad, total in zip(var_grads, self.totals):
+        for grad, total in zip(var_grads, self.totals, strict=False):
             if grad is not None:
                 if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
                     grad = tf.convert_to_tensor(grad)
@@ -188,7 +189,8 @@ class _Step:
         cancellation aside), so checking the sum replaces a check per batch.
         """
         return {
-            i for i, (total, connected) in enumerate(zip(self.totals, self.variables_connected))
+            i for i, (total, connected)
+            in enumerate(zip(self.totals, self.variables_connected, strict=True))
             if connected and i not in exclude and bool(tf.reduce_any(tf.not_equal(total, 0.0)))
         }
 
@@ -212,7 +214,7 @@ class _Step:
                 for o in outputs
             ]
         terms = []
-        for output, cotangent in zip(outputs, self.cotangents):
+        for output, cotangent in zip(outputs, self.cotangents, strict=False):
             if cotangent is not None:
                 product = tf.cast(output, tf.float32) * cotangent
                 flat = tf.reshape(product, [tf.shape(output)[0], -1])
@@ -278,7 +280,7 @@ def _restoring(variables: Sequence[Variable]) -> Iterator[None]:
     try:
         yield
     finally:
-        for variable, value in zip(variables, saved):
+        for variable, value in zip(variables, saved, strict=False):
             variable.assign(value)
 
 

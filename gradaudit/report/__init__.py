@@ -1,1 +1,2 @@
-"""Report data (plain, frozen), the catalogue of codes, selection, baselines, merge, JSON in and out."""
+"""Report data (plain, frozen), the catalogue of codes, selection, baselines, merge,
+JSON in and out."""

@@ -227,7 +227,8 @@ def _file_basics(dest: Path, source: Path, ext: str, offsets: list[int]) -> list
         cases.append(Case(path, "truncated", fmt,
                           "damaged .keras archive" if fmt == "keras" else "damaged HDF5 file"))
     magic = data[:8]
-    for name, content in (("random", rng.bytes(4096)), ("random_after_magic", magic + rng.bytes(4096))):
+    for name, content in (("random", rng.bytes(4096)),
+                          ("random_after_magic", magic + rng.bytes(4096))):
         path = dest / f"{name}{ext}"
         path.write_bytes(content)
         reason = ("not a Keras model file" if name == "random" else
@@ -244,7 +245,8 @@ def _file_basics(dest: Path, source: Path, ext: str, offsets: list[int]) -> list
 
 def _keras_cases(dest: Path) -> list[Case]:
     size = HEALTHY_KERAS.stat().st_size
-    cases = _file_basics(dest, HEALTHY_KERAS, ".keras", [4, 100, 1000, size // 2, size - 10, size - 1])
+    cases = _file_basics(dest, HEALTHY_KERAS, ".keras",
+                         [4, 100, 1000, size // 2, size - 10, size - 1])
     d = dest
     healthy = members_of(HEALTHY_KERAS)
 
@@ -287,7 +289,8 @@ def _keras_cases(dest: Path) -> list[Case]:
     case("no_config.keras", "missing/garbled config", "without config.json",
          lambda p: write_zip(p, [m for m in healthy if m.name != "config.json"]))
     case("garbled_config.keras", "missing/garbled config", "not valid JSON",
-         lambda p: with_member(HEALTHY_KERAS, p, "config.json", b"{\"class_name\": \"Functional\", "))
+         lambda p: with_member(HEALTHY_KERAS, p, "config.json",
+                               b"{\"class_name\": \"Functional\", "))
     case("config_is_list.keras", "missing/garbled config", "does not describe a Keras model",
          lambda p: with_member(HEALTHY_KERAS, p, "config.json", b"[1, 2, 3]"))
     case("config_deep.keras", "missing/garbled config", "not valid JSON",
@@ -359,7 +362,8 @@ def _keras_cases(dest: Path) -> list[Case]:
     case("keras_config_then_lambda.keras", "Keras non-modelling function (CVE-2025-9906)",
          "keras.config.enable_unsafe_deserialization",
          lambda p: with_config(HEALTHY_KERAS, p, unsafe_then_lambda))
-    for name, module, fn in (("keras_config.keras", "keras.config", "enable_unsafe_deserialization"),
+    for name, module, fn in (
+            ("keras_config.keras", "keras.config", "enable_unsafe_deserialization"),
                              ("keras_src_saving.keras", "keras.src.saving.serialization_lib",
                               "enable_unsafe_deserialization"),
                              ("keras_utils_get_file.keras", "keras.utils", "get_file"),
@@ -475,7 +479,8 @@ def _savedmodel_cases(dest: Path, marker: Path) -> list[Case]:
     for name, content in (("sm_empty_dir", None), ("sm_empty_pb", b""),
                           ("sm_random_pb", rng.bytes(4096)),
                           ("sm_text_pb", b"these are my notes, not a graph\n"),
-                          ("sm_truncated_100", pb[:100]), ("sm_truncated_half", pb[: len(pb) // 2])):
+                          ("sm_truncated_100", pb[:100]),
+                          ("sm_truncated_half", pb[: len(pb) // 2])):
         category = ("empty dir" if content is None else "empty file" if not content else
                     "random bytes" if "random" in name else "text file" if "text" in name
                     else "truncated")
