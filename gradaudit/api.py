@@ -107,12 +107,11 @@ def audit(
 
 
 def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> ModelReport:
-    import keras
 
-    from gradaudit.model.keras_graph import KerasModel
+    from gradaudit.model.keras_graph import KerasModel, keras_package
     from gradaudit.pipeline import audit_model
 
-    if not isinstance(model, keras.Model):
+    if not isinstance(model, keras_package(model).Model):  # Keras 3, or Keras 2 (tf_keras)
         raise TypeError(f"expected a keras.Model or a model file path, got "
                         f"{type(model).__name__}")
     return audit_model(KerasModel(model), options, path=f"<{model.name}>", fmt=IN_MEMORY,

@@ -83,14 +83,15 @@ def audit_model(
         batches = random_inputs.random_batches(specs, options.samples, options.batch_size,
                                                options.seed, options.input_dist,
                                                options.input_range)
-        source = random_inputs.random_source(options.seed, options.input_dist,
+        source = random_inputs.random_source(specs, options.seed, options.input_dist,
                                              options.input_range)
     else:
         batches, source = supplied.batches(specs, options.batch_size), supplied.source
     with reported_as("running the model on probe inputs failed: {reason}"):
         result = probe(model, batches, options, on_batch=on_batch)
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]
-    evidence = gather(model, result, float_inputs, options.thresholds)
+    token_ids = {spec.name for spec in specs if spec.is_token_ids}
+    evidence = gather(model, result, float_inputs, token_ids, options.thresholds)
     findings = run_checks(evidence, options.thresholds)
     total, trainable = param_count(model.weights), param_count(model.trainable_variables)
     return ModelReport(

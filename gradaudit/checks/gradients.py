@@ -51,8 +51,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
             f"trainable layer '{reference.info.name}' ({reference.grad_rms:.2e})"
             + (" — underflowed to exactly zero in float32" if not layer.grad_rms else ""),
             grad_rms=layer.grad_rms, ratio_to_last=ratio, reference=reference.info.name))
-    inputs = zip(evidence.probe.inputs, evidence.float_inputs, strict=False)
-    for stats, (input_name, index) in inputs:
+    for input_name, index, stats in evidence.inputs:
         if not stats.connected:
             input_cut = evidence.model.input_cut(index)
             where = (f"its paths are cut at {input_cut}" if input_cut

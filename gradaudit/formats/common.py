@@ -56,5 +56,7 @@ def inputs_text(source: dict[str, Any]) -> str:
     if source.get("kind") == "random":
         bounds = source.get("range")
         shape = f"uniform [{bounds[0]:g}, {bounds[1]:g})" if bounds else source["distribution"]
-        return f"random {shape}, seed {source['seed']}"
+        ids = "".join(f"; {name}: token ids in [0, {vocab})"
+                      for name, vocab in source.get("token_ids", {}).items())
+        return f"random {shape}, seed {source['seed']}{ids}"
     return ""

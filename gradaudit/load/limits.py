@@ -27,10 +27,8 @@ from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, reported_as
 WEIGHTS_MEMBER = "model.weights.h5"
 
 
-def check_declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool,
-                          max_params: int) -> None:
+def check_declared_params(count: int, max_params: int) -> None:
     """Refuse a config whose variables add up to more than ``max_params`` elements."""
-    count = declared_params(config, fmt, unsafe=unsafe)
     if count > max_params:
         raise AuditError(
             f"the model config declares {count} parameters, more than --max-params "

@@ -10,12 +10,13 @@ independent gates.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, reported_as
-from gradaudit.load import archive, keras2_ops
+from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, first_line, reported_as
+from gradaudit.load import archive, keras2, keras2_ops
 from gradaudit.load import limits as limits_module
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config, unsafe_references
@@ -60,20 +61,85 @@ def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(
             "refused to load: " + "; ".join(refused)
             + ". Pass --unsafe only if you trust this file"
         )
-    _check_sizes(path, fmt, config, unsafe, limits)
+    limits_module.check_weight_datasets(path, fmt, limits.max_params)
+    import_tensorflow()
     from gradaudit.model.keras_graph import KerasModel
 
-    model = KerasModel(_keras_load(path, fmt, unsafe))
+    version = keras2.keras2_version(path) if fmt == "h5" else None
+    model: AuditedModel
+    if version is None:
+        model = KerasModel(_keras3_load(path, fmt, config, unsafe, limits.max_params))
+    else:
+        model = _keras2_load(path, config, unsafe, limits.max_params, version)
     return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe)
 
 
-def _check_sizes(path: Path, fmt: str, config: dict[str, Any], unsafe: bool,
-                 limits: Limits) -> None:
-    """Weights in the file, then variables the config declares: both before Keras allocates."""
-    limits_module.check_weight_datasets(path, fmt, limits.max_params)
-    import_tensorflow()
-    limits_module.check_declared_params(config, fmt, unsafe=unsafe,
-                                        max_params=limits.max_params)
+class _RouteFailed(Exception):
+    """A loading route that failed: its reason, and whether it had built the model."""
+
+    def __init__(self, reason: str, built: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.built = reason, built
+
+
+def _keras3_load(path: Path, fmt: str, config: dict[str, Any], unsafe: bool,
+                 max_params: int) -> Any:
+    """Keras 3: count the declared variables without allocating them, then load."""
+    try:
+        return _keras3_route(path, fmt, config, unsafe, max_params)
+    except _RouteFailed as failed:
+        raise AuditError(KERAS_LOAD_FAILED.format(reason=failed.reason)) from None
+
+
+def _keras3_route(path: Path, fmt: str, config: dict[str, Any], unsafe: bool,
+                  max_params: int) -> Any:
+    try:
+        count = limits_module.declared_params(config, fmt, unsafe=unsafe)
+    except Exception as exc:  # Keras raises many types for a config it cannot build
+        raise _RouteFailed(first_line(exc), built=False) from None
+    limits_module.check_declared_params(count, max_params)
+    try:
+        return _keras_load(path, fmt, unsafe)
+    except AuditError as exc:
+        raise _RouteFailed(str(exc).removeprefix(KERAS_LOAD_FAILED.format(reason="")),
+                           built=True) from None
+
+
+def _keras2_load(path: Path, config: dict[str, Any], unsafe: bool, max_params: int,
+                 version: str) -> AuditedModel:
+    """A Keras 2 file: tf_keras first, Keras 3's legacy loader if tf_keras fails.
+
+    When both fail, the reason shown is that of the route that got furthest
+    (built the model before failing), tf_keras's on a tie. A size refusal is
+    final: no route may allocate what the limits refuse.
+    """
+    from gradaudit.model.keras_graph import KerasModel
+
+    try:
+        model = _keras2_route(path, config, max_params)
+    except _RouteFailed as keras2_failed:
+        try:
+            fallback = _keras3_route(path, "h5", config, unsafe, max_params)
+        except _RouteFailed as keras3_failed:
+            furthest = keras3_failed if keras3_failed.built > keras2_failed.built else keras2_failed
+            raise AuditError(KERAS_LOAD_FAILED.format(reason=furthest.reason)) from None
+        return KerasModel(fallback, notes=(
+            f"loaded by Keras 3's legacy loader (the file was written by Keras {version}; "
+            f"tf_keras could not load it: {keras2_failed.reason})",))
+    return KerasModel(model, notes=(
+        f"loaded with tf_keras, Keras 2 (the file was written by Keras {version})",))
+
+
+def _keras2_route(path: Path, config: dict[str, Any], max_params: int) -> Any:
+    try:
+        count = keras2.declared_params(copy.deepcopy(config))
+    except Exception as exc:  # tf_keras raises many types for a config it cannot build
+        raise _RouteFailed(first_line(exc), built=False) from None
+    limits_module.check_declared_params(count, max_params)
+    try:
+        return keras2.load(path)
+    except Exception as exc:
+        raise _RouteFailed(first_line(exc), built=True) from None
 
 
 def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:

@@ -2,6 +2,11 @@
 any depth, their activations, which variables they own, its inputs, and where
 its graph cuts gradient paths.
 
+The same code reads Keras 3 models (``keras``) and Keras 2 models (``tf_keras``,
+for files Keras 3 cannot rebuild): their layer classes are looked up in the
+package the model was built with, and the few attributes that differ (a graph
+node's layer is ``operation`` in Keras 3, ``layer`` in Keras 2) are read by name.
+
 Layer names are qualified relative to the audited model: a layer ``enc_dead``
 inside a nested model ``encoder`` is ``encoder/enc_dead``. We descend into what
 the person who built the model put together: nested *models* (functional,
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,8 +56,10 @@ class _Placed:
 class KerasModel:
     """A ``keras.Model`` (functional, Sequential or nested) as the probe sees it."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, notes: tuple[str, ...] = ()) -> None:
         self.model = model
+        self.k = keras_package(model)
+        self.notes = notes
         self._placed: dict[str, _Placed] = {}
         self._traced: dict[str, tuple[TracedCall, int]] = {}  # name → (its layer's call, op index)
         layers: list[LayerInfo] = []
@@ -82,10 +90,6 @@ class KerasModel:
         return list(self.model.non_trainable_variables)
 
     @property
-    def notes(self) -> tuple[str, ...]:
-        return ()
-
-    @property
     def prefers_tracing(self) -> bool:
         """Trace the probe step with ``tf.function`` only for recurrent models.
 
@@ -93,7 +97,7 @@ class KerasModel:
         step, while for feed-forward models tracing costs as much as it saves over
         the few batches of a probe (or more, for small models).
         """
-        recurrent = (keras.layers.RNN, keras.layers.Bidirectional)
+        recurrent = (self.k.layers.RNN, self.k.layers.Bidirectional)
         return any(isinstance(p.layer, recurrent) for p in self._placed.values())
 
     def input_specs(self, synthesise: bool = True) -> list[InputSpec]:
@@ -108,7 +112,7 @@ class KerasModel:
                 "the model does not record its input shapes (a subclassed model "
                 "that was never built?); random inputs cannot be made for it"
             )
-        return [_input_spec(tensor, synthesise) for tensor in tensors]
+        return [_input_spec(self.k, tensor, synthesise) for tensor in tensors]
 
     def run(self, inputs: list[Tensor], *, training: bool,
             watched: Sequence[LayerInfo]) -> RunResult:
@@ -133,7 +137,7 @@ class KerasModel:
         recorded (subclassed models) or no cutting operation is found.
         """
         placed = self._placed[layer.name]
-        starts = [t for node in placed.anchor._inbound_nodes for t in node.output_tensors]
+        starts = [t for node in placed.anchor._inbound_nodes for t in _tensors(node.output_tensors)]
         return _cut_through(list(placed.owners), starts)
 
     def input_cut(self, index: int) -> str | None:
@@ -142,11 +146,11 @@ class KerasModel:
 
     def _collect(self, parent: Any, prefix: str, owners: tuple[Any, ...], anchor: Any,
                  frozen_by: str | None, out: list[LayerInfo]) -> None:
-        for layer in _sublayers(parent):
+        for layer in _sublayers(self.k, parent):
             name = prefix + layer.name
-            activation, rule = activation_of(layer)
+            activation, rule = activation_of(self.k, layer)
             frozen = frozen_by or (name if is_frozen(layer) else None)
-            children = _sublayers(layer)
+            children = _sublayers(self.k, layer)
             self._placed[name] = _Placed(layer, owners, anchor or layer)
             info = LayerInfo(
                 name=name, type=type(layer).__name__, activation=activation, unit_rule=rule,
@@ -158,7 +162,7 @@ class KerasModel:
                 self._watch_call(layer, info, [child.name for child in children], out)
             else:
                 out.append(info)
-            if isinstance(layer, keras.Model):
+            if isinstance(layer, self.k.Model):
                 self._collect(layer, name + "/", (*owners, layer), None, frozen, out)
             elif children:
                 self._collect(layer, name + "/", owners, anchor or layer, frozen, out)
@@ -211,15 +215,21 @@ class KerasModel:
                 object.__delattr__(layer, "call")
 
 
-def _sublayers(layer: Any) -> list[Any]:
+def keras_package(model: Any) -> Any:
+    """``keras``, or ``tf_keras`` for a model built by Keras 2 (already imported then)."""
+    if type(model).__module__.startswith("tf_keras.") and "tf_keras" in sys.modules:
+        return sys.modules["tf_keras"]
+    return keras
+
+
+def _sublayers(k: Any, layer: Any) -> list[Any]:
     """The layers a model, a wrapper or a user's own layer class is made of.
 
     A Keras layer's own parts (an LSTM's cell …) are not listed: they are that layer.
     """
-    if isinstance(layer, keras.Model):
-        return [child for child in layer.layers
-                if not isinstance(child, keras.layers.InputLayer)]
-    wrapper = isinstance(layer, (keras.layers.Wrapper, keras.layers.Bidirectional))
+    if isinstance(layer, k.Model):
+        return [child for child in layer.layers if not isinstance(child, k.layers.InputLayer)]
+    wrapper = isinstance(layer, (k.layers.Wrapper, k.layers.Bidirectional))
     if wrapper or not _is_keras(layer):
         return list(layer._flatten_layers(include_self=False, recursive=False))
     return []
@@ -249,7 +259,9 @@ def _recording(call: Any, sink: list[Tensor]) -> Any:
 
 def _structured(model: Any, tensors: list[Tensor]) -> Any:
     """Arrange input tensors the way the model's inputs were declared (list, dict …)."""
-    structure = getattr(model, "_inputs_struct", None)
+    structure = getattr(model, "_inputs_struct", None)  # Keras 3
+    if structure is None:
+        structure = getattr(model, "_nested_inputs", None)  # Keras 2
     if structure is not None:
         return keras.tree.pack_sequence_as(structure, tensors)
     return tensors if len(tensors) > 1 else tensors[0]
@@ -260,21 +272,21 @@ def is_frozen(layer: Any) -> bool:
     return not layer.trainable and bool(layer.weights)
 
 
-def activation_of(layer: Any) -> tuple[str | None, UnitRule | None]:
+def activation_of(k: Any, layer: Any) -> tuple[str | None, UnitRule | None]:
     """The activation a layer applies last, and how to judge its units.
 
     Only layers whose output *is* the activation's output get a rule: Dense,
     convolutions, Activation and ReLU layers. Recurrent layers also carry an
     ``activation`` attribute, but their output is not that function's output.
     """
-    if isinstance(layer, keras.layers.ReLU):
+    if isinstance(layer, k.layers.ReLU):
         if layer.negative_slope:
             return "leaky_relu", None
         high = math.inf if layer.max_value is None else float(layer.max_value)
         name = "relu6" if high == 6.0 else "relu"
         return name, UnitRule("relu", 0.0, high)
     function = getattr(layer, "activation", None)
-    if not callable(function) or isinstance(layer, keras.layers.RNN):
+    if not callable(function) or isinstance(layer, k.layers.RNN):
         return None, None
     name = getattr(function, "__name__", None) or type(function).__name__
     if name in RELU_FAMILY:
@@ -287,13 +299,12 @@ def activation_of(layer: Any) -> tuple[str | None, UnitRule | None]:
 
 # --- inputs -------------------------------------------------------------------
 
-def _input_spec(tensor: Any, synthesise: bool) -> InputSpec:
+def _input_spec(k: Any, tensor: Any, synthesise: bool) -> InputSpec:
     name = _input_name(tensor)
     shape = tuple(DEFAULT_DIM if d is None else int(d) for d in tensor.shape[1:])
-    dtype = str(tensor.dtype)
-    vocab = None
+    dtype = dtype_name(tensor.dtype)
+    vocab = _embedding_vocab(k, tensor)  # Keras 2 models often feed ids as float32
     if "int" in dtype:
-        vocab = _embedding_vocab(tensor)
         if vocab is None and synthesise:
             raise AuditError(
                 f"input '{name}' is {dtype} but feeds no Embedding layer, so "
@@ -309,12 +320,23 @@ def _input_spec(tensor: Any, synthesise: bool) -> InputSpec:
 
 
 def _input_name(tensor: Any) -> str:
-    history = getattr(tensor, "_keras_history", None)
-    operation = getattr(history, "operation", None)
+    operation = _producer(getattr(tensor, "_keras_history", None))
     return getattr(operation, "name", None) or str(getattr(tensor, "name", "input"))
 
 
-def _embedding_vocab(tensor: Any) -> int | None:
+def _producer(history_or_node: Any) -> Any:
+    """The layer of a tensor's history or of a graph node (Keras 3 ``operation``,
+    Keras 2 ``layer``); None for neither."""
+    operation = getattr(history_or_node, "operation", None)
+    return operation if operation is not None else getattr(history_or_node, "layer", None)
+
+
+def dtype_name(dtype: Any) -> str:
+    """``float32`` for a Keras 3 dtype string and for a ``tf.DType`` (Keras 2) alike."""
+    return str(getattr(dtype, "name", dtype))
+
+
+def _embedding_vocab(k: Any, tensor: Any) -> int | None:
     """``input_dim`` of the Embedding layer(s) that read ``tensor`` directly.
 
     Looks through nested models too: a Sequential whose first layer is an
@@ -325,14 +347,14 @@ def _embedding_vocab(tensor: Any) -> int | None:
     frontier = [tensor]
     while frontier:
         current = frontier.pop()
-        operation = current._keras_history.operation
+        operation = _producer(current._keras_history)
         for node in operation._outbound_nodes:
-            if not any(t is current for t in node.input_tensors):
+            if not any(t is current for t in _tensors(node.input_tensors)):
                 continue
-            consumer = node.operation
-            if isinstance(consumer, keras.layers.Embedding):
+            consumer = _producer(node)
+            if isinstance(consumer, k.layers.Embedding):
                 vocabs.append(int(consumer.input_dim))
-            elif isinstance(consumer, keras.Model) and getattr(consumer, "inputs", None):
+            elif isinstance(consumer, k.Model) and getattr(consumer, "inputs", None):
                 frontier.extend(consumer.inputs)
     return min(vocabs) if vocabs else None
 
@@ -350,7 +372,7 @@ def _cut_through(owners: list[Any], starts: list[Any]) -> str | None:
         cuts.extend(c for c in found if c not in cuts)
         if not reached_output:
             break
-        starts = [t for node in model._inbound_nodes for t in node.output_tensors]
+        starts = [t for node in model._inbound_nodes for t in _tensors(node.output_tensors)]
     return ", ".join(cuts) if cuts else None
 
 
@@ -367,28 +389,32 @@ def _walk_graph(starts: list[Any], output_ids: set[int]) -> tuple[list[str], boo
         seen.add(id(tensor))
         if id(tensor) in output_ids:
             reached_output = True
-        history = getattr(tensor, "_keras_history", None)
-        if history is None or history.operation is None:
+        operation = _producer(getattr(tensor, "_keras_history", None))
+        if operation is None:
             continue
-        for node in history.operation._outbound_nodes:
-            if not any(t is tensor for t in node.input_tensors):
+        for node in operation._outbound_nodes:
+            if not any(t is tensor for t in _tensors(node.input_tensors)):
                 continue
             cut = _cut_name(node, tensor)
             if cut:
                 if cut not in cuts:
                     cuts.append(cut)
             else:
-                frontier.extend(node.output_tensors)
+                frontier.extend(_tensors(node.output_tensors))
     return cuts, reached_output
 
 
 def _cut_name(node: Any, tensor: Any) -> str | None:
-    op_type = type(node.operation).__name__
+    operation = _producer(node)
+    op_type = type(operation).__name__
+    if op_type == "TFOpLambda":  # Keras 2: a TensorFlow function by its API name
+        op_type = _camel(str(getattr(operation, "symbol", "")).split(".")[-1])
     if op_type in NON_DIFFERENTIABLE_OPS:
         return snake(op_type)
-    if op_type == "Where" and node.input_tensors and node.input_tensors[0] is tensor:
+    inputs = _tensors(node.input_tensors)
+    if op_type == "Where" and inputs and inputs[0] is tensor:
         return "where (condition)"
-    dtypes = [str(t.dtype) for t in node.output_tensors]
+    dtypes = [dtype_name(t.dtype) for t in _tensors(node.output_tensors)]
     if dtypes and not any(_is_float(d) for d in dtypes):
         return f"cast to {dtypes[0]}" if op_type == "Cast" else snake(op_type)
     return None
@@ -396,3 +422,13 @@ def _cut_name(node: Any, tensor: Any) -> str | None:
 
 def _is_float(dtype: str) -> bool:
     return "float" in dtype or "complex" in dtype
+
+
+def _tensors(value: Any) -> list[Any]:
+    """A node's tensors as a list (Keras 2 gives a single tensor unwrapped)."""
+    return list(keras.tree.flatten(value))
+
+
+def _camel(name: str) -> str:
+    """``stop_gradient`` → ``StopGradient``, as Keras 3 names the op class."""
+    return "".join(part.capitalize() for part in name.split("_"))

@@ -20,10 +20,16 @@ class InputSpec:
     name: str
     shape: tuple[int, ...]  # without the batch axis
     dtype: str
-    vocab: int | None = None  # for integer inputs
+    vocab: int | None = None
+    """For token ids (an input read by an Embedding, integer or float): the vocabulary."""
     declared: tuple[int | None, ...] = ()
     """The shape as the model declares it (None: any size); supplied data is checked against it."""
 
     @property
     def is_float(self) -> bool:
         return "float" in self.dtype
+
+    @property
+    def is_token_ids(self) -> bool:
+        """Values that only index (an Embedding's ids): never differentiable, whatever the dtype."""
+        return self.vocab is not None

@@ -69,7 +69,8 @@ class Evidence:
     model: AuditedModel
     probe: ProbeResult
     layers: tuple[LayerEvidence, ...]  # leaves and containers, depth order
-    float_inputs: tuple[tuple[str, int], ...]  # (name, index among model inputs), probe order
+    inputs: tuple[tuple[str, int, GradStats], ...]
+    """Differentiable inputs: (name, index among the model's inputs, what the tape said)."""
 
     def owning(self) -> list[LayerEvidence]:
         """Layers that own trainable variables themselves (a nested model owns none)."""
@@ -78,8 +79,10 @@ class Evidence:
 
 def gather(
     model: AuditedModel, result: ProbeResult, float_inputs: list[tuple[str, int]],
-    thresholds: Thresholds,
+    token_ids: set[str], thresholds: Thresholds,
 ) -> Evidence:
+    """``float_inputs`` are the float inputs in the order the probe watched them;
+    those in ``token_ids`` only index an Embedding and are never judged."""
     by_layer: dict[str, list[VariableEvidence]] = {}
     for variable, grad in result.variables:
         owner = model.owner_of(variable)
@@ -95,7 +98,9 @@ def gather(
         _layer(info, tuple(by_layer.get(info.name, ())), result.units.get(info.name), thresholds)
         for info in model.layers
     )
-    return Evidence(model=model, probe=result, layers=layers, float_inputs=tuple(float_inputs))
+    inputs = tuple((name, index, stats) for (name, index), stats
+                   in zip(float_inputs, result.inputs, strict=True) if name not in token_ids)
+    return Evidence(model=model, probe=result, layers=layers, inputs=inputs)
 
 
 def _layer(info: LayerInfo, variables: tuple[VariableEvidence, ...], units: UnitStats | None,

@@ -17,12 +17,16 @@ from gradaudit.model.specs import InputSpec
 from gradaudit.options import Options
 
 
-def random_source(seed: int, dist: str = Options.input_dist,
+def random_source(specs: list[InputSpec], seed: int, dist: str = Options.input_dist,
                   value_range: tuple[float, float] = Options.input_range) -> dict[str, Any]:
-    """How random inputs were drawn, for the report (``summary.inputs_source``)."""
+    """How random inputs were drawn, for the report (``summary.inputs_source``);
+    ``token_ids`` names the inputs filled with ids, and their vocabulary."""
     source: dict[str, Any] = {"kind": "random", "seed": seed, "distribution": dist}
     if dist == "uniform":
         source["range"] = list(value_range)
+    ids = {spec.name: spec.vocab for spec in specs if spec.vocab is not None}
+    if ids:
+        source["token_ids"] = ids
     return source
 
 
@@ -34,7 +38,8 @@ def random_batches(
     """Yield ``ceil(samples / batch_size)`` batches, one array per input.
 
     Float inputs are standard normal, or uniform in ``[low, high)`` when
-    ``dist`` is "uniform"; integer inputs are token ids whatever ``dist`` says.
+    ``dist`` is "uniform"; token ids (inputs an Embedding reads, integer or float)
+    are uniform in ``[0, vocab)`` whatever ``dist`` says.
     """
     rng = np.random.default_rng(seed)
     low, high = value_range
@@ -44,10 +49,10 @@ def random_batches(
         remaining -= n
         batch = []
         for spec in specs:
-            if spec.is_float and dist == "uniform":
-                batch.append(rng.uniform(low, high, (n, *spec.shape)).astype(spec.dtype))
-            elif spec.is_float:
-                batch.append(rng.standard_normal((n, *spec.shape)).astype(spec.dtype))
-            else:
+            if spec.vocab is not None:
                 batch.append(rng.integers(0, spec.vocab, (n, *spec.shape)).astype(spec.dtype))
+            elif dist == "uniform":
+                batch.append(rng.uniform(low, high, (n, *spec.shape)).astype(spec.dtype))
+            else:
+                batch.append(rng.standard_normal((n, *spec.shape)).astype(spec.dtype))
         yield batch
