@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradaudit.formats import Format, render
+from gradaudit.model.specs import parse_input_shape
 from gradaudit.options import Options, Thresholds
 from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
 from gradaudit.report import json_io
@@ -76,6 +77,7 @@ def audit(
     inference: bool = Options.inference,
     unsafe: bool = Options.unsafe,
     thresholds: Thresholds | None = None,
+    input_shape: Sequence[str] = (),
 ) -> Report:
     """Audit one model (a ``keras.Model`` or a model file) and return its report.
 
@@ -84,6 +86,7 @@ def audit(
     in input order, or a dict keyed by input name; the first axis is samples,
     capped at ``samples``. ``select``/``ignore`` take codes or prefixes like
     ``--select``/``--ignore`` (``"GA1,GA201"`` or ``["GA1", "GA201"]``).
+    ``input_shape`` takes ``--input-shape`` values (``["mel=128,40,1"]``).
     A model object is probed as it is (its weights and moving statistics are
     left unchanged); a file is loaded with the same safety gates as the CLI.
 
@@ -92,7 +95,8 @@ def audit(
     """
     options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
                       unsafe=unsafe, thresholds=thresholds or Thresholds(),
-                      select=parse_codes(select), ignore=parse_codes(ignore))
+                      select=parse_codes(select), ignore=parse_codes(ignore),
+                      input_shape=tuple(parse_input_shape(text) for text in input_shape))
     selection = Selection(options.select, options.ignore)
     supplied = _supplied(inputs, samples)
     if isinstance(model_or_path, (str, os.PathLike)):

@@ -121,6 +121,11 @@ def audit(
         "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
         "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
         "or 0,255.".format(*Options.input_range))] = None,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", metavar="[NAME=]SHAPE", help="The shape of an input without the "
+        "batch axis (128,40,1), for a model that does not record it (a subclassed model) "
+        "or to size its unknown axes; NAME= picks the input of a multi-input model "
+        "(repeatable).")] = None,
     select: Annotated[str | None, typer.Option(
         "--select", metavar="CODES", help="Report only these codes or prefixes, "
         "comma-separated (GA1,GA201).")] = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from gradaudit.model.specs import InputShapes
 from gradaudit.report.types import FailOn
 
 Distribution = Literal["normal", "uniform"]
@@ -62,6 +63,8 @@ class Options:
     """Random float inputs: "normal" (standard normal) or "uniform" over ``input_range``."""
     input_range: tuple[float, float] = (0.0, 1.0)
     """[low, high) of uniform random float inputs (images: (0, 1) or (0, 255))."""
+    input_shape: InputShapes = ()
+    """Shapes for inputs the model does not size (``--input-shape [NAME=]SHAPE``)."""
     unsafe: bool = False
     inference: bool = False
     """Probe in inference mode instead of training mode (as the optimizer sees the model)."""

@@ -73,10 +73,14 @@ def audit_model(
     from gradaudit.checks import run_checks
     from gradaudit.probe import random_inputs
     from gradaudit.probe.evidence import gather
+    from gradaudit.probe.sizing import size_unknown_axes
     from gradaudit.probe.tape import probe
 
-    specs = model.input_specs(synthesise=supplied is None)
+    specs = model.input_specs(synthesise=supplied is None, shapes=options.input_shape)
+    notes = model.notes
     if supplied is None:
+        sized = size_unknown_axes(model, specs, options)
+        specs, notes = sized.specs, notes + ((sized.note,) if sized.note else ())
         check_input_elements([spec.shape for spec in specs],
                              min(options.batch_size, options.samples),
                              options.limits.max_input_elements)
@@ -108,7 +112,7 @@ def audit_model(
         findings=tuple(findings),
         unsafe=unsafe,
         inputs_source=source,
-        notes=model.notes,
+        notes=notes,
     )
 
 

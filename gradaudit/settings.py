@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError
+from gradaudit.model.specs import InputShapes, parse_input_shape
 from gradaudit.options import DISTRIBUTIONS, Distribution, Limits, Options, Thresholds
 from gradaudit.report.selection import parse_codes, split_list
 from gradaudit.report.types import FailOn
@@ -78,6 +79,14 @@ def _distribution(value: object) -> Distribution:
     raise ValueError(f"expected one of {', '.join(DISTRIBUTIONS)}")
 
 
+def _input_shapes(value: object) -> InputShapes:
+    """One ``[NAME=]SHAPE`` or a list of them (``--input-shape`` is repeatable)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of [NAME=]SHAPE strings, e.g. [\"mel=128,40,1\"]")
+    return tuple(parse_input_shape(item) for item in items)
+
+
 def _range(value: object) -> tuple[float, float]:
     parts = value.split(",") if isinstance(value, str) else value
     try:
@@ -104,6 +113,7 @@ PARSERS: dict[str, Callable[[Any], object]] = {
     "exclude": split_list,
     "input_dist": _distribution,
     "input_range": _range,
+    "input_shape": _input_shapes,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
 }
 """The config-file keys, each with the parser that checks its value (flags use them too)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gradaudit.model.rules import UnitRule
-from gradaudit.model.specs import InputSpec
+from gradaudit.model.specs import InputShapes, InputSpec
 
 Tensor = Any
 """A TensorFlow tensor (eager or symbolic)."""
@@ -107,9 +107,10 @@ class AuditedModel(Protocol):
         """Whether a ``tf.function``-traced probe step is faster than an eager one."""
         ...
 
-    def input_specs(self, synthesise: bool = True) -> list[InputSpec]:
-        """The inputs in call order; AuditError when random data cannot fill one and
-        ``synthesise`` (no user data) is asked for."""
+    def input_specs(self, synthesise: bool = True, shapes: InputShapes = ()) -> list[InputSpec]:
+        """The inputs in call order, shaped by ``shapes`` (``--input-shape``) where given;
+        AuditError when random data cannot fill one and ``synthesise`` (no user data)
+        is asked for, or when ``shapes`` do not fit."""
         ...
 
     def run(self, inputs: list[Tensor], *, training: bool,

@@ -36,7 +36,12 @@ from gradaudit.model.rules import (
     UnitRule,
     snake,
 )
-from gradaudit.model.specs import DEFAULT_DIM, InputSpec
+from gradaudit.model.specs import (
+    InputShapes,
+    InputSpec,
+    check_shape_names,
+    resolve_shape,
+)
 from gradaudit.model.traced_call import TracedCall
 
 KERAS_MODULES = ("keras.", "tf_keras.")
@@ -60,6 +65,7 @@ class KerasModel:
         self.model = model
         self.k = keras_package(model)
         self.notes = notes
+        self._input_keys: list[str] = []  # a subclassed model called with a dict
         self._placed: dict[str, _Placed] = {}
         self._traced: dict[str, tuple[TracedCall, int]] = {}  # name → (its layer's call, op index)
         layers: list[LayerInfo] = []
@@ -100,26 +106,44 @@ class KerasModel:
         recurrent = (self.k.layers.RNN, self.k.layers.Bidirectional)
         return any(isinstance(p.layer, recurrent) for p in self._placed.values())
 
-    def input_specs(self, synthesise: bool = True) -> list[InputSpec]:
+    def input_specs(self, synthesise: bool = True, shapes: InputShapes = ()) -> list[InputSpec]:
         """Read the model's inputs; AuditError if they cannot be synthesised.
 
+        A functional model records its input tensors; a subclassed one only the
+        shapes it was built with (its build config), whose first axis is the batch.
         With ``synthesise=False`` (the user supplies the inputs) inputs that random
         data cannot fill, such as integer inputs without an Embedding, are accepted.
         """
         tensors = getattr(self.model, "inputs", None)
-        if not tensors:
-            raise AuditError(
-                "the model does not record its input shapes (a subclassed model "
-                "that was never built?); random inputs cannot be made for it"
-            )
-        return [_input_spec(self.k, tensor, synthesise) for tensor in tensors]
+        if tensors:
+            names = [_input_name(tensor) for tensor in tensors]
+            check_shape_names(shapes, names)
+            return [_input_spec(self.k, tensor, synthesise, shapes, names) for tensor in tensors]
+        built = self._built_shapes()
+        names = list(built) or ["input"]
+        check_shape_names(shapes, names)
+        dtype = dtype_name(getattr(self.model, "input_dtype", None) or "float32")
+        return [InputSpec(name=name, shape=resolve_shape(name, built.get(name), shapes, names),
+                          dtype=dtype, declared=built.get(name) or ())
+                for name in names]
+
+    def _built_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """Input name → shape without the batch axis, from a subclassed model's build config."""
+        config = self.model.get_build_config() if hasattr(self.model, "get_build_config") else None
+        shape = (config or {}).get("input_shape")
+        if isinstance(shape, dict):
+            self._input_keys = list(shape)
+            return {str(key): _tail(value) for key, value in shape.items()}
+        return {"input": _tail(shape)} if isinstance(shape, (list, tuple)) else {}
 
     def run(self, inputs: list[Tensor], *, training: bool,
             watched: Sequence[LayerInfo]) -> RunResult:
         activations: dict[str, list[Tensor]] = {}
         calls: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+        arranged = (dict(zip(self._input_keys, inputs, strict=True)) if self._input_keys
+                    else _structured(self.model, inputs))
         with self._capturing(watched, activations, calls):
-            outputs = self.model(_structured(self.model, inputs), training=training)
+            outputs = self.model(arranged, training=training)
         for name, arguments in calls.items():  # after the capture: the trace calls sublayers
             traced, index = self._traced[name]
             for args, kwargs in arguments:
@@ -299,9 +323,16 @@ def activation_of(k: Any, layer: Any) -> tuple[str | None, UnitRule | None]:
 
 # --- inputs -------------------------------------------------------------------
 
-def _input_spec(k: Any, tensor: Any, synthesise: bool) -> InputSpec:
+def _tail(shape: Any) -> tuple[int | None, ...]:
+    """A built shape without its batch axis."""
+    return tuple(None if d is None else int(d) for d in list(shape)[1:])
+
+
+def _input_spec(k: Any, tensor: Any, synthesise: bool, shapes: InputShapes,
+                names: list[str]) -> InputSpec:
     name = _input_name(tensor)
-    shape = tuple(DEFAULT_DIM if d is None else int(d) for d in tensor.shape[1:])
+    declared = tuple(None if d is None else int(d) for d in tensor.shape[1:])
+    shape = resolve_shape(name, declared, shapes, names)
     dtype = dtype_name(tensor.dtype)
     vocab = _embedding_vocab(k, tensor)  # Keras 2 models often feed ids as float32
     if "int" in dtype:
@@ -315,7 +346,6 @@ def _input_spec(k: Any, tensor: Any, synthesise: bool) -> InputSpec:
             f"input '{name}' has dtype {dtype}, which gradaudit cannot "
             "synthesise; audit with real inputs (--inputs FILE)"
         )
-    declared = tuple(None if d is None else int(d) for d in tensor.shape[1:])
     return InputSpec(name=name, shape=shape, dtype=dtype, vocab=vocab, declared=declared)
 
 

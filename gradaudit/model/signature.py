@@ -21,7 +21,7 @@ import tensorflow as tf
 from gradaudit.errors import AuditError, first_line
 from gradaudit.model.flat_graph import Activation, FlatGraph
 from gradaudit.model.interface import LayerInfo, RunResult, Tensor, Variable
-from gradaudit.model.specs import DEFAULT_DIM, InputSpec
+from gradaudit.model.specs import InputShapes, InputSpec, check_shape_names, resolve_shape
 
 # Attributes of restored objects that list variables owned elsewhere.
 VARIABLE_LISTS = frozenset({
@@ -84,13 +84,15 @@ class SignatureModel:
     def trainable_variables(self) -> list[Variable]:
         return list(self._function.trainable_variables)
 
-    def input_specs(self, synthesise: bool = True) -> list[InputSpec]:
+    def input_specs(self, synthesise: bool = True, shapes: InputShapes = ()) -> list[InputSpec]:
         """The signature's inputs in keyword order; random data can fill only float inputs.
 
         With ``synthesise=False`` (``--inputs`` supplies the data) any dtype is accepted.
         """
         _, keywords = self._function.structured_input_signature
-        return [self._input_spec(name, keywords[name], synthesise) for name in self._input_names]
+        check_shape_names(shapes, self._input_names)
+        return [self._input_spec(name, keywords[name], synthesise, shapes)
+                for name in self._input_names]
 
     def run(self, inputs: list[Tensor], *, training: bool,
             watched: Sequence[LayerInfo]) -> RunResult:
@@ -118,7 +120,8 @@ class SignatureModel:
             return None
         return ", ".join(self._graph.cuts_from_input(index)) or None
 
-    def _input_spec(self, name: str, spec: Any, synthesise: bool) -> InputSpec:
+    def _input_spec(self, name: str, spec: Any, synthesise: bool,
+                    shapes: InputShapes) -> InputSpec:
         dtype = spec.dtype.name
         where = f"signature '{self.signature}' input '{name}'"
         if synthesise and not spec.dtype.is_floating:
@@ -130,7 +133,7 @@ class SignatureModel:
             raise AuditError(f"{where} has a fixed batch size ({spec.shape[0]}); gradaudit "
                              "needs a variable batch axis")
         declared = tuple(None if d is None else int(d) for d in spec.shape[1:])
-        shape = tuple(DEFAULT_DIM if d is None else d for d in declared)
+        shape = resolve_shape(name, declared, shapes, self._input_names)
         return InputSpec(name=name, shape=shape, dtype=dtype, declared=declared)
 
     def _group_variables(self) -> dict[str, list[Variable]]:
