@@ -74,14 +74,12 @@ class GoldenRun:
     json_text: str
 
 
-@pytest.fixture(scope="session")
-def golden_run(tmp_path_factory: pytest.TempPathFactory) -> GoldenRun:
-    """Every fixture audited once, in one run, from the repository root.
+def audit_every_fixture(report: Path) -> GoldenRun:
+    """Every fixture audited in one run, from the repository root.
 
     ``--write-baseline`` writes the run's JSON report while stdout gets the
     table, so one audit gives both.
     """
-    report = tmp_path_factory.mktemp("golden") / "audit.json"
     cwd = Path.cwd()
     os.chdir(ROOT)
     try:
@@ -90,6 +88,12 @@ def golden_run(tmp_path_factory: pytest.TempPathFactory) -> GoldenRun:
         os.chdir(cwd)
     assert result.exit_code == 2, result.stderr  # the Lambda and WriteFile fixtures are refused
     return GoldenRun(table=result.stdout, json_text=report.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def golden_run(tmp_path_factory: pytest.TempPathFactory) -> GoldenRun:
+    """Every fixture audited once, shared by the golden and ground-truth tests."""
+    return audit_every_fixture(tmp_path_factory.mktemp("golden") / "audit.json")
 
 
 @pytest.fixture(scope="session")

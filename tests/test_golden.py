@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GOLDEN, ROOT, GoldenRun, run_cli
+from tests.conftest import GOLDEN, ROOT, GoldenRun, audit_every_fixture, run_cli
 
 RECORD = os.environ.get("GRADAUDIT_RECORD_GOLDEN") == "1"
 
@@ -53,3 +53,11 @@ def test_merge_of_two_shards_is_unchanged(golden_run: GoldenRun, tmp_path: Path,
         result = run_cli("merge", *shards, "--format", fmt, "-q")
         assert result.exit_code == 2, result.stderr  # the golden run has refused files
         _compare(name, result.stdout)
+
+
+def test_the_same_seed_gives_byte_identical_reports(golden_run: GoldenRun,
+                                                    tmp_path: Path) -> None:
+    """A second audit of every fixture in the same process: nothing may drift."""
+    again = audit_every_fixture(tmp_path / "again.json")
+    assert again.table == golden_run.table
+    assert again.json_text == golden_run.json_text
