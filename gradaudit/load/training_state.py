@@ -58,7 +58,7 @@ class VariableState:
     relative: bool
     grad_rms: float | None
     """RMS of the gradient over training, from the second moment, bias-corrected
-    (``√(mean v / (1 − β2^t))``); None where the optimizer keeps no second moment."""
+    (``√(mean v / (1 - β2^t))``); None where the optimizer keeps no second moment."""
     nonzero: bool
     """Whether any slot entry is non-zero: all zero after ≥ 1 step means the variable
     never received a gradient (GA403)."""
