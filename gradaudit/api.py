@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradaudit.formats import Format, render
+from gradaudit.load.imports import parse_imports
 from gradaudit.options import Options, Thresholds
 from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
 from gradaudit.report import json_io
@@ -75,6 +76,7 @@ def audit(
     ignore: str | Sequence[str] | None = Options.ignore,
     inference: bool = Options.inference,
     unsafe: bool = Options.unsafe,
+    imports: str | Sequence[str] = Options.imports,
     thresholds: Thresholds | None = None,
 ) -> Report:
     """Audit one model (a ``keras.Model`` or a model file) and return its report.
@@ -85,13 +87,16 @@ def audit(
     capped at ``samples``. ``select``/``ignore`` take codes or prefixes like
     ``--select``/``--ignore`` (``"GA1,GA201"`` or ``["GA1", "GA201"]``).
     A model object is probed as it is (its weights and moving statistics are
-    left unchanged); a file is loaded with the same safety gates as the CLI.
+    left unchanged); a file is loaded with the same safety gates as the CLI,
+    after ``imports`` (as ``--import``: your modules, whose registered layer
+    classes the file may then name) are imported.
 
     Raises ``AuditError`` (one-line reason) when the model or the inputs cannot
     be audited, ``ValueError`` for a bad argument.
     """
     options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
-                      unsafe=unsafe, thresholds=thresholds or Thresholds(),
+                      unsafe=unsafe, imports=parse_imports(imports),
+                      thresholds=thresholds or Thresholds(),
                       select=parse_codes(select), ignore=parse_codes(ignore))
     selection = Selection(options.select, options.ignore)
     supplied = _supplied(inputs, samples)
@@ -101,6 +106,9 @@ def audit(
 
         import_tensorflow()
         report = audit_path(os.fspath(model_or_path), options, supplied)
+    elif options.imports:
+        raise ValueError("imports= applies to model files: a model object's classes are "
+                         "already loaded")
     else:
         report = _audit_object(model_or_path, options, supplied)
     return Report.of(selection.apply(AuditRun(models=(report,), errors=())).models[0])

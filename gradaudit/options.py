@@ -63,6 +63,9 @@ class Options:
     input_range: tuple[float, float] = (0.0, 1.0)
     """[low, high) of uniform random float inputs (images: (0, 1) or (0, 255))."""
     unsafe: bool = False
+    imports: tuple[str, ...] = ()
+    """Modules (dotted names or .py files) imported before loading, so the classes they
+    register with Keras load; the pre-scan accepts those classes and nothing else."""
     inference: bool = False
     """Probe in inference mode instead of training mode (as the optimizer sees the model)."""
     all_samples: bool = False

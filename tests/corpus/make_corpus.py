@@ -14,6 +14,7 @@ Payloads try to write a marker file: Lambda bytecode writes ``$GRADAUDIT_MARKER`
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import json
 import os
@@ -35,6 +36,7 @@ HEALTHY_KERAS = FIXTURES / "healthy_mlp.keras"
 HEALTHY_H5 = FIXTURES / "healthy_mlp.h5"
 LAMBDA_KERAS = FIXTURES / "lambda_payload.keras"
 LAMBDA_H5 = FIXTURES / "lambda_payload.h5"
+USER_LAYERS = Path(__file__).resolve().parents[1] / "data" / "user_layers.py"
 HUGE = 10**6  # two such axes make an input of 10^12 elements per sample
 
 
@@ -212,6 +214,20 @@ def build(dest: Path, marker: Path) -> list[Case]:
     """Write every corpus file into ``dest``; the SavedModel payload writes ``marker``."""
     dest.mkdir(parents=True, exist_ok=True)
     return [*_keras_cases(dest), *_h5_cases(dest), *_savedmodel_cases(dest, marker)]
+
+
+def user_module(directory: Path, name: str) -> Any:
+    """tests/data/user_layers.py copied to ``directory/name.py`` and imported as ``name``,
+    as a user's own module is: its classes are registered as ``name>Block`` …"""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.py"
+    shutil.copy(USER_LAYERS, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _file_basics(dest: Path, source: Path, ext: str, offsets: list[int]) -> list[Case]:
