@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradaudit.formats import Format, render
+from gradaudit.load.imports import parse_imports
 from gradaudit.model.specs import parse_input_shape
 from gradaudit.options import Options, Thresholds
 from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
@@ -76,6 +77,7 @@ def audit(
     ignore: str | Sequence[str] | None = Options.ignore,
     inference: bool = Options.inference,
     unsafe: bool = Options.unsafe,
+    imports: str | Sequence[str] = Options.imports,
     thresholds: Thresholds | None = None,
     input_shape: Sequence[str] = (),
 ) -> Report:
@@ -88,13 +90,16 @@ def audit(
     ``--select``/``--ignore`` (``"GA1,GA201"`` or ``["GA1", "GA201"]``).
     ``input_shape`` takes ``--input-shape`` values (``["mel=128,40,1"]``).
     A model object is probed as it is (its weights and moving statistics are
-    left unchanged); a file is loaded with the same safety gates as the CLI.
+    left unchanged); a file is loaded with the same safety gates as the CLI,
+    after ``imports`` (as ``--import``: your modules, whose registered layer
+    classes the file may then name) are imported.
 
     Raises ``AuditError`` (one-line reason) when the model or the inputs cannot
     be audited, ``ValueError`` for a bad argument.
     """
     options = Options(samples=samples, batch_size=batch_size, seed=seed, inference=inference,
-                      unsafe=unsafe, thresholds=thresholds or Thresholds(),
+                      unsafe=unsafe, imports=parse_imports(imports),
+                      thresholds=thresholds or Thresholds(),
                       select=parse_codes(select), ignore=parse_codes(ignore),
                       input_shape=tuple(parse_input_shape(text) for text in input_shape))
     selection = Selection(options.select, options.ignore)
@@ -105,6 +110,9 @@ def audit(
 
         import_tensorflow()
         report = audit_path(os.fspath(model_or_path), options, supplied)
+    elif options.imports:
+        raise ValueError("imports= applies to model files: a model object's classes are "
+                         "already loaded")
     else:
         report = _audit_object(model_or_path, options, supplied)
     return Report.of(selection.apply(AuditRun(models=(report,), errors=())).models[0])

@@ -21,6 +21,7 @@ from gradaudit.errors import AuditError
 from gradaudit.formats import Format, render
 from gradaudit.formats import plot as grad_flow
 from gradaudit.load import discovery
+from gradaudit.load.imports import import_modules
 from gradaudit.options import DISTRIBUTIONS, Limits, Options
 from gradaudit.report import baseline as baseline_mod
 from gradaudit.report.catalogue import CATALOGUE, lookup
@@ -95,6 +96,11 @@ def audit(
     unsafe: Annotated[bool, typer.Option(
         "--unsafe", help="Allow Lambda layers and non-Keras code in the file to run. "
         "Only for files you trust; the report says it ran unsafely.")] = Options.unsafe,
+    imports: Annotated[list[str] | None, typer.Option(
+        "--import", metavar="MODULE", help="Import your own module before loading (a dotted "
+        "name importable from the current directory or PYTHONPATH, or a .py file), so the "
+        "layer classes it registers with Keras load; the file may then name those classes, "
+        "still no Lambda layer or other module. Repeatable.", show_default=False)] = None,
     max_params: Annotated[int, typer.Option(
         "--max-params", min=1, help="Refuse a model whose architecture or weight datasets "
         "declare more parameters than this (checked before anything is allocated).")
@@ -187,6 +193,8 @@ def audit(
     from gradaudit.runtime import import_tensorflow
 
     import_tensorflow(verbose=verbose)  # first import wins: log levels are set before it
+    with _usage_errors():
+        import_modules(options.imports)  # all of them, or nothing is audited
     targets = discovery.discover(paths, options.exclude, shards)
     with _progress(len(targets.paths), quiet) as step:
         run = audit_paths(targets.paths, options, supplied, step)

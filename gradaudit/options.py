@@ -66,6 +66,9 @@ class Options:
     input_shape: InputShapes = ()
     """Shapes for inputs the model does not size (``--input-shape [NAME=]SHAPE``)."""
     unsafe: bool = False
+    imports: tuple[str, ...] = ()
+    """Modules (dotted names or .py files) imported before loading, so the classes they
+    register with Keras load; the pre-scan accepts those classes and nothing else."""
     inference: bool = False
     """Probe in inference mode instead of training mode (as the optimizer sees the model)."""
     all_samples: bool = False

@@ -59,7 +59,7 @@ def audit_path(
         # the global RNGs while loading: seed them so reports are reproducible.
         keras.utils.set_random_seed(options.seed)
         loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
-                            signature=options.signature)
+                            signature=options.signature, imports=options.imports)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch)
 
@@ -113,6 +113,7 @@ def audit_model(
         unsafe=unsafe,
         inputs_source=source,
         notes=notes,
+        imports=options.imports,
     )
 
 

@@ -4,9 +4,10 @@ The config file is the nearest ``pyproject.toml`` (the current directory or its
 parents) that has a ``[tool.gradaudit]`` table, or ``--config FILE``: a
 ``pyproject.toml`` (its ``[tool.gradaudit]`` table) or any other TOML file (its
 top level). Keys are the long flag names with ``_`` or ``-`` (``batch_size`` =
-``batch-size``) plus every detection threshold of ``options.Thresholds``. A
-flag given on the command line wins over the file. An unknown key or a bad
-value is an AuditError naming the key (exit 2).
+``batch-size``) plus every detection threshold of ``options.Thresholds``; a
+``.py`` path under ``import`` is relative to the file's directory. A flag given
+on the command line wins over the file. An unknown key or a bad value is an
+AuditError naming the key (exit 2).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError
+from gradaudit.load.imports import anchored, parse_imports
 from gradaudit.model.specs import InputShapes, parse_input_shape
 from gradaudit.options import DISTRIBUTIONS, Distribution, Limits, Options, Thresholds
 from gradaudit.report.selection import parse_codes, split_list
@@ -36,6 +38,8 @@ class ConfigFile:
 
     values: dict[str, object]
     origin: str  # e.g. "pyproject.toml [tool.gradaudit]"
+    directory: Path = field(default_factory=Path)
+    """Where the file is: relative ``.py`` paths in it start there."""
 
 
 def _positive_int(value: object) -> int:
@@ -114,9 +118,12 @@ PARSERS: dict[str, Callable[[Any], object]] = {
     "input_dist": _distribution,
     "input_range": _range,
     "input_shape": _input_shapes,
+    "imports": parse_imports,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
 }
 """The config-file keys, each with the parser that checks its value (flags use them too)."""
+ALIASES = {"import": "imports"}
+"""Config keys and flags named otherwise than their option (``import`` is a Python keyword)."""
 FLAG_ONLY = ("unsafe", "inference", "all_samples", "signature", *LIMIT_KEYS)
 """Options only a command-line flag sets (a config file in a parent directory must not
 switch on --unsafe); in a config file they are unknown keys."""
@@ -140,11 +147,11 @@ def read_config(explicit: Path | None, cwd: Path) -> ConfigFile | None:
         return None
     document = _read_toml(path)
     if path.name != "pyproject.toml":
-        return ConfigFile(document, str(path))
+        return ConfigFile(document, str(path), path.parent)
     table = document.get("tool", {}).get("gradaudit")
     if not isinstance(table, dict):
         raise AuditError(f"--config {path}: has no [tool.gradaudit] table")
-    return ConfigFile(table, f"{path} [tool.gradaudit]")
+    return ConfigFile(table, f"{path} [tool.gradaudit]", path.parent)
 
 
 def resolve(config: ConfigFile | None, flags: Mapping[str, object]) -> Options:
@@ -157,12 +164,16 @@ def resolve(config: ConfigFile | None, flags: Mapping[str, object]) -> Options:
     if config is not None:
         for key, value in config.values.items():
             name = key.replace("-", "_")
+            name = ALIASES.get(name, name)
             if name not in PARSERS:
                 raise AuditError(f"{config.origin}: unknown key {key!r}")
             values[name] = _parse(name, value, f"{config.origin}: key {key!r}")
+        if "imports" in values:
+            values["imports"] = anchored(values["imports"], config.directory)
+    flag_names = {option: flag for flag, option in ALIASES.items()}
     for name, value in flags.items():
-        values[name] = (_parse(name, value, "--" + name.replace("_", "-"))
-                        if name in PARSERS else value)
+        flag = "--" + flag_names.get(name, name).replace("_", "-")
+        values[name] = _parse(name, value, flag) if name in PARSERS else value
     if "input_range" in values:
         values.setdefault("input_dist", "uniform")
         if values["input_dist"] == "normal":

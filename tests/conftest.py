@@ -1,4 +1,5 @@
-"""Shared test helpers: the committed fixture models and one audit of them all."""
+"""Shared test helpers: the committed fixture models and one audit of them all, and
+models of the user's own registered layer (``--import``)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,31 @@ def audited(golden_run: GoldenRun) -> dict[str, dict[str, Any]]:
     document = json.loads(golden_run.json_text)
     loadable = {p.name for p in LOADABLE}
     return {Path(m["path"]).name: m for m in document["models"] if Path(m["path"]).name in loadable}
+
+
+@dataclass(frozen=True)
+class UserModels:
+    """Models of tests/data/user_layers.py's registered ``Block``, copied as ``mylayers.py``."""
+
+    module: Path  # code/mylayers.py, imported in this process
+    dead: Path  # models/user_dead.keras: 12 of the block's 16 units dead (GA101)
+    healthy: Path  # models/user_healthy.keras: its twin, every unit alive
+
+
+@pytest.fixture(scope="session")
+def user_models(tmp_path_factory: pytest.TempPathFactory) -> UserModels:
+    from gradaudit.runtime import import_tensorflow
+    from tests.corpus.make_corpus import user_module
+
+    import_tensorflow()
+    root = tmp_path_factory.mktemp("user")
+    module = user_module(root / "code", "mylayers")
+    (root / "models").mkdir()
+    models = UserModels(root / "code" / "mylayers.py", root / "models" / "user_dead.keras",
+                        root / "models" / "user_healthy.keras")
+    module.model(dead=12).save(models.dead)
+    module.model(dead=0).save(models.healthy)
+    return models
 
 
 def findings_at_least(model: dict[str, Any], severity: str) -> set[tuple[str, str, str]]:

@@ -279,7 +279,7 @@ def _nonempty(text: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "args", [["--help"], ["audit", "--help"], ["checks"], ["explain", "GA201"],
-             ["audit", "--samples", "x", "m.keras"]]
+             ["audit", "--samples", "x", "m.keras"], ["audit", "--import", "my layers", "m.keras"]]
 )
 def test_commands_that_need_no_model_do_not_import_tensorflow(args: list[str]) -> None:
     fresh = run_cli_fresh(*args)

@@ -68,12 +68,27 @@ def test_an_input_range_alone_means_uniform_inputs() -> None:
         ({"select": ["GA9"]}, "x: key 'select': bad value ['GA9']: 'GA9' is not a finding code"),
         ({"input_range": [1, 0]}, "x: key 'input_range': bad value [1, 0]: expected LOW < HIGH"),
         ({"input-dist": "cauchy"}, "x: key 'input-dist': bad value 'cauchy'"),
+        ({"import": [1]}, "x: key 'import': bad value [1]: expected a list of module names"),
+        ({"import": ["my layers"]}, "x: key 'import': bad value ['my layers']: 'my layers' is "
+                                    "neither a module name (a.b) nor a .py file"),
     ],
 )
 def test_unknown_keys_and_bad_values_name_the_key(values: dict, message: str) -> None:
     with pytest.raises(AuditError) as caught:
         resolve(ConfigFile(values, "x"), {})
     assert str(caught.value).startswith(message)
+
+
+def test_import_paths_in_a_config_file_start_at_its_directory(tmp_path: Path) -> None:
+    """A pyproject.toml found above the current directory still names its own files."""
+    _pyproject(tmp_path, "[tool.gradaudit]\nimport = ['code/mylayers.py', 'pkg.layers', "
+               f"'{tmp_path}/abs.py']\n")
+    config = read_config(None, tmp_path / "models")
+    assert resolve(config, {}).imports == (
+        str(tmp_path / "code" / "mylayers.py"), "pkg.layers", str(tmp_path / "abs.py"))
+    assert resolve(config, {"imports": ["other.py"]}).imports == ("other.py",)  # the flag wins
+    with pytest.raises(AuditError, match=r"^--import: bad value"):
+        resolve(None, {"imports": ["-x"]})
 
 
 def test_config_file_applies_and_command_line_flags_win(tmp_path: Path,

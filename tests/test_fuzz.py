@@ -2,8 +2,10 @@
 
 Hypothesis mutates healthy_mlp.keras and healthy_mlp.h5: bit flips, truncations,
 edits of zip members (config values, member bytes, dropped or renamed
-members) and of HDF5 attributes. Whatever the mutation, gradaudit exits 0, 1
-or 2, prints one line for a refused file, no traceback, and writes nothing.
+members) and of HDF5 attributes; and a model of the user's own registered
+layer, audited with ``--import`` of its module (whose class now runs on
+mutated configs). Whatever the mutation, gradaudit exits 0, 1 or 2, prints one
+line for a refused file, no traceback, and writes nothing.
 
 CI runs a bounded number of examples per test (GRADAUDIT_FUZZ_EXAMPLES,
 default 30); see tests/README.md for a longer run. The audits use tight
@@ -26,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, UserModels
 from tests.corpus.invariants import audit_problems
 from tests.corpus.make_corpus import Member, zip_bytes
 
@@ -46,6 +48,9 @@ VALUES = st.one_of(
                      "function", "__lambda__", "float64", "int32"]),
     st.lists(st.integers(-3, 10**7), max_size=4),
 )
+# … and, for the user's model, the names its config gives its own code.
+USER_VALUES = st.one_of(VALUES, st.sampled_from(
+    ["mylayers", "mylayers>Block", "mylayers>halve", "mylayers>model", "builtins", "Block"]))
 
 
 def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -67,9 +72,9 @@ def _replace(config: Any, where: tuple[Any, ...], value: Any) -> None:
 
 
 @st.composite
-def config_edits(draw: st.DrawFn, config: Any) -> Any:
+def config_edits(draw: st.DrawFn, config: Any, values: st.SearchStrategy[Any] = VALUES) -> Any:
     for _ in range(draw(st.integers(1, 3))):  # paths are re-read: an edit may prune a subtree
-        _replace(config, draw(st.sampled_from(_leaves(config))), draw(VALUES))
+        _replace(config, draw(st.sampled_from(_leaves(config))), draw(values))
     return config
 
 
@@ -84,20 +89,21 @@ FLIPS = st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)), min_size=1, max_
 
 
 @st.composite
-def mutated_keras(draw: st.DrawFn) -> bytes:
-    data = KERAS.read_bytes()
+def mutated_keras(draw: st.DrawFn, source: Path = KERAS,
+                  values: st.SearchStrategy[Any] = VALUES) -> bytes:
+    data = source.read_bytes()
     kind = draw(st.sampled_from(["flip", "truncate", "config", "member_bytes", "drop", "rename"]))
     if kind == "flip":
         return _flip_bits(data, draw(FLIPS))
     if kind == "truncate":
         return data[: draw(st.integers(0, len(data) - 1))]
-    with zipfile.ZipFile(KERAS) as archive:
+    with zipfile.ZipFile(source) as archive:
         members = [Member(i.filename, archive.read(i)) for i in archive.infolist()]
     index = draw(st.integers(0, len(members) - 1))
     member = members[index]
     if kind == "config":
         config = json.loads(dict((m.name, m.data) for m in members)["config.json"])
-        edited = json.dumps(draw(config_edits(config))).encode()
+        edited = json.dumps(draw(config_edits(config, values))).encode()
         members = [Member(m.name, edited) if m.name == "config.json" else m for m in members]
     elif kind == "member_bytes":  # the CRC is recomputed: only the content is wrong
         members[index] = Member(member.name, _flip_bits(member.data, draw(FLIPS)))
@@ -134,13 +140,14 @@ def mutated_h5(draw: st.DrawFn) -> bytes:
     return buffer.getvalue()
 
 
-def _check(data: bytes, suffix: str, tmp_path: Path, markers: list[Path]) -> None:
+def _check(data: bytes, suffix: str, tmp_path: Path, markers: list[Path],
+           extra: tuple[str, ...] = ()) -> None:
     case = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis reuses tmp_path across examples
     (case / "model").mkdir()
     path = case / "model" / f"fuzzed{suffix}"
     path.write_bytes(data)
     problems = audit_problems(path, valid=None, reason=None, markers=markers,
-                              root=case / "run", extra=LIMITS)
+                              root=case / "run", extra=(*LIMITS, *extra))
     assert problems == [], problems
 
 
@@ -163,3 +170,12 @@ def test_mutated_keras_files_keep_the_invariants(data: bytes, tmp_path: Path,
 def test_mutated_h5_files_keep_the_invariants(data: bytes, tmp_path: Path,
                                               markers: list[Path]) -> None:
     _check(data, ".h5", tmp_path, markers)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_user_layer_files_with_import_keep_the_invariants(
+    data: st.DataObject, user_models: UserModels, tmp_path: Path, markers: list[Path]
+) -> None:
+    mutated = data.draw(mutated_keras(user_models.healthy, USER_VALUES))
+    _check(mutated, ".keras", tmp_path, markers, ("--import", str(user_models.module)))

@@ -3,7 +3,8 @@
 The corpus (tests/corpus/make_corpus.py) is built once per session into a
 temporary directory. Every file is audited alone in-process (one stderr line,
 its reason, nothing written, no marker), then all of them in one real
-subprocess whose time and peak memory are measured.
+subprocess whose time and peak memory are measured; that run imports the
+corpus's user module (``--import``), which must change no other file's outcome.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config, unsafe_references
 from tests.conftest import FIXTURES, LOADABLE, run_cli
 from tests.corpus.invariants import audit_problems, listing
-from tests.corpus.make_corpus import Case, build
+from tests.corpus.make_corpus import Case, build, user_import
 
 MAX_SECONDS = 180  # the whole corpus in one process, TensorFlow import included
 MAX_RSS_BYTES = 3 * 1024**3  # peak resident memory of that process
@@ -40,8 +41,13 @@ def markers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory, markers: list[Path]) -> list[Case]:
-    return build(tmp_path_factory.mktemp("corpus"), markers[1])
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("corpus")
+
+
+@pytest.fixture(scope="session")
+def corpus(corpus_dir: Path, markers: list[Path]) -> list[Case]:
+    return build(corpus_dir, markers[1])
 
 
 REQUIRED = {
@@ -49,7 +55,7 @@ REQUIRED = {
     "zip bomb", "missing/garbled config", "unknown layer class", "absurd shapes",
     "Lambda payload", "custom class not importable", "subclassed model",
     "non-Keras module (CVE-2025-1550)", "Keras non-modelling function (CVE-2025-9906)",
-    "SavedModel graph writes a file", "valid oddity",
+    "SavedModel graph writes a file", "valid oddity", "user code with --import",
 }
 
 
@@ -70,23 +76,27 @@ def test_every_corpus_file_alone_gives_its_one_line_and_runs_nothing(
     failures = {}
     for case in corpus:
         problems = audit_problems(case.path, valid=case.valid, reason=case.reason,
-                                  markers=markers, root=tmp_path / case.path.name)
+                                  markers=markers, root=tmp_path / case.path.name,
+                                  extra=case.args)
         if problems:
             failures[case.path.name] = problems
     assert failures == {}
 
 
 def test_whole_corpus_in_one_process_is_bounded_in_time_and_memory(
-    corpus: list[Case], markers: list[Path], tmp_path: Path
+    corpus: list[Case], corpus_dir: Path, markers: list[Path], tmp_path: Path
 ) -> None:
-    """Many paths per invocation: each failing path has its own line; only --output is written."""
+    """Many paths per invocation: each failing path has its own line; only --output is written.
+
+    With the corpus's user module imported: the files of its own classes load, and
+    every other file keeps its outcome (--import widens nothing else)."""
     work, temp = tmp_path / "cwd", tmp_path / "tmp"
     work.mkdir()
     temp.mkdir()
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     paths = [str(case.path) for case in corpus]
     command = [str(Path(sys.executable).with_name("gradaudit")), "audit", *paths, "-q",
-               "-f", "json", "-o", "report.json", "--samples", "8"]
+               "-f", "json", "-o", "report.json", "--samples", "8", *user_import(corpus_dir)]
     env = {**os.environ, "TMPDIR": str(temp)}
     start = time.monotonic()
     with stdout.open("w") as out, stderr.open("w") as err:

@@ -88,7 +88,7 @@ def test_every_field_reads_back_including_non_finite_numbers() -> None:
     model = ModelReport("m.keras", "keras", "m", 3, 2, 1, 8, 7, (InputRow("x", (2, 3), "int32"),),
                         (row,), (finding,), unsafe=True,
                         inputs_source={"kind": "file", "path": "in.npz", "rows": 8},
-                        notes=("probed as traced",))
+                        notes=("probed as traced",), imports=("mylayers", "code/more.py"))
     run = AuditRun(models=(model,), errors=(LoadError("bad.h5", "damaged"),))
     text = write(run)
     assert '"grad_rms": "inf"' in text and '"weight_rms": "nan"' in text  # strict JSON
@@ -104,9 +104,9 @@ def test_reports_written_before_the_optional_fields_still_read() -> None:
     for key in ("unsafe", "notes"):
         del entry[key]
     del entry["summary"]["inputs_source"], entry["layers"][0]["non_trainable_reason"]
-    del entry["findings"][0]["metrics"]
+    del entry["summary"]["imports"], entry["findings"][0]["metrics"]
     (model,) = read(json.dumps(document)).models
-    assert (model.unsafe, model.notes, model.inputs_source) == (False, (), {})
+    assert (model.unsafe, model.notes, model.inputs_source, model.imports) == (False, (), {}, ())
     assert model.layers[0].non_trainable_reason is None and model.findings[0].metrics == {}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import h5py
 import pytest
 
-from gradaudit.errors import AuditError
+from gradaudit.errors import MAX_REASON, AuditError, first_line
 from gradaudit.load import config_tree
 from gradaudit.load.detect import detect_format
 from gradaudit.load.loader import load_model
@@ -167,3 +167,50 @@ def test_subclassed_model_is_refused_as_custom_code(tmp_path: Path) -> None:
     model.save(path)
     with pytest.raises(AuditError, match="reference to Python module"):
         load_model(str(path))
+
+
+# --- load errors keep their reason -------------------------------------------------------
+
+def test_a_keras_error_quoting_a_whole_layer_config_keeps_its_cause(tmp_path: Path) -> None:
+    """Keras names the layer, quotes its config, and gives the cause last (a Keras 2 era
+    file whose Conv1D was saved with a lambda activation, recorded by name only)."""
+    import keras
+
+    keras.Sequential([keras.Input((10, 3)), keras.layers.Conv1D(4, 3, name="conv1d_462"),
+                      keras.layers.Dense(1)]).save(tmp_path / "conv.h5")
+    with h5py.File(tmp_path / "conv.h5", "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        (conv,) = [x for x in config["config"]["layers"] if x["class_name"] == "Conv1D"]
+        conv["config"]["activation"] = "<lambda>"
+        handle.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(AuditError) as refused:
+        load_model(str(tmp_path / "conv.h5"))
+    assert str(refused.value) == (
+        "Keras could not load the model: Error when deserializing class 'Conv1D' using "
+        "config={'name': 'conv1d_462', 'trainable': True, …}. Exception encountered: Could "
+        "not interpret activation function identifier: <lambda>")
+
+
+def test_a_long_reason_is_cut_in_the_middle_never_at_its_end() -> None:
+    cause = "the unknown activation '<lambda>'"
+    exc = ValueError("Could not build: " + "x" * 2000 + " because of " + cause)
+    line = first_line(exc)
+    assert len(line) <= MAX_REASON and line.startswith("Could not build: xx")
+    assert " … " in line and line.endswith(cause)
+
+
+def test_quoted_configs_are_shortened_to_their_first_items() -> None:
+    config = {"name": "odd {name", "units": 4, "nested": {"a": [1] * 50}, "tail": "z" * 80}
+    exc = TypeError(f"Error when deserializing class 'Dense' using config={config}.\n\n"
+                    f"Exception encountered: Could not locate class 'Block'. Full object config: "
+                    f"{config}")
+    assert first_line(exc) == (
+        "Error when deserializing class 'Dense' using config={'name': 'odd {name', "
+        "'units': 4, …}. Exception encountered: Could not locate class 'Block'. Full "
+        "object config: {'name': 'odd {name', 'units': 4, …}")
+
+
+def test_other_multi_line_messages_keep_their_first_line() -> None:
+    exc = RuntimeError("Graph execution error:\n\nDetected at node 'x' defined at:\n  File y")
+    assert first_line(exc) == "Graph execution error:"
+    assert first_line(KeyError()) == "KeyError"

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, reported_as
+from gradaudit.errors import AuditError, reported_as
 
 WEIGHTS_MEMBER = "model.weights.h5"
 
@@ -46,7 +46,7 @@ def declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool) -> int:
     pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
     rng_states = random.getstate(), np.random.get_state()
     try:
-        with reported_as(KERAS_LOAD_FAILED), StatelessScope(initialize_variables=False):
+        with StatelessScope(initialize_variables=False):
             model = _model_from_config(copy.deepcopy(config), fmt, unsafe=unsafe)
             return sum(math.prod(int(d) for d in v.shape) for v in model.weights)
     finally:

@@ -10,7 +10,10 @@ independent gates.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,15 @@ from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, first_line, reported
 from gradaudit.load import archive, keras2, keras2_ops
 from gradaudit.load import limits as limits_module
 from gradaudit.load.detect import detect_format
-from gradaudit.load.prescan import read_model_config, unsafe_references
+from gradaudit.load.imports import import_modules
+from gradaudit.load.prescan import read_model_config, refuse_unsafe
 from gradaudit.model.interface import AuditedModel
 from gradaudit.options import Limits
 from gradaudit.runtime import import_tensorflow
+
+# Keras's words for a class or function name it cannot resolve (Keras 3; legacy .h5).
+UNRESOLVED = re.compile(r"Could not locate (class|function) '|Unknown \w+: '")
+IMPORT_HINT = "if it is your own, pass --import with the module that registers it"
 
 
 @dataclass(frozen=True)
@@ -36,12 +44,13 @@ class LoadedModel:
 
 
 def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
-               signature: str | None = None) -> LoadedModel:
+               signature: str | None = None, imports: Sequence[str] = ()) -> LoadedModel:
     """Detect, pre-scan and load one model file; AuditError with the reason on failure.
 
     A SavedModel directory is scanned and loaded by :mod:`.savedmodel`
     (``signature`` picks the function to audit); its model is a SignatureModel, a
-    Keras file's a KerasModel.
+    Keras file's a KerasModel, whose config may name the classes that the
+    ``imports`` (``--import``, imported first) registered.
     """
     path = Path(path_text)
     fmt = detect_format(path)
@@ -55,23 +64,32 @@ def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(
     if fmt == "keras":
         archive.check_archive(path, limits.max_params)
     config = read_model_config(path, fmt)
-    refused = unsafe_references(config)
-    if refused and not unsafe:
-        raise AuditError(
-            "refused to load: " + "; ".join(refused)
-            + ". Pass --unsafe only if you trust this file"
-        )
+    provided = import_modules(imports)
+    if not unsafe:
+        refuse_unsafe(config, provided)
     limits_module.check_weight_datasets(path, fmt, limits.max_params)
     import_tensorflow()
     from gradaudit.model.keras_graph import KerasModel
 
     version = keras2.keras2_version(path) if fmt == "h5" else None
     model: AuditedModel
-    if version is None:
-        model = KerasModel(_keras3_load(path, fmt, config, unsafe, limits.max_params))
-    else:
-        model = _keras2_load(path, config, unsafe, limits.max_params, version)
+    with _unresolved_class_hint():
+        if version is None:
+            model = KerasModel(_keras3_load(path, fmt, config, unsafe, limits.max_params))
+        else:
+            model = _keras2_load(path, config, unsafe, limits.max_params, version)
     return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe)
+
+
+@contextlib.contextmanager
+def _unresolved_class_hint() -> Iterator[None]:
+    """Keras's "cannot find class X" failures, with how to give Keras the class."""
+    try:
+        yield
+    except AuditError as exc:
+        if not UNRESOLVED.search(str(exc)):
+            raise
+        raise AuditError(f"{exc} ({IMPORT_HINT})") from None
 
 
 class _RouteFailed(Exception):

@@ -3,11 +3,13 @@ whole before Keras sees the file.
 
 Lambda layers and references to Python modules outside Keras (or to Keras
 functions that are not modelling objects) are refused unless the user opts in
-with ``--unsafe``.
+with ``--unsafe``; the classes and functions that modules named with
+``--import`` registered are the user's own code and pass (see ``imports``).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import zipfile
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Any
 
 from gradaudit.errors import AuditError, first_line
 from gradaudit.load import config_tree, keras2_ops
+from gradaudit.load.imports import NOTHING, Provided
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 
@@ -105,26 +108,55 @@ def _read_h5_config(path: Path) -> bytes | str:
     return raw
 
 
-def unsafe_references(config: Any) -> list[str]:
+class Remedy(enum.IntEnum):
+    """How to get past a refusal, in the order the message gives them."""
+
+    IMPORT = 1
+    UNSAFE = 2
+
+
+REMEDIES = {
+    Remedy.IMPORT: "For your own layer classes, pass --import with the module that registers "
+                   "them (a module name or a .py file)",
+    Remedy.UNSAFE: "Pass --unsafe only if you trust this file",
+}
+
+
+def refuse_unsafe(config: Any, provided: Provided = NOTHING) -> None:
+    """AuditError listing everything in the config that would run code from the file
+    or from a module nobody vouched for, and how to proceed: ``--import`` for the
+    user's own modules, ``--unsafe`` only for code stored in the file."""
+    found = _references(config, provided)
+    if found:
+        remedies = ". ".join(REMEDIES[r] for r in sorted(set(found.values())))
+        raise AuditError(f"refused to load: {'; '.join(sorted(found))}. {remedies}")
+
+
+def unsafe_references(config: Any, provided: Provided = NOTHING) -> list[str]:
     """Everything in the whole config tree that would run code from the file.
 
     Walks every nested dict and list, so Lambda layers inside nested models and
     module references inside initializers, activations or regularizers are
-    found as well as top-level ones.
+    found as well as top-level ones. Objects registered by the ``--import``
+    modules (``provided``) are the user's own code, not the file's.
     """
-    found: set[str] = set()
+    return sorted(_references(config, provided))
+
+
+def _references(config: Any, provided: Provided) -> dict[str, Remedy]:
+    found: dict[str, Remedy] = {}
 
     def visit(node: dict[str, Any]) -> bool:
-        references = list(_node_references(node))
+        references = dict(_node_references(node, provided))
         found.update(references)
         # A refused Lambda layer is reported once, not again for its function.
         return not (references and node.get("class_name") in CODE_LAYERS)
 
     config_tree.walk(config, visit)
-    return sorted(found)
+    return found
 
 
-def _node_references(node: dict[str, Any]) -> Iterator[str]:
+def _node_references(node: dict[str, Any], provided: Provided) -> Iterator[tuple[str, Remedy]]:
     class_name = node.get("class_name")
     if not isinstance(class_name, str):  # Keras cannot resolve it either; and lists are unhashable
         class_name = None
@@ -135,20 +167,41 @@ def _node_references(node: dict[str, Any]) -> Iterator[str]:
         isinstance(registered, str) and registered.split(">")[-1] in CODE_LAYERS
     )):
         name = inner.get("name", "?") if isinstance(inner, dict) else "?"
-        yield f"{class_name} layer '{name}' (runs Python code stored in the file)"
+        yield f"{class_name} layer '{name}' (runs Python code stored in the file)", Remedy.UNSAFE
     if class_name == LAMBDA_TAG:
-        yield "a Python lambda stored in the file (bytecode that would run)"
+        yield "a Python lambda stored in the file (bytecode that would run)", Remedy.UNSAFE
     module = node.get("module")
-    if isinstance(module, str):
-        yield from _module_reference(module, class_name, inner)
-
-
-def _module_reference(module: str, class_name: Any, inner: Any) -> Iterator[str]:
-    """Refuse modules outside Keras, and Keras namespaces that are not modelling objects."""
-    parts = module.split(".")
-    if parts[0] not in SAFE_MODULE_ROOTS:
-        yield f"a reference to Python module '{module}'"
+    if not isinstance(module, str):
         return
+    if module.split(".")[0] in SAFE_MODULE_ROOTS:
+        yield from _keras_reference(module, class_name, inner)
+    else:
+        yield from _user_reference(module, class_name, node, provided)
+
+
+def _user_reference(module: str, class_name: str | None, node: dict[str, Any],
+                    provided: Provided) -> Iterator[tuple[str, Remedy]]:
+    """Refuse a module outside Keras unless an imported module registered the object
+    under that module (Keras writes a registered function's module as 'builtins')."""
+    is_function = class_name == "function"
+    # The name Keras resolves the object by: a function's config string, else the
+    # registered name (the class name when there is none).
+    key = node.get("config") if is_function else node.get("registered_name", class_name)
+    owner = provided.module_of(key)
+    if owner is not None and module in (owner, *(("builtins",) if is_function else ())):
+        return
+    if provided.imported(module):
+        yield (f"a reference to '{key}' in module '{module}', which the imported module does "
+               "not register"), Remedy.IMPORT
+        return
+    registered = f" (registered name '{key}')" if isinstance(key, str) and ">" in key else ""
+    yield f"a reference to Python module '{module}'{registered}", Remedy.IMPORT
+
+
+def _keras_reference(module: str, class_name: str | None,
+                     inner: Any) -> Iterator[tuple[str, Remedy]]:
+    """Refuse Keras namespaces that are not modelling objects."""
+    parts = module.split(".")
     is_function = class_name == "function"
     name = inner if is_function and isinstance(inner, str) else str(class_name)
     namespace = parts[2] if len(parts) > 2 and parts[1] == "src" else (
@@ -160,6 +213,5 @@ def _module_reference(module: str, class_name: Any, inner: Any) -> Iterator[str]
         name.startswith("_") and name != LAMBDA_TAG
     ):
         yield (f"a reference to '{module}.{name}', which is not a Keras layer, model, "
-               "op, initializer, activation, regularizer, constraint, loss or metric")
-
-
+               "op, initializer, activation, regularizer, constraint, loss or metric",
+               Remedy.UNSAFE)

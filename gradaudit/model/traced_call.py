@@ -38,7 +38,7 @@ class TracedCall:
     def __init__(self, layer: Any, sublayers: Sequence[str]) -> None:
         self._call = type(layer).call.__get__(layer)  # never a probe's recording wrapper
         self._scopes = [re.compile(re.escape(name) + r"(_\d+)?") for name in sublayers]
-        self._fetch = tf.function(self._own_outputs)
+        self._fetch = tf.function(self._own_outputs, autograph=False)  # writes no temp files
         self._traced_ops: list[tuple[str, str]] = []  # (name, type), set while tracing
         self.activations = self._discover(layer)
 

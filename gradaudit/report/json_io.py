@@ -65,6 +65,7 @@ def summary(model: ModelReport) -> dict[str, Any]:
                    for i in model.inputs],
         "findings": {str(s): model.count(s) for s in reversed(Severity)},
         "inputs_source": model.inputs_source,
+        "imports": list(model.imports),
     }
 
 
@@ -156,6 +157,7 @@ def _model(entry: dict[str, Any]) -> ModelReport:
         unsafe=entry.get("unsafe", False),
         inputs_source=summary.get("inputs_source", {}),
         notes=tuple(entry.get("notes", ())),
+        imports=tuple(summary.get("imports", ())),
     )
 
 

@@ -87,6 +87,8 @@ class ModelReport:
     """Where the probe inputs came from: random (seed, distribution) or a file (path, rows)."""
     notes: tuple[str, ...] = ()
     """How the model was probed, where that differs from the usual (SavedModel signatures)."""
+    imports: tuple[str, ...] = ()
+    """The ``--import`` modules, as given: the user's code the model was loaded with."""
 
     @property
     def worst(self) -> Severity | None:

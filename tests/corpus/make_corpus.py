@@ -14,6 +14,7 @@ Payloads try to write a marker file: Lambda bytecode writes ``$GRADAUDIT_MARKER`
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import json
 import os
@@ -35,6 +36,9 @@ HEALTHY_KERAS = FIXTURES / "healthy_mlp.keras"
 HEALTHY_H5 = FIXTURES / "healthy_mlp.h5"
 LAMBDA_KERAS = FIXTURES / "lambda_payload.keras"
 LAMBDA_H5 = FIXTURES / "lambda_payload.h5"
+USER_LAYERS = Path(__file__).resolve().parents[1] / "data" / "user_layers.py"
+USER_MODULE = "corpus_layers"
+"""The corpus's copy of the user's own layers, imported by ``--import`` (see ``user_module``)."""
 HUGE = 10**6  # two such axes make an input of 10^12 elements per sample
 
 
@@ -49,6 +53,8 @@ class Case:
     """Substring of the one stderr line; None: exit 2 with any reason (SavedModel)."""
     valid: bool = False
     """A well-formed model: exit 0 or 1, nothing on stderr with -q."""
+    args: tuple[str, ...] = ()
+    """Extra command-line arguments (``--import …``) the case is audited with."""
 
 
 # --- raw zip writing (full control over names, sizes, methods) -----------------------
@@ -211,7 +217,27 @@ def h5_bytes(edit: Callable[[h5py.File], None]) -> bytes:
 def build(dest: Path, marker: Path) -> list[Case]:
     """Write every corpus file into ``dest``; the SavedModel payload writes ``marker``."""
     dest.mkdir(parents=True, exist_ok=True)
-    return [*_keras_cases(dest), *_h5_cases(dest), *_savedmodel_cases(dest, marker)]
+    return [*_keras_cases(dest), *_h5_cases(dest), *_savedmodel_cases(dest, marker),
+            *_user_code_cases(dest)]
+
+
+def user_import(dest: Path) -> tuple[str, str]:
+    """``--import`` of the user module that ``build`` writes into ``dest``."""
+    return "--import", str(dest / "user_code" / f"{USER_MODULE}.py")
+
+
+def user_module(directory: Path, name: str) -> Any:
+    """tests/data/user_layers.py copied to ``directory/name.py`` and imported as ``name``,
+    as a user's own module is: its classes are registered as ``name>Block`` …"""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.py"
+    shutil.copy(USER_LAYERS, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _file_basics(dest: Path, source: Path, ext: str, offsets: list[int]) -> list[Case]:
@@ -493,6 +519,43 @@ def _savedmodel_cases(dest: Path, marker: Path) -> list[Case]:
     pb_dir = directory("sm_pb_is_dir", None)
     (pb_dir / "saved_model.pb").mkdir()
     cases.append(Case(pb_dir, "missing/garbled config", "savedmodel"))
+    return cases
+
+
+def _user_code_cases(dest: Path) -> list[Case]:
+    """A model of the user's own registered layer loads with ``--import`` (.keras and a
+    legacy .h5); with the same ``--import``, Lambda layers, other modules and names the
+    module does not register are still refused."""
+    category, args = "user code with --import", user_import(dest)
+    module = user_module(dest / "user_code", USER_MODULE)
+    user_keras, user_h5 = dest / "user_layer.keras", dest / "user_layer.h5"
+    module.model(dead=0).save(user_keras)
+    module.model(dead=0).save(user_h5)
+    cases = [Case(user_keras, category, "keras", valid=True, args=args),
+             Case(user_h5, category, "h5", valid=True, args=args)]
+
+    def case(name: str, reason: str, edit: Callable[[dict[str, Any]], Any]) -> None:
+        cases.append(Case(with_config(user_keras, dest / name, edit), category, "keras",
+                          reason, args=args))
+
+    def block(config: dict[str, Any]) -> dict[str, Any]:
+        return next(layer for layer in layers_of(config) if layer["class_name"] == "Block")
+
+    case("user_layer_lambda.keras", "Lambda layer 'payload'",
+         lambda c: layers_of(c).insert(2, lambda_layer()))
+    case("user_class_in_os.keras", "a reference to Python module 'os'",
+         lambda c: block(c).update(module="os"))
+    case("user_unregistered_class.keras",
+         f"'{USER_MODULE}>Evil' in module '{USER_MODULE}', which the imported module does not",
+         lambda c: block(c).update(registered_name=f"{USER_MODULE}>Evil"))
+    case("user_unregistered_function.keras", f"'model' in module '{USER_MODULE}'",
+         lambda c: dense(c)["config"].update(activation=function_ref(USER_MODULE, "model")))
+    case("user_builtins_exec.keras", "a reference to Python module 'builtins'",
+         lambda c: dense(c)["config"].update(activation=function_ref("builtins", "exec")))
+    for source in (LAMBDA_KERAS, LAMBDA_H5):
+        path = _copy(source, dest / f"lambda_payload_import{source.suffix}")
+        cases.append(Case(path, category, source.suffix.lstrip("."), "Lambda layer 'payload'",
+                          args=args))
     return cases
 
 
