@@ -9,7 +9,6 @@ both checked empty afterwards, and the model's own directory unchanged.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,13 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import run_cli
-
-AUTOGRAPH_SOURCE = "__autograph_generated_file*.py"
-"""TensorFlow's autograph writes the converted source of a function it traces from user
-code (a custom layer's call, model/traced_call.py) to the temporary directory, once per
-process, and deletes it at exit (tensorflow/python/autograph/pyct/loader.py). Not a file
-left behind, so an in-process audit may show it; the one-process corpus run checks the
-temporary directory after its exit, where none may remain."""
 
 
 def listing(directory: Path) -> list[str]:
@@ -45,8 +37,7 @@ def isolated(root: Path, problems: list[str]) -> Iterator[None]:
         os.chdir(old_cwd)
         tempfile.tempdir = old_temp
         for place in (work, temp):
-            left = [name for name in listing(place)
-                    if place is work or not fnmatch.fnmatch(name, AUTOGRAPH_SOURCE)]
+            left = listing(place)
             if left:
                 problems.append(f"files written to {place.name}: {left}")
 
