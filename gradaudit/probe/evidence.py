@@ -23,6 +23,13 @@ class VariableEvidence:
     size: int
     grad: GradStats
 
+    @property
+    def judged_size(self) -> int:
+        """The values the gradient RMS is over: the looked-up rows of an Embedding."""
+        if self.grad.rows is None:
+            return self.size
+        return self.size // max(int(self.variable.shape[0]), 1) * self.grad.rows
+
 
 @dataclass(frozen=True)
 class LayerEvidence:
@@ -52,7 +59,8 @@ class LayerEvidence:
     @property
     def grad_rms(self) -> float | None:
         """RMS of the mean gradient over all the layer's trainable variables."""
-        measured = [(rms, v.size) for v in self.variables if (rms := v.grad.rms) is not None]
+        measured = [(rms, v.judged_size) for v in self.variables
+                    if (rms := v.grad.rms) is not None]
         size = sum(n for _, n in measured)
         if not size:
             return None

@@ -8,7 +8,8 @@ classifier look dead; averaging over samples keeps gradient magnitudes the same
 at any number of samples. The model hands back the outputs of the layers the
 probe watches with each batch (:meth:`AuditedModel.run`); per-unit
 statistics are folded into small per-layer vectors after each batch and the
-batch's tensors are dropped.
+batch's tensors are dropped; so is how often each row of an Embedding was
+looked up.
 """
 
 from __future__ import annotations
@@ -62,7 +63,12 @@ class GradStats:
     connected: bool = True
     nonzero: bool = False
     finite: bool = True
-    rms: float | None = None  # RMS of the mean gradient over all samples
+    rms: float | None = None
+    """RMS of the mean gradient over all samples; for a variable whose gradient comes
+    as looked-up rows (an Embedding's), of the mean gradient per lookup, over the rows
+    some probe sample looked up."""
+    rows: int | None = None
+    """How many rows ``rms`` is taken over, for a variable whose gradient comes as rows."""
 
 
 @dataclass
@@ -106,6 +112,7 @@ def probe(
         compiled = model.prefers_tracing
     run = tf.function(step, reduce_retracing=True) if compiled else step
     unit_stats: dict[str, UnitStats] = {}
+    lookups: dict[int, np.ndarray] = {}  # variable index → how often each row was looked up
     samples = 0
     nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
     with _restoring(model.state_variables):
@@ -121,12 +128,15 @@ def probe(
                     unit_stats[info.name] = UnitStats(rule, int(observations), values.numpy())
                 else:
                     stats.fold(values.numpy(), int(observations))
+            for index, counts in zip(step.row_variables, result["lookups"], strict=True):
+                lookups[index] = lookups.get(index, 0) + counts.numpy()
             if not options.all_samples and samples < max_samples:
                 nonzero |= step.nonzero_totals(exclude=nonzero)
                 if _decided(step, nonzero, unit_stats, samples, max_samples,
                             thresholds.saturation_samples):
                     break
-    variables = [(v, step.gradient_stats(i, samples)) for i, v in enumerate(step.variables)]
+    variables = [(v, step.gradient_stats(i, samples, lookups.get(i)))
+                 for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
     return ProbeResult(samples=samples, units=unit_stats, variables=variables,
                        inputs=inputs)
@@ -156,6 +166,7 @@ class _Step:
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[tuple[LayerInfo, UnitRule]] = []
+        self.row_variables: list[int] = []  # variables whose gradient comes as rows (lookups)
         self.variables_connected: list[bool] = []
         self.inputs_connected: list[bool] | None = None
 
@@ -175,12 +186,18 @@ class _Step:
         if floats:
             self.inputs_connected = [g is not None for g in grads[len(self.variables):]]
         weight = n / self.max_samples
-        for grad, total in zip(var_grads, self.totals, strict=False):
+        self.row_variables = []
+        lookups = []
+        for index, (grad, total) in enumerate(zip(var_grads, self.totals, strict=False)):
             if grad is not None:
                 if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
+                    self.row_variables.append(index)
+                    count = grad.dense_shape[0]
+                    lookups.append(tf.math.bincount(tf.cast(grad.indices, tf.int32),
+                                                    minlength=count, maxlength=count))
                     grad = tf.convert_to_tensor(grad)
                 total.assign_add(tf.cast(grad, tf.float32) * weight)
-        return {"units": self._units(ran.activations)}
+        return {"units": self._units(ran.activations), "lookups": lookups}
 
     def nonzero_totals(self, exclude: set[int]) -> set[int]:
         """Indices of connected variables whose accumulated gradient is non-zero.
@@ -194,16 +211,33 @@ class _Step:
             if connected and i not in exclude and bool(tf.reduce_any(tf.not_equal(total, 0.0)))
         }
 
-    def gradient_stats(self, index: int, samples: int) -> GradStats:
-        """Connectivity, finiteness, non-zero-ness and RMS of the mean gradient."""
+    def gradient_stats(self, index: int, samples: int,
+                       lookups: np.ndarray | None = None) -> GradStats:
+        """Connectivity, finiteness, non-zero-ness and RMS of the mean gradient.
+
+        With ``lookups`` (how often each row of an Embedding was looked up) the RMS is
+        over the rows looked up, of their mean gradient per lookup. A row gets gradient
+        only from the samples that look it up: averaged over all samples, the rows no
+        token chose (zero) and the rarity of the others (a row used once in 256 samples
+        gets 1/256 of a lookup's gradient) would make a healthy embedding look
+        vanishing, the more so the larger the vocabulary and the more samples.
+        """
         if not self.variables_connected[index]:
             return GradStats(connected=False)
         mean = self.totals[index] * (self.max_samples / max(samples, 1))
+        judged, rows = mean, None
+        if lookups is not None:
+            used = lookups > 0
+            rows = int(np.count_nonzero(used))
+            per_lookup = (samples / lookups[used]).astype(np.float32)
+            judged = tf.boolean_mask(mean, used) * per_lookup.reshape((-1,) + (1,) * (
+                len(mean.shape) - 1))
         return GradStats(
             connected=True,
             finite=bool(tf.reduce_all(tf.math.is_finite(mean))),
             nonzero=bool(tf.reduce_any(tf.not_equal(mean, 0.0))),
-            rms=float(tf.sqrt(tf.reduce_mean(tf.square(mean)))),
+            rms=float(tf.sqrt(tf.reduce_mean(tf.square(judged)))) if rows != 0 else 0.0,
+            rows=rows,
         )
 
     def _objective(self, outputs: list[tf.Tensor]) -> tf.Tensor:
