@@ -1,7 +1,8 @@
 """Probe statistics regrouped per layer: the facts both checks and reports read.
 
 Each fact is computed here once (dead and saturated units, a layer's gradient
-RMS), so a check and the report row that shows it cannot disagree.
+RMS, the layer behind each model output), so a check and the report row that
+shows it cannot disagree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from gradaudit.model.interface import AuditedModel, LayerInfo, Variable, variable_label
 from gradaudit.options import Thresholds
-from gradaudit.probe.tape import GradStats, ProbeResult, UnitStats, rms
+from gradaudit.probe.tape import GradStats, OutputStats, ProbeResult, UnitStats, rms
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,28 @@ class LayerEvidence:
 
 
 @dataclass(frozen=True)
+class OutputEvidence:
+    index: int  # among the model's outputs
+    layer: str  # the layer that computes it (AuditedModel.output_layer)
+    stats: OutputStats
+
+
+@dataclass(frozen=True)
 class Evidence:
     model: AuditedModel
     probe: ProbeResult
     layers: tuple[LayerEvidence, ...]  # leaves and containers, depth order
     float_inputs: tuple[tuple[str, int], ...]  # (name, index among model inputs), probe order
+    outputs: tuple[OutputEvidence, ...]  # float outputs, in output order
 
     def owning(self) -> list[LayerEvidence]:
         """Layers that own trainable variables themselves (a nested model owns none)."""
         return [e for e in self.layers if e.variables]
+
+    @property
+    def flat_outputs(self) -> list[OutputEvidence]:
+        """Outputs that are constant and send back no gradient beyond rounding."""
+        return [output for output in self.outputs if output.stats.flat]
 
 
 def gather(
@@ -103,7 +117,10 @@ def gather(
         _layer(info, tuple(by_layer.get(info.name, ())), result.units.get(info.name), thresholds)
         for info in model.layers
     )
-    return Evidence(model=model, probe=result, layers=layers, float_inputs=tuple(float_inputs))
+    outputs = tuple(OutputEvidence(index, model.output_layer(index), stats)
+                    for index, stats in sorted(result.outputs.items()))
+    return Evidence(model=model, probe=result, layers=layers, float_inputs=tuple(float_inputs),
+                    outputs=outputs)
 
 
 def _layer(info: LayerInfo, variables: tuple[VariableEvidence, ...], units: UnitStats | None,
