@@ -16,6 +16,7 @@ from tests.conftest import findings_at_least
 HEALTHY = [
     "healthy_mlp.keras", "healthy_mlp.h5", "lstm_text.keras", "frozen_base.keras",
     "multi_io.keras", "batchnorm.keras", "frozen_layer.keras", "keras2_sequential.h5",
+    "two_unit_softmax.keras",
 ]
 
 
@@ -57,6 +58,13 @@ EXACT = {
         ("GA202", "error", "probs"),
     },
     "nan_grad.keras": {("GA205", "error", "rooted")},
+    "one_unit_softmax.keras": {
+        ("GA206", "error", "probs"),  # a softmax over one unit is 1.0 on every sample
+        # TensorFlow's softmax gradient is exactly zero here (rounding noise elsewhere).
+        ("GA202", "error", "hidden1"),
+        ("GA202", "error", "hidden2"),
+        ("GA202", "error", "probs"),
+    },
     "nan_weight.keras": {
         ("GA303", "error", "bad"),
         ("GA205", "error", "hidden"),  # NaN flows back from 'bad'
@@ -134,6 +142,15 @@ def test_zero_gradient_message_points_at_the_dead_layer(audited: dict[str, Any])
     assert "dead" in pre["message"]
 
 
+def test_one_unit_softmax_output_is_constant_and_flat(audited: dict[str, Any]) -> None:
+    (finding,) = [f for f in audited["one_unit_softmax.keras"]["findings"]
+                  if f["code"] == "GA206"]
+    assert finding["metrics"] == {"output": 0, "spread": 0.0, "magnitude": 1.0,
+                                  "sensitivity": 0.0, "samples": 256}
+    zero = [f for f in audited["one_unit_softmax.keras"]["findings"] if f["code"] == "GA202"]
+    assert all("constant output from probs; see GA206" in f["message"] for f in zero)
+
+
 def test_frozen_layer_is_info_only(audited: dict[str, Any]) -> None:
     findings = audited["frozen_layer.keras"]["findings"]
     assert [(f["code"], f["severity"], f["layer"]) for f in findings] == [
@@ -199,3 +216,4 @@ def test_early_stop_changes_no_verdict(audited) -> None:
     stopped = {name for name, model in audited.items() if model["summary"]["samples"] < 256}
     assert {"healthy_mlp.keras", "lstm_text.keras", "multi_io.keras"} <= stopped
     assert "dead_relu.keras" not in stopped  # dead units stay undecided until the end
+    assert "one_unit_softmax.keras" not in stopped  # so does a constant output

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gradaudit.checks import activations, gradients, parameters
+from gradaudit.checks import activations, gradients, outputs, parameters
 from gradaudit.options import Thresholds
 from gradaudit.probe.evidence import Evidence
 from gradaudit.report.types import Finding
 
 Check = Callable[[Evidence, Thresholds], list[Finding]]
 
-FAMILIES: tuple[Check, ...] = (activations.check, gradients.check, parameters.check)
+FAMILIES: tuple[Check, ...] = (
+    activations.check, gradients.check, outputs.check, parameters.check)
 
 
 def run_checks(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:

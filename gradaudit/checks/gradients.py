@@ -17,6 +17,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
     samples = evidence.probe.samples
     trainable = evidence.owning()
     dead_layers = sorted(layer.info.name for layer in evidence.layers if layer.fully_dead)
+    constant = [output.layer for output in evidence.flat_outputs]
     vanishing, underflowed = _vanishing(trainable, thresholds)
     findings: list[Finding] = []
     for layer in trainable:
@@ -37,7 +38,7 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
                 "GA205", name, f"NaN/Inf in the gradient of {_join(non_finite)}",
                 variables=non_finite))
         if zero:
-            reason = _zero_reason(name, underflowed, dead_layers)
+            reason = _zero_reason(name, underflowed, dead_layers, constant)
             findings.append(finding(
                 "GA202", name,
                 f"gradient of {_join(zero)} is exactly zero on all {samples} probe "
@@ -67,11 +68,14 @@ def _join(labels: list[str]) -> str:
     return ", ".join(labels)
 
 
-def _zero_reason(name: str, underflowed: set[str], dead_layers: list[str]) -> str:
+def _zero_reason(name: str, underflowed: set[str], dead_layers: list[str],
+                 constant: list[str]) -> str:
     if name in underflowed:
         return " (vanishing gradient underflowed to zero in float32; see GA204)"
     if dead_layers:
         return f" (fully dead layer(s) on the path: {', '.join(dead_layers)})"
+    if constant:
+        return f" (constant output from {', '.join(constant)}; see GA206)"
     return ""
 
 

@@ -130,6 +130,12 @@ class AuditedModel(Protocol):
         """The operations that cut the ``index``-th input's paths to the outputs."""
         ...
 
+    def output_layer(self, index: int) -> str:
+        """The qualified name of the layer that computes the ``index``-th output of
+        :meth:`run` (for a signature, its output key): where a finding about that output
+        is reported."""
+        ...
+
 
 def variable_label(variable: Variable) -> str:
     """A variable's short name within its layer (``kernel``, ``bias``, …)."""

@@ -238,6 +238,18 @@ class KerasModel:
             for layer in wrapped:
                 object.__delattr__(layer, "call")
 
+    def output_layer(self, index: int) -> str:
+        """The layer whose call returns the ``index``-th output, inside a nested model
+        that returns it (``encoder/out``); ``output_<index>`` if no outputs are recorded."""
+        outputs, prefix = getattr(self.model, "outputs", None) or [], ""
+        if index >= len(outputs):
+            return f"output_{index}"
+        operation, _, position = outputs[index]._keras_history  # Keras 2's has 3 fields too
+        while isinstance(operation, self.k.Model) and getattr(operation, "outputs", None):
+            prefix += f"{operation.name}/"
+            operation, _, position = operation.outputs[position]._keras_history
+        return prefix + str(operation.name)
+
 
 def keras_package(model: Any) -> Any:
     """``keras``, or ``tf_keras`` for a model built by Keras 2 (already imported then)."""

@@ -154,6 +154,10 @@ class SignatureModel:
             frozen_by=None if trainable or not variables else name,
         )
 
+    def output_layer(self, index: int) -> str:
+        """The ``index``-th output key: :meth:`run` flattens the output dict in key order."""
+        return str(sorted(self._function.structured_outputs)[index])
+
 
 def _layer_name(variable: Variable, owners: dict[int, str]) -> str:
     name = str(variable.name).split(":")[0]

@@ -1,7 +1,8 @@
 """Probe statistics regrouped per layer: the facts both checks and reports read.
 
 Each fact is computed here once (dead and saturated units, a layer's gradient
-RMS), so a check and the report row that shows it cannot disagree.
+RMS, the layer behind each model output), so a check and the report row that
+shows it cannot disagree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from gradaudit.model.interface import AuditedModel, LayerInfo, Variable, variable_label
 from gradaudit.options import Thresholds
-from gradaudit.probe.tape import GradStats, ProbeResult, UnitStats, rms
+from gradaudit.probe.tape import GradStats, OutputStats, ProbeResult, UnitStats, rms
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,13 @@ class VariableEvidence:
     variable: Variable
     size: int
     grad: GradStats
+
+    @property
+    def judged_size(self) -> int:
+        """The values the gradient RMS is over: the looked-up rows of an Embedding."""
+        if self.grad.rows is None:
+            return self.size
+        return self.size // max(int(self.variable.shape[0]), 1) * self.grad.rows
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,8 @@ class LayerEvidence:
     @property
     def grad_rms(self) -> float | None:
         """RMS of the mean gradient over all the layer's trainable variables."""
-        measured = [(rms, v.size) for v in self.variables if (rms := v.grad.rms) is not None]
+        measured = [(rms, v.judged_size) for v in self.variables
+                    if (rms := v.grad.rms) is not None]
         size = sum(n for _, n in measured)
         if not size:
             return None
@@ -65,16 +74,29 @@ class LayerEvidence:
 
 
 @dataclass(frozen=True)
+class OutputEvidence:
+    index: int  # among the model's outputs
+    layer: str  # the layer that computes it (AuditedModel.output_layer)
+    stats: OutputStats
+
+
+@dataclass(frozen=True)
 class Evidence:
     model: AuditedModel
     probe: ProbeResult
     layers: tuple[LayerEvidence, ...]  # leaves and containers, depth order
     inputs: tuple[tuple[str, int, GradStats], ...]
     """Differentiable inputs: (name, index among the model's inputs, what the tape said)."""
+    outputs: tuple[OutputEvidence, ...]  # float outputs, in output order
 
     def owning(self) -> list[LayerEvidence]:
         """Layers that own trainable variables themselves (a nested model owns none)."""
         return [e for e in self.layers if e.variables]
+
+    @property
+    def flat_outputs(self) -> list[OutputEvidence]:
+        """Outputs that are constant and send back no gradient beyond rounding."""
+        return [output for output in self.outputs if output.stats.flat]
 
 
 def gather(
@@ -100,7 +122,9 @@ def gather(
     )
     inputs = tuple((name, index, stats) for (name, index), stats
                    in zip(float_inputs, result.inputs, strict=True) if name not in token_ids)
-    return Evidence(model=model, probe=result, layers=layers, inputs=inputs)
+    outputs = tuple(OutputEvidence(index, model.output_layer(index), stats)
+                    for index, stats in sorted(result.outputs.items()))
+    return Evidence(model=model, probe=result, layers=layers, inputs=inputs, outputs=outputs)
 
 
 def _layer(info: LayerInfo, variables: tuple[VariableEvidence, ...], units: UnitStats | None,

@@ -8,7 +8,9 @@ classifier look dead; averaging over samples keeps gradient magnitudes the same
 at any number of samples. The model hands back the outputs of the layers the
 probe watches with each batch (:meth:`AuditedModel.run`); per-unit
 statistics are folded into small per-layer vectors after each batch and the
-batch's tensors are dropped.
+batch's tensors are dropped; so are each output's range over the samples
+(running element-wise min and max) and how often each row of an Embedding was
+looked up.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from gradaudit.model.interface import AuditedModel, LayerInfo, Variable
-from gradaudit.model.rules import UnitRule
+from gradaudit.model.rules import CONSTANT_EPSILONS, FLOAT32_EPSILON, UnitRule
 from gradaudit.options import Options
 
 
@@ -56,13 +58,64 @@ class UnitStats:
 
 
 @dataclass
+class OutputStats:
+    """One float model output's range over all probe samples, element by element
+    (in float32): running minimum and maximum, folded per batch."""
+
+    low: np.ndarray
+    high: np.ndarray
+    sensitivity: float | None = None
+    """Constant outputs only: the largest gradient RMS, over the trainable variables, of
+    this output's own term of the objective per unit of its cotangent's RMS."""
+
+    def fold(self, low: np.ndarray, high: np.ndarray) -> None:
+        self.low = np.minimum(self.low, low)  # NaN propagates: a NaN output is never constant
+        self.high = np.maximum(self.high, high)
+
+    @property
+    def spread(self) -> float:
+        """The largest max - min of any element."""
+        return float(np.max(self.high - self.low)) if self.low.size else 0.0
+
+    @property
+    def magnitude(self) -> float:
+        """The largest absolute value of any element on any sample."""
+        return float(np.max(np.maximum(np.abs(self.low), np.abs(self.high)))) if (
+            self.low.size) else 0.0
+
+    @property
+    def constant(self) -> bool:
+        """Every element is the same on every sample, up to rounding
+        (``rules.CONSTANT_EPSILONS`` of its magnitude); never for a NaN/Inf element."""
+        scale = np.maximum(np.abs(self.low), np.abs(self.high))
+        within = self.high - self.low <= CONSTANT_EPSILONS * FLOAT32_EPSILON * scale
+        finite = np.isfinite(self.low) & np.isfinite(self.high)
+        return bool(self.low.size) and bool(np.all(within & finite))
+
+    @property
+    def flat(self) -> bool:
+        """Constant, and no trainable variable moves it beyond rounding (``sensitivity``
+        within ``rules.CONSTANT_EPSILONS`` of its magnitude): the gradient it sends back
+        is zero up to rounding. An output that is constant because what feeds it is (a
+        dead or vanishing layer before it) still moves with its own layer's weights,
+        orders of magnitude more."""
+        tolerance = CONSTANT_EPSILONS * FLOAT32_EPSILON * self.magnitude
+        return self.constant and self.sensitivity is not None and self.sensitivity <= tolerance
+
+
+@dataclass
 class GradStats:
     """What the tape said about one variable or input over all batches."""
 
     connected: bool = True
     nonzero: bool = False
     finite: bool = True
-    rms: float | None = None  # RMS of the mean gradient over all samples
+    rms: float | None = None
+    """RMS of the mean gradient over all samples; for a variable whose gradient comes
+    as looked-up rows (an Embedding's), of the mean gradient per lookup, over the rows
+    some probe sample looked up."""
+    rows: int | None = None
+    """How many rows ``rms`` is taken over, for a variable whose gradient comes as rows."""
 
 
 @dataclass
@@ -71,6 +124,8 @@ class ProbeResult:
     units: dict[str, UnitStats]
     variables: list[tuple[Variable, GradStats]]
     inputs: list[GradStats]
+    outputs: dict[int, OutputStats]
+    """Index among the model's outputs → its range; float outputs only."""
 
 
 def probe(
@@ -92,10 +147,11 @@ def probe(
 
     Unless ``options.all_samples``, the probe ends as soon as no further batch
     can change a verdict: every unit has fired (or can no longer reach the
-    saturation threshold) and every connected variable has had a non-zero
-    gradient. ``compiled`` traces the step with ``tf.function`` instead of
-    running eagerly (default: as the model prefers). ``on_batch`` is told the
-    samples probed so far after each batch (progress).
+    saturation threshold), every connected variable has had a non-zero
+    gradient and every float output has varied or is not flat (GA206).
+    ``compiled`` traces the step with ``tf.function`` instead of running
+    eagerly (default: as the model prefers). ``on_batch`` is told the samples
+    probed so far after each batch (progress).
     """
     thresholds = options.thresholds
     max_samples = options.samples
@@ -106,11 +162,15 @@ def probe(
         compiled = model.prefers_tracing
     run = tf.function(step, reduce_retracing=True) if compiled else step
     unit_stats: dict[str, UnitStats] = {}
+    output_stats: dict[int, OutputStats] = {}
+    lookups: dict[int, np.ndarray] = {}  # variable index → how often each row was looked up
     samples = 0
     nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
+    tensors: list[tf.Tensor] = []
     with _restoring(model.state_variables):
         for batch in batches:
-            result = run([tf.constant(x) for x in batch])
+            tensors = [tf.constant(x) for x in batch]
+            result = run(tensors)
             samples += int(batch[0].shape[0])
             if on_batch is not None:
                 on_batch(samples)
@@ -121,15 +181,29 @@ def probe(
                     unit_stats[info.name] = UnitStats(rule, int(observations), values.numpy())
                 else:
                     stats.fold(values.numpy(), int(observations))
+            for index, (low, high) in zip(step.float_outputs, result["outputs"], strict=True):
+                if index in output_stats:
+                    output_stats[index].fold(low.numpy(), high.numpy())
+                else:
+                    output_stats[index] = OutputStats(low.numpy(), high.numpy())
+            for index, counts in zip(step.row_variables, result["lookups"], strict=True):
+                lookups[index] = lookups.get(index, 0) + counts.numpy()
             if not options.all_samples and samples < max_samples:
                 nonzero |= step.nonzero_totals(exclude=nonzero)
                 if _decided(step, nonzero, unit_stats, samples, max_samples,
                             thresholds.saturation_samples):
-                    break
-    variables = [(v, step.gradient_stats(i, samples)) for i, v in enumerate(step.variables)]
+                    # An output that varied once is not constant (its range only widens);
+                    # a constant one that is not flat cannot be GA206; a flat one must
+                    # stay constant over every sample, like a dead unit.
+                    _measure_constant(step, tensors, output_stats)
+                    if not any(stats.flat for stats in output_stats.values()):
+                        break
+        _measure_constant(step, tensors, output_stats)
+    variables = [(v, step.gradient_stats(i, samples, lookups.get(i)))
+                 for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
     return ProbeResult(samples=samples, units=unit_stats, variables=variables,
-                       inputs=inputs)
+                       inputs=inputs, outputs=output_stats)
 
 
 class _Step:
@@ -156,6 +230,8 @@ class _Step:
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[tuple[LayerInfo, UnitRule]] = []
+        self.float_outputs: list[int] = []  # indices of the outputs whose range is returned
+        self.row_variables: list[int] = []  # variables whose gradient comes as rows (lookups)
         self.variables_connected: list[bool] = []
         self.inputs_connected: list[bool] | None = None
 
@@ -168,19 +244,29 @@ class _Step:
             tape.watch(floats)
             ran = self.model.run(tensors, training=self.training,
                                  watched=[info for info, _ in self.watched])
-            objective = self._objective(ran.outputs)
+            cotangents = self._cotangents(ran.outputs)
+            terms = [self._term(o, c) for o, c in zip(ran.outputs, cotangents, strict=True)
+                     if c is not None]
+            objective = tf.add_n(terms) if terms else tf.constant(0.0)
         grads = tape.gradient(objective, self.variables + floats)
         var_grads = grads[: len(self.variables)]
         self.variables_connected = [g is not None for g in var_grads]
         if floats:
             self.inputs_connected = [g is not None for g in grads[len(self.variables):]]
         weight = n / self.max_samples
-        for grad, total in zip(var_grads, self.totals, strict=False):
+        self.row_variables = []
+        lookups = []
+        for index, (grad, total) in enumerate(zip(var_grads, self.totals, strict=False)):
             if grad is not None:
                 if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
+                    self.row_variables.append(index)
+                    count = grad.dense_shape[0]
+                    lookups.append(tf.math.bincount(tf.cast(grad.indices, tf.int32),
+                                                    minlength=count, maxlength=count))
                     grad = tf.convert_to_tensor(grad)
                 total.assign_add(tf.cast(grad, tf.float32) * weight)
-        return {"units": self._units(ran.activations)}
+        return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
+                "lookups": lookups}
 
     def nonzero_totals(self, exclude: set[int]) -> set[int]:
         """Indices of connected variables whose accumulated gradient is non-zero.
@@ -194,32 +280,78 @@ class _Step:
             if connected and i not in exclude and bool(tf.reduce_any(tf.not_equal(total, 0.0)))
         }
 
-    def gradient_stats(self, index: int, samples: int) -> GradStats:
-        """Connectivity, finiteness, non-zero-ness and RMS of the mean gradient."""
+    def gradient_stats(self, index: int, samples: int,
+                       lookups: np.ndarray | None = None) -> GradStats:
+        """Connectivity, finiteness, non-zero-ness and RMS of the mean gradient.
+
+        With ``lookups`` (how often each row of an Embedding was looked up) the RMS is
+        over the rows looked up, of their mean gradient per lookup. A row gets gradient
+        only from the samples that look it up: averaged over all samples, the rows no
+        token chose (zero) and the rarity of the others (a row used once in 256 samples
+        gets 1/256 of a lookup's gradient) would make a healthy embedding look
+        vanishing, the more so the larger the vocabulary and the more samples.
+        """
         if not self.variables_connected[index]:
             return GradStats(connected=False)
         mean = self.totals[index] * (self.max_samples / max(samples, 1))
+        judged, rows = mean, None
+        if lookups is not None:
+            used = lookups > 0
+            rows = int(np.count_nonzero(used))
+            per_lookup = (samples / lookups[used]).astype(np.float32)
+            judged = tf.boolean_mask(mean, used) * per_lookup.reshape((-1,) + (1,) * (
+                len(mean.shape) - 1))
         return GradStats(
             connected=True,
             finite=bool(tf.reduce_all(tf.math.is_finite(mean))),
             nonzero=bool(tf.reduce_any(tf.not_equal(mean, 0.0))),
-            rms=float(tf.sqrt(tf.reduce_mean(tf.square(mean)))),
+            rms=float(tf.sqrt(tf.reduce_mean(tf.square(judged)))) if rows != 0 else 0.0,
+            rows=rows,
         )
 
-    def _objective(self, outputs: list[tf.Tensor]) -> tf.Tensor:
+    def sensitivities(self, tensors: list[tf.Tensor], indices: list[int]) -> dict[int, float]:
+        """Per output in ``indices``: the largest gradient RMS, over the trainable
+        variables, of that output's own term of the objective, per unit of its
+        cotangent's RMS (one more eager pass over ``tensors``). Outputs share the
+        objective, so its gradient cannot say which output moves a variable."""
+        with tf.GradientTape(persistent=True) as tape:
+            ran = self.model.run(tensors, training=self.training, watched=[])
+            cotangents = self._cotangents(ran.outputs)
+            terms = {i: (self._term(ran.outputs[i], c), rms(c))
+                     for i in indices if (c := cotangents[i]) is not None}
+        result = {}
+        for index, (term, scale) in terms.items():
+            grads = [g.values if isinstance(g, tf.IndexedSlices) else g
+                     for g in tape.gradient(term, self.variables) if g is not None]
+            # Nothing trainable reaches it: flatness is unknown, so it is not called flat.
+            largest = max((rms(g.numpy()) for g in grads), default=math.inf)
+            result[index] = largest / scale
+        del tape
+        return result
+
+    def _cotangents(self, outputs: list[tf.Tensor]) -> list[np.ndarray | None]:
+        """One fixed random cotangent per float output (integer/bool outputs carry no
+        gradient), drawn on the first batch."""
         if self.cotangents is None:
             self.cotangents = [
                 self.rng.standard_normal(tuple(o.shape[1:])).astype("float32")
-                if o.dtype.is_floating else None  # integer/bool outputs carry no gradient
+                if o.dtype.is_floating else None
                 for o in outputs
             ]
-        terms = []
-        for output, cotangent in zip(outputs, self.cotangents, strict=False):
-            if cotangent is not None:
-                product = tf.cast(output, tf.float32) * cotangent
-                flat = tf.reshape(product, [tf.shape(output)[0], -1])
-                terms.append(tf.reduce_mean(tf.reduce_sum(flat, axis=1)))
-        return tf.add_n(terms) if terms else tf.constant(0.0)
+        return self.cotangents
+
+    @staticmethod
+    def _term(output: tf.Tensor, cotangent: np.ndarray) -> tf.Tensor:
+        """One output's part of the objective: the mean over samples of <output, c>."""
+        product = tf.cast(output, tf.float32) * cotangent
+        flat = tf.reshape(product, [tf.shape(output)[0], -1])
+        return tf.reduce_mean(tf.reduce_sum(flat, axis=1))
+
+    def _ranges(self, outputs: list[tf.Tensor]) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """Per float output: its element-wise minimum and maximum over the batch."""
+        self.float_outputs = [i for i, o in enumerate(outputs) if o.dtype.is_floating]
+        cast = [tf.cast(outputs[i], tf.float32) for i in self.float_outputs]
+        return [(tf.reduce_min(o, axis=0), tf.reduce_max(o, axis=0)) for o in cast]
 
     def _units(self, activations: dict[str, list[tf.Tensor]]) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """Per watched layer: (per-unit statistic over the batch, observations)."""
@@ -251,9 +383,20 @@ class _Step:
         return tf.reduce_sum(tf.cast(near, tf.int32), axis=0), observations
 
 
+def _measure_constant(step: _Step, tensors: list[tf.Tensor],
+                      output_stats: dict[int, OutputStats]) -> None:
+    """Measure how much the trainable variables move each constant output not measured
+    yet (rare: one more pass over the batch ``tensors``)."""
+    unmeasured = [i for i, stats in output_stats.items()
+                  if stats.constant and stats.sensitivity is None]
+    if unmeasured:
+        for index, value in step.sensitivities(tensors, unmeasured).items():
+            output_stats[index].sensitivity = value
+
+
 def _decided(step: _Step, nonzero: set[int], unit_stats: dict[str, UnitStats], samples: int,
              max_samples: int, saturation_samples: float) -> bool:
-    """Whether more batches could still change a verdict.
+    """Whether more batches could still change a unit or gradient verdict.
 
     A unit that has fired once can never be dead; a unit seen unsaturated on more
     observations than the saturation rule allows over all ``max_samples`` can no

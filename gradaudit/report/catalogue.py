@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gradaudit.model.rules import RELU_FAMILY, SATURATING
+from gradaudit.model.rules import CONSTANT_EPSILONS, FLOAT32_EPSILON, RELU_FAMILY, SATURATING
 from gradaudit.options import Thresholds
 from gradaudit.report.types import Finding, Severity
 
@@ -208,6 +208,49 @@ CATALOGUE: tuple[Rule, ...] = (
             "Add an epsilon inside sqrt/log/division (sqrt(x + 1e-12)), clip "
             "values before exp, check the weights (GA303) and the input data."
         ),
+    ),
+    Rule(
+        code="GA206",
+        name="constant_output",
+        severity=Severity.ERROR,
+        title="Constant model output",
+        explanation=(
+            "A float output of the model is the same on every probe sample and no "
+            "trainable weight moves it: it does not depend on the inputs, and the gradient "
+            "it sends back is zero up to rounding, so nothing before it can learn. Those "
+            "weights get exactly zero gradient (GA202) or rounding noise (RMS around 1e-10 "
+            "to 1e-7), which the gradient rules cannot tell from a small healthy gradient. "
+            "The classic cause is a one-unit softmax, `Dense(1, activation=\"softmax\")`: "
+            "a softmax over one value is 1.0 whatever the value. Others: a sigmoid or tanh "
+            "output saturated to exactly its bound in float32, a ReLU output that is zero "
+            "everywhere (also GA102), an argmax, round or cast of a value that barely "
+            "varies (an argmax over one unit is always 0). Constant means, element by "
+            "element over every probe sample in float32, max - min within "
+            f"{CONSTANT_EPSILONS} machine epsilons ({CONSTANT_EPSILONS * FLOAT32_EPSILON:.1e}) "
+            "of the element's magnitude, so an output constant in exact arithmetic but "
+            "computed with rounding (sigmoid(x) + sigmoid(-x)) counts too. Flat means that "
+            "one more pass over the last probe batch gives that output's part of the "
+            "objective no gradient, for any trainable variable, above the same tolerance "
+            "(per unit of its random cotangent). An output that is constant only because "
+            "what feeds it is (a dead layer, a gradient that vanished on the way, features "
+            "of a frozen base that shrink to nothing) is not flat: its own layer still moves "
+            "it, and the cause lies upstream (GA102, GA202, GA204). Reported on the layer "
+            "that computes the output, with `metrics.spread` and `metrics.sensitivity` (the "
+            "largest gradient)."
+        ),
+        fix=(
+            "For two classes use `Dense(1, activation=\"sigmoid\")` with binary "
+            "cross-entropy, or `Dense(2, activation=\"softmax\")`; for k classes "
+            "`Dense(k, activation=\"softmax\")` (a one-unit softmax usually comes from "
+            "a binary label). Take argmax/round after prediction, not inside the trained "
+            "model. For a saturated output scale the inputs and re-initialise the layer "
+            "(see GA111)."
+        ),
+        source=f"{CONSTANT_EPSILONS} epsilons: outputs constant in exact arithmetic measured "
+        "2 to 8 epsilons apart (sigmoid(x) + sigmoid(-x); softmax summed over 2 to 10,000 "
+        "classes), flat outputs' gradients at most 1 epsilon, outputs constant from upstream "
+        "0.1 to 1 (per unit cotangent). Keras 3 warns about a softmax over one unit only "
+        "while the model is called.",
     ),
     Rule(
         code="GA211",
