@@ -90,7 +90,8 @@ def audit_model(
         source = random_inputs.random_source(specs, options.seed, options.input_dist,
                                              options.input_range)
     else:
-        batches, source = supplied.batches(specs, options.batch_size), supplied.source
+        specs, batches = supplied.batches(specs, options.batch_size)
+        source = supplied.source
     with reported_as("running the model on probe inputs failed: {reason}"):
         result = probe(model, batches, options, on_batch=on_batch)
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]

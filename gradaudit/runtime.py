@@ -4,6 +4,12 @@ TensorFlow's C++ runtime writes log lines to file descriptor 2 while it is
 imported (absl "log messages before InitializeLog", CUDA stubs), whatever
 TF_CPP_MIN_LOG_LEVEL says. Standard error is pointed at /dev/null for the
 duration of the import only, so gradaudit's own one-line errors stay readable.
+
+TensorFlow's oneDNN kernels are switched off (``TF_ENABLE_ONEDNN_OPTS=0``) unless
+the environment says otherwise: in TensorFlow 2.21 the oneDNN gradient of a
+1×1 stride-2 Conv2D on a 60×60 input — the shortcut of every Xception/ResNet
+block — corrupts the heap and kills the process (seen on a published
+mini-Xception), which would end a batch audit with no report at all.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ def import_tensorflow(verbose: bool = False) -> None:
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if verbose:
         importlib.import_module("keras")
         importlib.import_module("tensorflow")

@@ -3,9 +3,15 @@ models of the user's own registered layer (``--import``)."""
 
 from __future__ import annotations
 
+import os
+
+# As gradaudit.runtime sets it before TensorFlow is imported (TensorFlow 2.21's
+# oneDNN convolution gradients can crash the process); test modules that import
+# Keras first must see the same kernels as the CLI.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 import ast
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass

@@ -67,3 +67,17 @@ def test_probe_leaves_the_model_as_it_found_it() -> None:
     probe(audited, random_batches(audited.input_specs(), 64, 32, seed=0), Options(samples=64))
     assert all((a == b.numpy()).all() for a, b in zip(before, model.weights, strict=False))
     assert audited.layers  # the walk did not change the model either
+
+
+@pytest.mark.parametrize("path", ["deep_sigmoid.keras", "healthy_mlp.keras", "batchnorm.keras"])
+def test_gradient_rms_and_verdicts_do_not_depend_on_the_number_of_samples(path: str) -> None:
+    """The RMS of each batch's gradient, not of the running mean (which shrinks as
+    1/√samples where per-sample gradients disagree): early stop changes no verdict."""
+    import gradaudit
+
+    few = gradaudit.audit(str(FIXTURES / path), samples=64)
+    many = gradaudit.audit(str(FIXTURES / path), samples=512, batch_size=64)
+    assert {(f.code, f.layer) for f in few.findings} == {(f.code, f.layer) for f in many.findings}
+    for a, b in zip(few.layers, many.layers, strict=True):
+        if a.grad_rms:
+            assert b.grad_rms == pytest.approx(a.grad_rms, rel=0.5), a.name

@@ -41,7 +41,9 @@ def _model_block(report: ModelReport) -> str:
     lines += [f"note: {note}" for note in report.notes]
     lines += _section("Dead activations", _dead_rows(report),
                       ["layer", "activation", "units", "dead units", "dead %", "note"],
-                      "no ReLU-family layer has dead units")
+                      "no ReLU-family layer has dead units"
+                      if any(row.dead_units is not None for row in report.layers)
+                      else "no ReLU-family layer to judge")
     lines += _section("Non-trainable parameters", _non_trainable_rows(report),
                       ["layer", "params", "why"], "every parameter is trainable")
     lines += _section("Disconnected paths", _disconnected_rows(report),

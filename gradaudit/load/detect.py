@@ -19,6 +19,9 @@ def detect_format(path: Path) -> str:
         if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
             return "savedmodel"
         raise AuditError("is a directory, but not a SavedModel (no saved_model.pb)")
+    if path.name in ("saved_model.pb", "saved_model.pbtxt"):
+        raise AuditError(f"this is the graph of a SavedModel; audit its directory, "
+                         f"{path.parent}")
     if not path.is_file():  # a device or a pipe: reading it could block or never end
         raise AuditError("not a regular file (a device, pipe or socket)")
     try:

@@ -128,8 +128,9 @@ def _keras2_load(path: Path, config: dict[str, Any], unsafe: bool, max_params: i
     """A Keras 2 file: tf_keras first, Keras 3's legacy loader if tf_keras fails.
 
     When both fail, the reason shown is that of the route that got furthest
-    (built the model before failing), tf_keras's on a tie. A size refusal is
-    final: no route may allocate what the limits refuse.
+    (built the model before failing); on a tie, one that names a class Keras
+    cannot find (it says what to ``--import``), else tf_keras's. A size refusal
+    is final: no route may allocate what the limits refuse.
     """
     from gradaudit.model.keras_graph import KerasModel
 
@@ -139,13 +140,18 @@ def _keras2_load(path: Path, config: dict[str, Any], unsafe: bool, max_params: i
         try:
             fallback = _keras3_route(path, "h5", config, unsafe, max_params)
         except _RouteFailed as keras3_failed:
-            furthest = keras3_failed if keras3_failed.built > keras2_failed.built else keras2_failed
+            furthest = max((keras2_failed, keras3_failed), key=_progress)
             raise AuditError(KERAS_LOAD_FAILED.format(reason=furthest.reason)) from None
         return KerasModel(fallback, notes=(
             f"loaded by Keras 3's legacy loader (the file was written by Keras {version}; "
             f"tf_keras could not load it: {keras2_failed.reason})",))
     return KerasModel(model, notes=(
         f"loaded with tf_keras, Keras 2 (the file was written by Keras {version})",))
+
+
+def _progress(failed: _RouteFailed) -> tuple[bool, bool]:
+    """How far a failed route got, and whether its reason is one a user can act on."""
+    return failed.built, bool(UNRESOLVED.search(failed.reason))
 
 
 def _keras2_route(path: Path, config: dict[str, Any], max_params: int) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,15 @@ class SuppliedInputs:
         """Where the inputs came from, for the report (``summary.inputs_source``)."""
         return {"kind": "file", "path": self.path, "rows": self.rows}
 
-    def batches(self, specs: list[InputSpec], batch_size: int) -> Iterator[list[np.ndarray]]:
-        """Check the arrays against ``specs`` now (AuditError), then yield batches."""
+    def batches(self, specs: list[InputSpec],
+                batch_size: int) -> tuple[list[InputSpec], Iterator[list[np.ndarray]]]:
+        """Check the arrays against ``specs`` now (AuditError); the specs with the
+        shapes the data has (what the report shows), and the batches."""
         matched = zip(specs, self._match(specs), strict=True)
         ordered = [self._check(spec, array) for spec, array in matched]
-        return _slices(ordered, self.rows, batch_size)
+        shaped = [replace(spec, shape=tuple(array.shape[1:]))
+                  for spec, array in zip(specs, ordered, strict=True)]
+        return shaped, _slices(ordered, self.rows, batch_size)
 
     def _match(self, specs: list[InputSpec]) -> list[np.ndarray]:
         """One array per spec: by input name, else by ``arr_<i>`` position."""

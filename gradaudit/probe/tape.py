@@ -227,6 +227,11 @@ class _Step:
         # within the gradient's own magnitude (no float32 overflow from summing).
         self.totals = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)
                        for v in self.variables]
+        # Mean square of each batch's gradient, weighted by the batch's samples: the
+        # gradient RMS the checks compare. Not the RMS of the running mean, which
+        # shrinks as 1/√samples where per-sample gradients disagree (early layers),
+        # so a verdict would depend on --samples and on where the probe stopped.
+        self.squares = [tf.Variable(0.0, trainable=False) for _ in self.variables]
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[tuple[LayerInfo, UnitRule]] = []
@@ -256,7 +261,8 @@ class _Step:
         weight = n / self.max_samples
         self.row_variables = []
         lookups = []
-        for index, (grad, total) in enumerate(zip(var_grads, self.totals, strict=False)):
+        accumulators = zip(var_grads, self.totals, self.squares, strict=True)
+        for index, (grad, total, squares) in enumerate(accumulators):
             if grad is not None:
                 if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
                     self.row_variables.append(index)
@@ -264,7 +270,9 @@ class _Step:
                     lookups.append(tf.math.bincount(tf.cast(grad.indices, tf.int32),
                                                     minlength=count, maxlength=count))
                     grad = tf.convert_to_tensor(grad)
-                total.assign_add(tf.cast(grad, tf.float32) * weight)
+                grad = tf.cast(grad, tf.float32)
+                total.assign_add(grad * weight)
+                squares.assign_add(tf.reduce_mean(tf.square(grad)) * n)
         return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
                 "lookups": lookups}
 
@@ -282,7 +290,7 @@ class _Step:
 
     def gradient_stats(self, index: int, samples: int,
                        lookups: np.ndarray | None = None) -> GradStats:
-        """Connectivity, finiteness, non-zero-ness and RMS of the mean gradient.
+        """Connectivity, finiteness, non-zero-ness and RMS of the batch gradients.
 
         With ``lookups`` (how often each row of an Embedding was looked up) the RMS is
         over the rows looked up, of their mean gradient per lookup. A row gets gradient
@@ -294,18 +302,21 @@ class _Step:
         if not self.variables_connected[index]:
             return GradStats(connected=False)
         mean = self.totals[index] * (self.max_samples / max(samples, 1))
-        judged, rows = mean, None
-        if lookups is not None:
+        rows = None
+        if lookups is None:
+            rms = math.sqrt(float(self.squares[index]) / max(samples, 1))
+        else:
             used = lookups > 0
             rows = int(np.count_nonzero(used))
             per_lookup = (samples / lookups[used]).astype(np.float32)
             judged = tf.boolean_mask(mean, used) * per_lookup.reshape((-1,) + (1,) * (
                 len(mean.shape) - 1))
+            rms = float(tf.sqrt(tf.reduce_mean(tf.square(judged)))) if rows else 0.0
         return GradStats(
             connected=True,
             finite=bool(tf.reduce_all(tf.math.is_finite(mean))),
             nonzero=bool(tf.reduce_any(tf.not_equal(mean, 0.0))),
-            rms=float(tf.sqrt(tf.reduce_mean(tf.square(judged)))) if rows != 0 else 0.0,
+            rms=rms,
             rows=rows,
         )
 
