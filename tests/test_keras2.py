@@ -90,3 +90,21 @@ def test_same_seed_same_keras2_report() -> None:
     path = str(FIXTURES / "keras2_td_dead.h5")
     first, second = run_cli("audit", path, "-q"), run_cli("audit", path, "-q")
     assert first.stdout == second.stdout
+
+
+def test_a_keras2_custom_layer_no_route_knows_says_what_to_import(tmp_path: Path) -> None:
+    """Both routes fail while building; the one naming the class wins the tie."""
+
+    @tf_keras.saving.register_keras_serializable(package="theirs")
+    class Scale(tf_keras.layers.Layer):  # type: ignore[misc]
+        def call(self, x: Any) -> Any:
+            return x * 2.0
+
+    inputs = tf_keras.Input((4,), name="features")
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(Scale(name="scale")(inputs)))
+    path = tmp_path / "custom.h5"
+    model.save(path)
+    tf_keras.saving.get_custom_objects().clear()
+    code, _, stderr = _audit(str(path))
+    assert code == 2
+    assert "Scale" in stderr and "--import" in stderr, stderr

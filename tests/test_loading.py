@@ -214,3 +214,9 @@ def test_other_multi_line_messages_keep_their_first_line() -> None:
     exc = RuntimeError("Graph execution error:\n\nDetected at node 'x' defined at:\n  File y")
     assert first_line(exc) == "Graph execution error:"
     assert first_line(KeyError()) == "KeyError"
+
+
+def test_the_graph_file_of_a_savedmodel_names_its_directory() -> None:
+    graph = FIXTURES / "savedmodels" / "export" / "saved_model.pb"
+    with pytest.raises(AuditError, match="audit its directory"):
+        load_model(str(graph))

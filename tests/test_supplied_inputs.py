@@ -166,3 +166,17 @@ def test_one_inputs_file_for_a_directory_audits_the_models_that_fit(
     assert error["path"] == str(folder / "wide.keras")
     expected = "input 'features' expects shape (None, 20) float32, found (16, 4) float64"
     assert expected in error["error"]
+
+
+def test_the_report_shows_the_shape_of_the_data_given(tmp_path: Path) -> None:
+    """An unknown axis is the data's, not the 32 random inputs would get."""
+    inputs = keras.Input((None, 3), name="frames")
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(
+        keras.layers.Dense(4, activation="relu")(inputs))))
+    path = tmp_path / "seq.keras"
+    model.save(path)
+    data = tmp_path / "frames.npy"
+    np.save(data, np.ones((8, 100, 3), "float32"))
+    result = run_cli("audit", str(path), "--inputs", str(data), "--format", "json", "-q")
+    (report,) = json.loads(result.stdout)["models"]
+    assert report["summary"]["inputs"][0]["shape"] == [100, 3]
