@@ -79,6 +79,18 @@ class CompileConfig:
 
 
 @dataclass(frozen=True)
+class Head:
+    """An output layer of the model, as the loss sees it (GA411–GA413 judge the pair)."""
+
+    layer: str
+    """Qualified name of the layer producing the output."""
+    activation: str | None
+    """Its activation (``softmax``, ``sigmoid``, ``linear``, …); None where unknown."""
+    units: int | None
+    """Width of the output's last axis; None where unknown."""
+
+
+@dataclass(frozen=True)
 class TrainingState:
     """The training evidence of one file; fields are None where the file has none."""
 
@@ -90,6 +102,8 @@ class TrainingState:
     learning_rate: float | None = None
     variables: tuple[VariableState, ...] = ()
     compile: CompileConfig | None = None
+    heads: tuple[Head, ...] = ()
+    """The model's output layers, in output order (empty where unknown)."""
     notes: tuple[str, ...] = ()
     """What could not be read or mapped, in words (the report shows them)."""
 
