@@ -174,6 +174,14 @@ def _significant(value: float | None) -> float | None:
     return None if value is None else float(f"{value:.6g}")
 
 
+@contextlib.contextmanager
+def _quiet_library_output() -> Iterator[None]:
+    """Keep Keras/TensorFlow chatter off stdout, where the report goes."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        yield
+
+
 # Training forensics (issue 13): what the file's optimizer state and compile config
 # say about the gradients training saw. Read from the file, not from the probe.
 
@@ -194,8 +202,8 @@ def with_training(report: ModelReport, state: TrainingState | None,
     if state is None:
         return report
     histories = {h.layer: h for h in history(state, thresholds)}
-    names = [row.name for row in report.layers]
-    unmatched = [layer for layer in histories if layer not in names]
+    depth = {row.name: i for i, row in enumerate(report.layers)}
+    unmatched = [layer for layer in histories if layer not in depth]
     notes = state.notes + ((
         f"optimizer state for layers the model does not list: {', '.join(unmatched)}",)
         if unmatched else ())
@@ -203,8 +211,7 @@ def with_training(report: ModelReport, state: TrainingState | None,
     return replace(
         report,
         layers=tuple(_with_history(row, histories.get(row.name)) for row in report.layers),
-        findings=tuple(ordered([*report.findings, *check(state, thresholds)],
-                               {name: i for i, name in enumerate(names)})),
+        findings=tuple(ordered([*report.findings, *check(state, thresholds)], depth)),
         notes=report.notes + notes,
         training=TrainingSummary(
             optimizer=state.optimizer, iterations=state.iterations,
@@ -270,10 +277,3 @@ def _state_rows(state: TrainingState, config: dict[str, Any]) -> tuple[LayerRow,
             dead_units=None, dead_fraction=None, saturated_fraction=None, grad_rms=None))
     return tuple(rows)
 
-
-@contextlib.contextmanager
-def _quiet_library_output() -> Iterator[None]:
-    """Keep Keras/TensorFlow chatter off stdout, where the report goes."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore")
-        yield
