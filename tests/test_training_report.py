@@ -236,6 +236,21 @@ def test_no_probe_table_shows_no_probe_tables(trained: None) -> None:
     assert "Dead activations" not in result.stdout and "Training history:" in result.stdout
 
 
+def test_junit_skips_the_rules_that_did_not_run(trained: None) -> None:
+    import xml.etree.ElementTree as ET
+
+    from gradaudit.report.catalogue import CATALOGUE
+
+    root = ET.fromstring(run_cli("audit", DEAD, "--no-probe", "--format", "junit").stdout)
+    (suite,) = root.findall("testsuite")
+    skipped = [c.get("name").split()[0] for c in suite.iter("testcase")
+               if c.find("skipped") is not None]
+    assert skipped == [rule.code for rule in CATALOGUE if not rule.code.startswith("GA4")]
+    assert suite.get("skipped") == root.get("skipped") == str(len(skipped))
+    probed = ET.fromstring(run_cli("audit", DEAD, "--format", "junit").stdout)
+    assert probed.get("skipped") is None and not list(probed.iter("skipped"))
+
+
 def test_no_probe_on_a_file_saved_without_compile() -> None:
     result = run_cli("audit", DEAD, "--no-probe", "--format", "json")
     model = _model(result)
