@@ -102,6 +102,9 @@ class Options:
     all_samples: bool = False
     """Probe every sample; by default the probe stops once further batches cannot
     change a verdict (see probe/tape.py)."""
+    no_probe: bool = False
+    """Run no model: only the checks that read the file (its optimizer state and compile
+    config), without TensorFlow (``--no-probe``)."""
     signature: str | None = None
     """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)
