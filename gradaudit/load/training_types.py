@@ -60,7 +60,8 @@ class VariableState:
     value): all zero after ≥ 1 step means the variable never received a
     gradient (GA403)."""
     finite: bool = True
-    """False when a slot holds NaN or Inf; such a variable is not judged."""
+    """False when a slot holds NaN or Inf (or a second moment is negative, which no
+    training gives); such a variable is not judged."""
 
 
 @dataclass(frozen=True)
