@@ -193,8 +193,10 @@ def file_training_state(path: str, fmt: str) -> TrainingState | None:
     if fmt not in ("keras", "h5"):
         return None
     state = read_training_state(path, fmt)
-    empty = (state.optimizer, state.iterations, state.compile, state.variables, state.notes)
-    return None if empty == (None, None, None, (), ()) else state
+    # A file saved without compile says nothing about training: no GA404 on every
+    # inference-only file. One compiled but never trained still gets it.
+    compiled = state.compile is not None and any(state.compile.losses.values())
+    return None if state.optimizer is None and not compiled else state
 
 
 def with_training(report: ModelReport, state: TrainingState | None,
@@ -213,7 +215,8 @@ def with_training(report: ModelReport, state: TrainingState | None,
     return replace(
         report,
         layers=tuple(_with_history(row, histories.get(row.name)) for row in report.layers),
-        findings=tuple(ordered([*report.findings, *check(state, thresholds)], depth)),
+        findings=tuple(ordered(
+            [*report.findings, *check(state, thresholds, report.model_name)], depth)),
         notes=report.notes + notes,
         training=TrainingSummary(
             optimizer=state.optimizer, iterations=state.iterations,

@@ -14,7 +14,6 @@ import ast
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,29 +95,6 @@ def audit_every_fixture(report: Path) -> GoldenRun:
         os.chdir(cwd)
     assert result.exit_code == 2, result.stderr  # the Lambda and WriteFile fixtures are refused
     return GoldenRun(table=result.stdout, json_text=report.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _training_forensics_stand_ins() -> Iterator[None]:
-    """Until issue 13's reader (part 1) and checks (part 2) land, stand-ins that say what
-    they will say of every fixture (all saved uncompiled): no training state, so no
-    history and no finding. Each one steps aside as soon as the real function exists.
-    """
-    from gradaudit import pipeline
-    from gradaudit.load.training_state import TrainingState
-    from gradaudit.options import Thresholds
-
-    probes = {"read_training_state": ("", "keras"), "history": (TrainingState(), Thresholds()),
-              "check": (TrainingState(), Thresholds())}
-    stand_ins = {"read_training_state": lambda path, fmt: TrainingState(),
-                 "history": lambda state, thresholds: (), "check": lambda state, thresholds: []}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, arguments in probes.items():
-            try:
-                getattr(pipeline, name)(*arguments)
-            except NotImplementedError:
-                patch.setattr(pipeline, name, stand_ins[name])
-        yield
 
 
 @pytest.fixture(scope="session")

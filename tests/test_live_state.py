@@ -1,7 +1,7 @@
 """The training state of a model in memory, from its live optimizer: what
 ``gradaudit.audit(model)`` and ``GradAuditCallback`` report besides the probe.
 
-The reduction itself is ``reduce_slots`` (tested in test_training_report.py); here:
+The reduction itself is ``optimizer_slots.reduce`` (tested with the file reader); here:
 the slots are found for every trainable variable, under the report's layer names,
 and the callback carries the history into its reports and TensorBoard. The checks
 of issue 13 part 2 are stood in for by a count of units below an activity of 1e-3.

@@ -194,7 +194,7 @@ def heads(model: Any) -> tuple[Head, ...]:
     for name in names:
         layer = model.get_layer(name)
         activation = getattr(layer.activation, "__name__", None)
-        result.append(Head(layer=name, activation=activation, units=layer.units))
+        result.append(Head(output=name, layer=name, activation=activation, units=layer.units))
     return tuple(result)
 
 
@@ -405,7 +405,7 @@ def test_head_against_loss(activation: str | None, units: int, loss: str, logits
                            code: str | None) -> None:
     compiled = CompileConfig(losses={"out": loss}, from_logits={"out": logits},
                              loss_weights={"out": 1.0})
-    state = TrainingState(compile=compiled, heads=(Head("out", activation, units),))
+    state = TrainingState(compile=compiled, heads=(Head("out", "out", activation, units),))
     found = [(f.code, f.layer) for f in check(state, DEFAULTS) if f.code.startswith("GA41")]
     assert found == ([(code, "out")] if code else [])
 
@@ -413,8 +413,8 @@ def test_head_against_loss(activation: str | None, units: int, loss: str, logits
 def test_an_output_without_a_loss_while_others_have_one() -> None:
     compiled = CompileConfig(losses={"main": "mse", "extra": None},
                              from_logits={}, loss_weights={"main": 1.0, "extra": 1.0})
-    state = TrainingState(compile=compiled, heads=(Head("main", "linear", 1),
-                                                   Head("extra", "linear", 1)))
+    state = TrainingState(compile=compiled, heads=(Head("main", "main", "linear", 1),
+                                                   Head("extra", "extra", "linear", 1)))
     (finding,) = [f for f in check(state, DEFAULTS) if f.code == "GA413"]
     assert finding.layer == "extra" and "main" in finding.message
     no_loss_at_all = CompileConfig(losses={}, from_logits={}, loss_weights={})

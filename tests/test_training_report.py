@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import pytest
 from gradaudit.load.config_layers import ConfigLayer, config_layer, model_name
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config
-from gradaudit.load.training_state import reduce_slots
 from gradaudit.options import Options
 from gradaudit.report.json_io import read, write
 from gradaudit.report.types import (
@@ -46,69 +44,6 @@ def trained(monkeypatch: pytest.MonkeyPatch) -> None:
 def _model(result: Any) -> dict[str, Any]:
     (model,) = json.loads(result.stdout)["models"]
     return dict(model)
-
-
-# reduce_slots: the one reduction of slots to per-unit activity
-
-
-def test_adam_slots_reduce_to_the_largest_ratio_of_each_unit() -> None:
-    m = np.array([[0.3, 1e-20, 0.0], [0.1, 1e-21, 0.0]], "float32")
-    v = np.array([[1.0, 1.0, 0.0], [1.0, 4.0, 0.0]], "float32")
-    state = reduce_slots("Adam", {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 0.0}, 100,
-                         layer="h", variable="kernel", shape=(2, 3), slots={"m": m, "v": v})
-    assert state.activity is not None
-    np.testing.assert_allclose(state.activity, [0.3, 1e-20, 0.0], rtol=1e-6)
-    assert state.decay == pytest.approx(0.9 / math.sqrt(0.999)) and not state.relative
-    assert state.grad_rms == pytest.approx(math.sqrt(7 / 6 / (1 - 0.999 ** 100)))
-    assert state.nonzero and state.finite
-
-
-@pytest.mark.parametrize(("optimizer", "config", "slots", "decay", "relative", "rms"), [
-    ("RMSprop", {"rho": 0.81}, {"v": [4.0, 0.0]}, 0.9, True, math.sqrt(2 / (1 - 0.81 ** 10))),
-    ("SGD", {"momentum": 0.5}, {"m": [-2.0, 0.0]}, 0.5, True, None),
-    ("Lion", {}, {"m": [2.0, 0.0]}, 0.99, True, None),
-    ("Adamax", {"epsilon": 0}, {"m": [2.0, 0.0], "u": [1.0, 0.0]}, 0.9 / 0.999, False, None),
-])
-def test_each_optimizer_has_its_statistic_and_decay(
-        optimizer: str, config: dict[str, float], slots: dict[str, list[float]], decay: float,
-        relative: bool, rms: float | None) -> None:
-    state = reduce_slots(optimizer, config, 10, layer="h", variable="bias", shape=(2,),
-                         slots={role: np.array(values) for role, values in slots.items()})
-    assert state.activity is not None and state.activity[0] == 2.0 and state.activity[1] == 0
-    assert (state.decay, state.relative) == (pytest.approx(decay), relative)
-    assert state.grad_rms == (None if rms is None else pytest.approx(rms))
-
-
-def test_optimizers_that_keep_nothing_decaying_have_no_activity() -> None:
-    plain = reduce_slots("SGD", {"momentum": 0.0}, 5, layer="h", variable="bias", shape=(3,),
-                         slots={})
-    assert (plain.activity, plain.decay, plain.grad_rms, plain.nonzero) == (None, None, None, False)
-    adagrad = reduce_slots("Adagrad", {}, 4, layer="h", variable="bias", shape=(2,),
-                           slots={"v": np.full(2, 0.1 + 4 * 0.25)})
-    assert adagrad.activity is None and adagrad.grad_rms == pytest.approx(0.5)
-
-
-def test_untrusted_slots_are_a_value_error_or_not_judged() -> None:
-    def reduce(optimizer: str = "Adam", config: dict[str, Any] | None = None,
-               **slots: Any) -> Any:
-        return reduce_slots(optimizer, config or {}, 3, layer="h", variable="kernel",
-                            shape=(2, 2), slots=slots)
-
-    ones = np.ones((2, 2))
-    for bad, message in [
-        (lambda: reduce("Ftrl", m=ones), "not understood"),
-        (lambda: reduce(m=ones), "keeps a v slot"),
-        (lambda: reduce(m=ones, v=np.ones(4)), "shape (4,)"),
-        (lambda: reduce(m=ones, v=np.full((2, 2), "x")), "not numbers"),
-        (lambda: reduce(config={"beta_2": 1.5}, m=ones, v=ones), "out of range"),
-        (lambda: reduce(config={"beta_1": "0.9"}, m=ones, v=ones), "not a number"),
-    ]:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            bad()
-    nan = reduce(m=np.full((2, 2), np.nan), v=ones)
-    assert not nan.finite and nan.activity is None and nan.nonzero
-    never = reduce(m=np.zeros((2, 2)), v=np.zeros((2, 2)))
-    assert never.finite and not never.nonzero
 
 
 # The report

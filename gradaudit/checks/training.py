@@ -278,21 +278,23 @@ def _heads(state: TrainingState) -> list[Finding]:
     if compiled is None:
         return []
     findings = []
-    outputs = [head.layer for head in state.heads] or list(compiled.losses)
-    with_loss = [name for name in outputs
+    # Output name (the compile config's key) → the layer a finding is reported on.
+    outputs = {head.output: head.layer for head in state.heads} or {
+        name: name for name in compiled.losses}
+    with_loss = [layer for name, layer in outputs.items()
                  if compiled.losses.get(name) and compiled.loss_weights.get(name, 1.0) != 0]
-    for name in outputs:
+    for name, layer in outputs.items():
         loss = compiled.losses.get(name)
         weight = compiled.loss_weights.get(name, 1.0)
         if loss and weight == 0:
             findings.append(finding(
-                "GA413", name,
+                "GA413", layer,
                 f"the loss weight of this output is 0: its {_loss_name(loss)} contributes "
                 "nothing, and what only this output uses does not train",
                 loss=_loss_name(loss), loss_weight=weight))
         elif not loss and with_loss:
             findings.append(finding(
-                "GA413", name,
+                "GA413", layer,
                 f"this output has no loss (while {_join(with_loss)} have): what only this "
                 "output uses does not train", loss=None, loss_weight=weight))
     for head in state.heads:
@@ -305,9 +307,9 @@ def _heads(state: TrainingState) -> list[Finding]:
 def _head_against_loss(head: Head, compiled: CompileConfig) -> Finding | None:
     """GA411 or GA412 for one output layer, or None when the pair fits."""
     activation = (head.activation or "linear").lower()
-    raw = compiled.losses.get(head.layer)
+    raw = compiled.losses.get(head.output)
     loss = _loss_name(raw) if raw else None
-    logits = compiled.from_logits.get(head.layer, False)
+    logits = compiled.from_logits.get(head.output, False)
     metrics = dict(activation=activation, units=head.units, loss=loss, from_logits=logits)
     if activation == "softmax" and head.units == 1:
         return finding(

@@ -3,7 +3,7 @@
 ``gradaudit.audit(model)``, and so ``GradAuditCallback`` while ``fit`` runs,
 report stalled units as an audit of the saved file would: the same
 :class:`~gradaudit.load.training_state.TrainingState`, its slots reduced by the
-same function (:func:`~gradaudit.load.training_state.reduce_slots`). Reading
+same code as a file's (:func:`gradaudit.load.optimizer_slots.reduce`). Reading
 copies the slots and changes nothing. The compile config is not read: the head
 and loss checks (GA411–GA414) are the saved file's.
 """
@@ -16,21 +16,9 @@ from typing import Any
 
 import keras
 
-from gradaudit.load.training_state import TrainingState, reduce_slots
+from gradaudit.load import optimizer_slots
+from gradaudit.load.training_state import TrainingState
 from gradaudit.model.interface import AuditedModel, variable_label
-
-SLOT_NAMES: dict[str, dict[str, str]] = {
-    "Adam": {"m": "momentum", "v": "velocity"},
-    "AdamW": {"m": "momentum", "v": "velocity"},
-    "Nadam": {"m": "momentum", "v": "velocity"},
-    "Adamax": {"m": "momentum", "u": "norm"},
-    "RMSprop": {"v": "velocity"},
-    "SGD": {"m": "momentum"},
-    "Lion": {"m": "momentum"},
-    "Adagrad": {"v": "accumulator"},
-}
-"""Keras 3's slot names by role (``SLOT_ROLES``): the slot of variable ``h1/kernel``
-is the optimizer variable ``h1_kernel_momentum``."""
 
 
 def live_training_state(model: AuditedModel, keras_model: Any) -> TrainingState | None:
@@ -40,15 +28,19 @@ def live_training_state(model: AuditedModel, keras_model: Any) -> TrainingState 
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         return None
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
-    name = type(inner).__name__
     config = inner.get_config()
     state = TrainingState(
-        optimizer=name, optimizer_config=config,
+        optimizer=type(inner).__name__, optimizer_config=config,
         iterations=int(keras.ops.convert_to_numpy(inner.iterations)),
         learning_rate=float(keras.ops.convert_to_numpy(inner.learning_rate)))
-    if name not in SLOT_NAMES:
-        return replace(state, notes=(f"optimizer {name}: its slots are not understood; the "
-                                     "training checks skip them",))
+    found, problem = optimizer_slots.optimizer_of(
+        {"class_name": type(inner).__name__, "config": config})
+    hyper, hyper_problem = (None, None) if found is None else optimizer_slots.hyperparameters(
+        found)
+    if found is None or found.spec is None or hyper is None:
+        why = problem or hyper_problem or "its slots are not understood"
+        return replace(state, notes=(f"optimizer {state.optimizer}: {why}; the training "
+                                     "checks skip them",))
     if not inner.built:  # no step taken yet: no slots
         return state
     named = {variable.name: variable for variable in inner.variables}
@@ -56,16 +48,21 @@ def live_training_state(model: AuditedModel, keras_model: Any) -> TrainingState 
     states, notes = [], []
     for variable in model.trainable_variables:
         prefix = variable.path.replace("/", "_")
-        slot_names = {role: f"{prefix}_{suffix}" for role, suffix in SLOT_NAMES[name].items()}
-        if repeated & set(slot_names.values()):
-            notes.append(f"{variable.path}: several optimizer slots have its name; not judged")
+        slots: dict[str, Any] = {}
+        for kind in found.spec.used:  # Keras 3 names a slot <variable path>_<token>
+            names = [f"{prefix}_{token}" for token in found.spec.tokens[kind]]
+            hits = [name for name in names if name in named and name not in repeated]
+            if hits:
+                slots[kind] = keras.ops.convert_to_numpy(named[hits[0]])
+        if len(slots) < len(found.spec.used):
+            notes.append(f"{variable.path}: its optimizer slots are missing or ambiguous; "
+                         "not judged")
             continue
-        slots = {role: keras.ops.convert_to_numpy(named[slot])
-                 for role, slot in slot_names.items() if slot in named}
         try:
-            states.append(reduce_slots(
-                name, config, state.iterations or 0, layer=model.owner_of(variable) or model.name,
-                variable=variable_label(variable), shape=tuple(variable.shape), slots=slots))
-        except ValueError as exc:
+            states.append(optimizer_slots.reduce(
+                found.spec, hyper, slots, state.iterations,
+                layer=model.owner_of(variable) or model.name,
+                label=variable_label(variable), shape=tuple(variable.shape)))
+        except (ValueError, TypeError) as exc:
             notes.append(str(exc))
     return replace(state, variables=tuple(states), notes=tuple(notes))
