@@ -57,7 +57,7 @@ def history(state: TrainingState, thresholds: Thresholds) -> tuple[LayerHistory,
     return HISTORY if state.variables else ()
 
 
-def check(state: TrainingState, thresholds: Thresholds) -> list[Finding]:
+def check(state: TrainingState, thresholds: Thresholds, model: str = "") -> list[Finding]:
     return list(FINDINGS) if state.variables else []
 
 
