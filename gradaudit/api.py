@@ -80,6 +80,7 @@ def audit(
     imports: str | Sequence[str] = Options.imports,
     thresholds: Thresholds | None = None,
     input_shape: Sequence[str] = (),
+    no_probe: bool = Options.no_probe,
 ) -> Report:
     """Audit one model (a ``keras.Model`` or a model file) and return its report.
 
@@ -90,9 +91,12 @@ def audit(
     ``--select``/``--ignore`` (``"GA1,GA201"`` or ``["GA1", "GA201"]``).
     ``input_shape`` takes ``--input-shape`` values (``["mel=128,40,1"]``).
     A model object is probed as it is (its weights and moving statistics are
-    left unchanged); a file is loaded with the same safety gates as the CLI,
-    after ``imports`` (as ``--import``: your modules, whose registered layer
-    classes the file may then name) are imported.
+    left unchanged), and a compiled one's live optimizer state gives the training
+    history as a saved file's would; a file is loaded with the same safety gates
+    as the CLI, after ``imports`` (as ``--import``: your modules, whose registered
+    layer classes the file may then name) are imported. ``no_probe=True`` (a file
+    only, no ``inputs``) runs only the checks that read the file, without
+    TensorFlow, as ``--no-probe``.
 
     Raises ``AuditError`` (one-line reason) when the model or the inputs cannot
     be audited, ``ValueError`` for a bad argument.
@@ -101,33 +105,40 @@ def audit(
                       unsafe=unsafe, imports=parse_imports(imports),
                       thresholds=thresholds or Thresholds(),
                       select=parse_codes(select), ignore=parse_codes(ignore),
-                      input_shape=tuple(parse_input_shape(text) for text in input_shape))
+                      input_shape=tuple(parse_input_shape(text) for text in input_shape),
+                      no_probe=no_probe)
     selection = Selection(options.select, options.ignore)
     supplied = _supplied(inputs, samples)
     if isinstance(model_or_path, (str, os.PathLike)):
         from gradaudit.pipeline import audit_path
         from gradaudit.runtime import import_tensorflow
 
-        import_tensorflow()
+        if not no_probe:
+            import_tensorflow()
+        elif supplied is not None:
+            raise ValueError("no_probe=True runs no model: it takes no inputs")
         report = audit_path(os.fspath(model_or_path), options, supplied)
     elif options.imports:
         raise ValueError("imports= applies to model files: a model object's classes are "
                          "already loaded")
+    elif no_probe:
+        raise ValueError("no_probe=True reads a model file; a model object is probed")
     else:
         report = _audit_object(model_or_path, options, supplied)
     return Report.of(selection.apply(AuditRun(models=(report,), errors=())).models[0])
 
 
 def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> ModelReport:
-
     from gradaudit.model.keras_graph import KerasModel, keras_package
+    from gradaudit.model.live_state import live_training_state
     from gradaudit.pipeline import audit_model
 
     if not isinstance(model, keras_package(model).Model):  # Keras 3, or Keras 2 (tf_keras)
         raise TypeError(f"expected a keras.Model or a model file path, got "
                         f"{type(model).__name__}")
-    return audit_model(KerasModel(model), options, path=f"<{model.name}>", fmt=IN_MEMORY,
-                       supplied=supplied)
+    audited = KerasModel(model)
+    return audit_model(audited, options, path=f"<{model.name}>", fmt=IN_MEMORY,
+                       supplied=supplied, training=live_training_state(audited, model))
 
 
 def _supplied(inputs: Inputs | None, samples: int) -> SuppliedInputs | None:

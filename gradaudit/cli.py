@@ -90,6 +90,11 @@ def audit(
     inference: Annotated[bool, typer.Option(
         "--inference", help="Probe in inference mode (BatchNormalization on moving "
         "statistics, Dropout off) instead of training mode.")] = Options.inference,
+    no_probe: Annotated[bool, typer.Option(
+        "--no-probe", help="Run no model and import no TensorFlow: only the checks that "
+        "read the file (its optimizer state and compile config, GA4xx). A gate over many "
+        "trained .keras/.h5 files in seconds; summary.checks_run says what ran.")
+    ] = Options.no_probe,
     signature: Annotated[str | None, typer.Option(
         "--signature", metavar="NAME", help="SavedModel signature to audit (default: "
         "serving_default, else the only signature, else 'serve').")] = Options.signature,
@@ -185,6 +190,8 @@ def audit(
         known = baseline_mod.read_keys(baseline) if baseline is not None else frozenset()
         _require_plotting(fmt, plot)
         supplied = None
+        if inputs_file is not None and options.no_probe:
+            raise AuditError("--inputs feeds the probe; --no-probe runs no model")
         if inputs_file is not None:
             from gradaudit.probe.supplied import read_inputs_file
 
@@ -192,7 +199,8 @@ def audit(
     from gradaudit.pipeline import audit_paths
     from gradaudit.runtime import import_tensorflow
 
-    import_tensorflow(verbose=verbose)  # first import wins: log levels are set before it
+    if not options.no_probe:
+        import_tensorflow(verbose=verbose)  # first import wins: log levels are set before it
     with _usage_errors():
         import_modules(options.imports)  # all of them, or nothing is audited
     targets = discovery.discover(paths, options.exclude, shards)

@@ -7,6 +7,11 @@ not after the run. Each audit probes the model in memory with a held-out batch
 called nor retraced), leaving weights, moving statistics and optimizer state as
 they were, so training continues exactly as without the callback.
 
+Each audit also reads the live optimizer (``model.optimizer``: its iterations,
+learning rate and slots, see :mod:`gradaudit.model.live_state`), so units that
+stopped receiving gradients during training are reported as a saved file's
+optimizer state would show them (GA401–GA403), whatever the held-out batch does.
+
 (This module is ``gradaudit.keras``; ``import keras`` below is the Keras
 package, imports being absolute.)
 """
@@ -30,6 +35,9 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("gradaudit")
 LEVELS = {Severity.ERROR: logging.ERROR, Severity.WARNING: logging.WARNING,
           Severity.INFO: logging.INFO}
+SCALARS = ("grad_rms", "dead_fraction", "saturated_fraction", "stalled_fraction",
+           "train_grad_rms")
+"""The per-layer report fields written to TensorBoard as ``<field>/<layer>``."""
 
 
 class GradAuditCallback(keras.callbacks.Callback):
@@ -42,7 +50,8 @@ class GradAuditCallback(keras.callbacks.Callback):
     finding at or above this severity ("error"); None never stops.
     ``log_dir``: also write TensorBoard scalars per layer to
     ``log_dir/gradaudit``: ``grad_rms/<layer>``, ``dead_fraction/<layer>``,
-    ``saturated_fraction/<layer>`` and ``findings/<severity>``, at step = epoch.
+    ``saturated_fraction/<layer>``, from the optimizer ``stalled_fraction/<layer>``
+    and ``train_grad_rms/<layer>``, and ``findings/<severity>``, at step = epoch.
 
     New findings (not in the previous audit) are logged to the ``gradaudit``
     logger at their severity's level; every report is kept in ``reports``,
@@ -115,7 +124,7 @@ class GradAuditCallback(keras.callbacks.Callback):
 
     def _write_scalars(self, epoch: int, report: Report) -> None:
         values = {f"{name}/{row.name}": getattr(row, name) for row in report.layers
-                  for name in ("grad_rms", "dead_fraction", "saturated_fraction")}
+                  for name in SCALARS}
         values.update({f"findings/{s}": report.count(s) for s in Severity})
         with self._writer.as_default(step=epoch):
             for tag, value in values.items():

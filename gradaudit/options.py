@@ -33,6 +33,34 @@ class Thresholds:
     """GA203 when a layer's gradient RMS / its weight RMS is above this …"""
     exploding_growth: float = 1e3
     """… or its gradient RMS / the latest layer's is above this."""
+    stall_ratio: float = 1e-3
+    """GA401/GA402: a unit is stalled in training when its Adam-family ratio
+    ``|m| / √v`` (the largest over its weights) is below this. Live units sit at
+    0.1–1; each step without a gradient multiplies the ratio by β1/√β2 ≈ 0.9, so
+    1e-3 means no gradient for about the last 66 steps (measured: 1e-23 against 0.3)."""
+    stall_relative: float = 1e-6
+    """… or, where the slot is a magnitude (RMSprop's √v, SGD's momentum), below this
+    fraction of the most active unit of the model: a magnitude has no scale of its own,
+    and a layer's own median is dead when most of its units are. Live units spread over
+    about four orders of magnitude below the most active one (SGD's momentum, a signed
+    average, the most); 1e-6 matched the units dead on the training data best."""
+    learning_rate_factor: float = 100.0
+    """GA414 warns when the learning rate is more than this factor above or below
+    the optimizer's usual rate (its paper's or Keras's default)."""
+
+
+USUAL_LEARNING_RATES: dict[str, tuple[float, str]] = {
+    "Adam": (1e-3, "Kingma & Ba, ICLR 2015"),
+    "AdamW": (1e-3, "Keras's default"),
+    "Nadam": (1e-3, "Keras's default"),
+    "Adamax": (2e-3, "Kingma & Ba, ICLR 2015"),
+    "RMSprop": (1e-3, "Keras's default"),
+    "SGD": (1e-2, "Bengio 2012, Practical recommendations for gradient-based training"),
+    "Adagrad": (1e-3, "Keras's default"),
+    "Lion": (1e-4, "Chen et al. 2023: 3-10× below AdamW's"),
+}
+"""The learning rate each optimizer is usually run at, with its source, that
+``learning_rate_factor`` is applied to (GA414); another optimizer is not judged."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,9 @@ class Options:
     all_samples: bool = False
     """Probe every sample; by default the probe stops once further batches cannot
     change a verdict (see probe/tape.py)."""
+    no_probe: bool = False
+    """Run no model: only the checks that read the file (its optimizer state and compile
+    config), without TensorFlow (``--no-probe``)."""
     signature: str | None = None
     """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -1,19 +1,41 @@
-"""The pipeline: path → model → inputs → probe statistics → findings → report."""
+"""The pipeline: path → model → inputs → probe statistics → findings → report.
+
+Beside the probe, independent of it, the file's training state (optimizer
+state, compile config) gives the training history and the GA4xx findings
+(:func:`with_training`); ``--no-probe`` gives only those (:func:`audit_file`),
+without TensorFlow.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from gradaudit.checks import ordered
+from gradaudit.checks.training import LayerHistory, check, history
 from gradaudit.errors import AuditError, reported_as
-from gradaudit.load.limits import check_input_elements
+from gradaudit.load import archive, config_layers, limits
+from gradaudit.load.detect import detect_format
+from gradaudit.load.prescan import read_model_config
+from gradaudit.load.training_state import TrainingState, read_training_state
 from gradaudit.model.interface import AuditedModel, param_count, variable_label
-from gradaudit.options import Options
-from gradaudit.report.types import AuditRun, InputRow, LayerRow, LoadError, ModelReport
+from gradaudit.options import Options, Thresholds
+from gradaudit.report.types import (
+    TRAINING_CHECKS,
+    AuditRun,
+    InputRow,
+    LayerRow,
+    LoadError,
+    ModelReport,
+    TrainingSummary,
+)
 from gradaudit.runtime import import_tensorflow
 
 if TYPE_CHECKING:
@@ -31,7 +53,8 @@ def audit_paths(
     ``progress`` is told each path before it is audited (with 0) and after each
     probe batch (with the samples probed so far).
     """
-    import_tensorflow()
+    if not options.no_probe:
+        import_tensorflow()
     reports, errors = [], []
     for path in paths:
         on_batch = None
@@ -50,6 +73,8 @@ def audit_path(
     on_batch: Callable[[int], None] | None = None,
 ) -> ModelReport:
     """Load one file and audit it; AuditError with a reason if it cannot be."""
+    if options.no_probe:
+        return audit_file(path, options)
     import keras
 
     from gradaudit.load.loader import load_model
@@ -61,15 +86,17 @@ def audit_path(
         loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
                             signature=options.signature, imports=options.imports)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
-                           unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch)
+                           unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch,
+                           training=file_training_state(path, loaded.format))
 
 
 def audit_model(
     model: AuditedModel, options: Options, *, path: str = "", fmt: str = "keras",
     unsafe: bool = False, supplied: SuppliedInputs | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None, training: TrainingState | None = None,
 ) -> ModelReport:
-    """Inputs → probe → evidence → checks → report, for any loaded model."""
+    """Inputs → probe → evidence → checks → report, for any loaded model; then the
+    ``training`` state's history and findings (:func:`with_training`)."""
     from gradaudit.checks import run_checks
     from gradaudit.probe import random_inputs
     from gradaudit.probe.evidence import gather
@@ -81,9 +108,9 @@ def audit_model(
     if supplied is None:
         sized = size_unknown_axes(model, specs, options)
         specs, notes = sized.specs, notes + ((sized.note,) if sized.note else ())
-        check_input_elements([spec.shape for spec in specs],
-                             min(options.batch_size, options.samples),
-                             options.limits.max_input_elements)
+        limits.check_input_elements([spec.shape for spec in specs],
+                                    min(options.batch_size, options.samples),
+                                    options.limits.max_input_elements)
         batches = random_inputs.random_batches(specs, options.samples, options.batch_size,
                                                options.seed, options.input_dist,
                                                options.input_range)
@@ -99,7 +126,7 @@ def audit_model(
     evidence = gather(model, result, float_inputs, token_ids, options.thresholds)
     findings = run_checks(evidence, options.thresholds)
     total, trainable = param_count(model.weights), param_count(model.trainable_variables)
-    return ModelReport(
+    report = ModelReport(
         path=path,
         format=fmt,
         model_name=model.name,
@@ -116,6 +143,7 @@ def audit_model(
         notes=notes,
         imports=options.imports,
     )
+    return with_training(report, training, options.thresholds)
 
 
 def _layer_row(layer: LayerEvidence) -> LayerRow:
@@ -135,13 +163,17 @@ def _layer_row(layer: LayerEvidence) -> LayerRow:
         units=layer.units.units if layer.units is not None else None,
         dead_units=layer.dead_units, dead_fraction=_rounded(layer.dead_fraction),
         saturated_fraction=_rounded(layer.saturated_fraction),
-        grad_rms=None if grad_rms is None else float(f"{grad_rms:.6g}"),
-        non_trainable_reason=reason,
+        grad_rms=_significant(grad_rms), non_trainable_reason=reason,
     )
 
 
 def _rounded(fraction: float | None) -> float | None:
     return None if fraction is None else round(fraction, 4)
+
+
+def _significant(value: float | None) -> float | None:
+    """Six significant digits: what a report needs, and stable across platforms."""
+    return None if value is None else float(f"{value:.6g}")
 
 
 @contextlib.contextmanager
@@ -150,3 +182,103 @@ def _quiet_library_output() -> Iterator[None]:
     with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         yield
+
+
+# Training forensics (issue 13): what the file's optimizer state and compile config
+# say about the gradients training saw. Read from the file, not from the probe.
+
+def file_training_state(path: str, fmt: str) -> TrainingState | None:
+    """The training state in a .keras or .h5 file; None for a SavedModel or a file
+    saved without compile (no optimizer state, no compile config)."""
+    if fmt not in ("keras", "h5"):
+        return None
+    state = read_training_state(path, fmt)
+    # A file saved without compile says nothing about training: no GA404 on every
+    # inference-only file. One compiled but never trained still gets it.
+    compiled = state.compile is not None and any(state.compile.losses.values())
+    return None if state.optimizer is None and not compiled else state
+
+
+def with_training(report: ModelReport, state: TrainingState | None,
+                  thresholds: Thresholds) -> ModelReport:
+    """``report`` with the training history on its layers (matched by name), the
+    training summary, the state's notes and the GA4xx findings among the others."""
+    if state is None:
+        return report
+    histories = {h.layer: h for h in history(state, thresholds)}
+    depth = {row.name: i for i, row in enumerate(report.layers)}
+    unmatched = [layer for layer in histories if layer not in depth]
+    notes = state.notes + ((
+        f"optimizer state for layers the model does not list: {', '.join(unmatched)}",)
+        if unmatched else ())
+    compiled = state.compile
+    return replace(
+        report,
+        layers=tuple(_with_history(row, histories.get(row.name)) for row in report.layers),
+        findings=tuple(ordered(
+            [*report.findings, *check(state, thresholds, report.model_name)], depth)),
+        notes=report.notes + notes,
+        training=TrainingSummary(
+            optimizer=state.optimizer, iterations=state.iterations,
+            learning_rate=state.learning_rate,
+            loss=None if compiled is None else dict(compiled.losses),
+            from_logits=None if compiled is None else dict(compiled.from_logits),
+            loss_weights=None if compiled is None else dict(compiled.loss_weights)),
+        checks_run=report.checks_run + TRAINING_CHECKS,
+    )
+
+
+def _with_history(row: LayerRow, layer: LayerHistory | None) -> LayerRow:
+    if layer is None:
+        return row
+    since = layer.steps_since_gradient
+    return replace(row, train_units=layer.units, stalled_units=layer.stalled_units,
+                   stalled_fraction=_rounded(layer.stalled_fraction),
+                   steps_since_gradient=None if since is None else round(since, 1),
+                   train_grad_rms=_significant(layer.train_grad_rms))
+
+
+def audit_file(path: str, options: Options) -> ModelReport:
+    """``--no-probe``: the checks that read the file, no model built or run, no TensorFlow.
+
+    The gates that guard reading stay (archive members, weight dataset sizes); the
+    ones that guard running code do not apply, since nothing runs. The layers are
+    those the optimizer state covers, typed from the config, with the trainable
+    parameters the state holds; the model's parameters are the file's weight datasets.
+    """
+    file = Path(path)
+    fmt = detect_format(file)
+    if fmt == "savedmodel":
+        raise AuditError("--no-probe reads the training state of .keras and .h5 files; "
+                         "a SavedModel directory has none it can read")
+    if fmt == "keras":
+        archive.check_archive(file, options.limits.max_params)
+    config = read_model_config(file, fmt)
+    total = limits.check_weight_datasets(file, fmt, options.limits.max_params)
+    state = file_training_state(path, fmt)
+    rows = () if state is None else _state_rows(state, config)
+    trainable = sum(row.trainable_params for row in rows)
+    report = ModelReport(
+        path=path, format=fmt, model_name=config_layers.model_name(config, file.stem),
+        params_total=total, params_trainable=trainable,
+        params_non_trainable=max(total - trainable, 0), samples=0, seed=options.seed,
+        inputs=(), layers=rows, findings=(), checks_run=(),
+        notes=() if state is not None else (
+            "the file holds no training state (saved without compile): nothing to check",))
+    return with_training(report, state, options.thresholds)
+
+
+def _state_rows(state: TrainingState, config: dict[str, Any]) -> tuple[LayerRow, ...]:
+    """One row per layer with optimizer state, in the state's order, typed from ``config``."""
+    params: dict[str, int] = {}
+    for variable in state.variables:
+        params[variable.layer] = params.get(variable.layer, 0) + math.prod(variable.shape)
+    rows = []
+    for name, count in params.items():
+        layer = config_layers.config_layer(config, name) or config_layers.ConfigLayer("", None)
+        rows.append(LayerRow(
+            name=name, type=layer.type, activation=layer.activation, params=count,
+            trainable_params=count, non_trainable_params=0, trainable=True, units=None,
+            dead_units=None, dead_fraction=None, saturated_fraction=None, grad_rms=None))
+    return tuple(rows)
+

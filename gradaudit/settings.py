@@ -54,6 +54,12 @@ def _seed(value: object) -> int:
     return value
 
 
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
 def _positive_float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError("expected a number > 0")
@@ -119,6 +125,7 @@ PARSERS: dict[str, Callable[[Any], object]] = {
     "input_range": _range,
     "input_shape": _input_shapes,
     "imports": parse_imports,
+    "no_probe": _boolean,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
 }
 """The config-file keys, each with the parser that checks its value (flags use them too)."""

@@ -51,7 +51,10 @@ def test_a_relu_layer_dying_under_a_huge_learning_rate_stops_training(
     hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(1, name="out")(hidden))
     model.compile(keras.optimizers.Adam(learning_rate=30.0), "mae")
-    assert gradaudit.audit(model, held_out).findings == ()  # alive before training
+    # Alive before training: no probe finding. Compiled, never trained, the training
+    # checks (issue 13) say so (GA404) and flag the huge learning rate (GA414).
+    assert _codes(gradaudit.audit(model, held_out)) == [
+        ("GA414", model.name), ("GA404", model.name)]
 
     callback = GradAuditCallback(inputs=held_out, fail_on="error", log_dir=tmp_path)
     with caplog.at_level(logging.INFO, logger="gradaudit"):
@@ -61,15 +64,22 @@ def test_a_relu_layer_dying_under_a_huge_learning_rate_stops_training(
     stopped = callback.stopped_epoch
     assert stopped is not None and history.epoch == list(range(stopped + 1))
     assert sorted(callback.reports) == history.epoch  # audited after every epoch
-    died = [e for e, r in callback.reports.items() if ("GA102", "hidden") in _codes(r)]
-    assert died == [stopped] and _codes(callback.reports[stopped]) == DIED
-    assert _codes(callback.reports[0]) == []  # alive after the first epoch …
-    dying = [e for e, r in callback.reports.items() if _codes(r) == [("GA101", "hidden")]]
+    # The learning rate (GA414) is in every report; the probe's findings besides it.
+    rate = ("GA414", model.name)
+    assert all(rate in _codes(r) for r in callback.reports.values())
+    probe = {e: [c for c in _codes(r) if c != rate] for e, r in callback.reports.items()}
+    died = [e for e, codes in probe.items() if ("GA102", "hidden") in codes]
+    assert died == [stopped] and probe[stopped] == DIED
+    assert probe[0] == []  # alive after the first epoch …
+    dying = [e for e, codes in probe.items() if codes == [("GA101", "hidden")]]
     assert dying and dying == list(range(dying[0], stopped))  # … partly dead, then dead
     assert np.isfinite(history.history["loss"]).all()  # dead, not diverged to NaN
 
     # Logged: each finding when it first appears, at its severity's level, and the stop.
     logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= 30]
+    assert logged[0][0] == "WARNING" and logged[0][1].startswith(
+        f"epoch 1: warning GA414 {model.name}: learning rate 30 ")
+    logged = logged[1:]
     assert logged[0][0] == "WARNING" and logged[0][1].startswith(
         f"epoch {dying[0] + 1}: warning GA101 hidden: ")
     assert [(level, text.split(":")[0] + ":" + text.split(":")[1]) for level, text in

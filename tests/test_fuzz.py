@@ -5,7 +5,10 @@ edits of zip members (config values, member bytes, dropped or renamed
 members) and of HDF5 attributes; and a model of the user's own registered
 layer, audited with ``--import`` of its module (whose class now runs on
 mutated configs). Whatever the mutation, gradaudit exits 0, 1 or 2, prints one
-line for a refused file, no traceback, and writes nothing.
+line for a refused file, no traceback, and writes nothing. A model trained
+with Adam has its optimizer group (values, shapes, dtypes, datasets dropped or
+added, the attributes naming them) and its compile config mutated: the
+training state reader returns notes, never an exception.
 
 CI runs a bounded number of examples per test (GRADAUDIT_FUZZ_EXAMPLES,
 default 30); see tests/README.md for a longer run. The audits use tight
@@ -19,18 +22,21 @@ import io
 import json
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gradaudit.load.training_state import read_training_state
 from tests.conftest import FIXTURES, UserModels
 from tests.corpus.invariants import audit_problems
-from tests.corpus.make_corpus import Member, zip_bytes
+from tests.corpus.make_corpus import Member, members_of, trained_sources, zip_bytes
 
 EXAMPLES = int(os.environ.get("GRADAUDIT_FUZZ_EXAMPLES", "30"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 30, database=None,
@@ -179,3 +185,87 @@ def test_mutated_user_layer_files_with_import_keep_the_invariants(
 ) -> None:
     mutated = data.draw(mutated_keras(user_models.healthy, USER_VALUES))
     _check(mutated, ".keras", tmp_path, markers, ("--import", str(user_models.module)))
+
+
+# --- the training state: mutated optimizer groups and compile configs ------------------------
+
+SLOT_VALUES = st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 0.0, 1e38, 1e-45])
+SHAPES = st.lists(st.integers(0, 9), max_size=3).map(tuple)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return trained_sources(tmp_path_factory.mktemp("trained"))
+
+
+def _mutate_group(draw: st.DrawFn, handle: h5py.File, root: str) -> None:
+    """One edit of the datasets under ``root`` (the optimizer's): values, shapes,
+    dtypes, deletions, additions, or the attributes that name them."""
+    names: list[str] = []
+    handle[root].visititems(lambda name, item: names.append(name) if isinstance(
+        item, h5py.Dataset) else None)
+    where = f"{root}/{draw(st.sampled_from(names))}"
+    kind = draw(st.sampled_from(["value", "shape", "dtype", "delete", "add", "attr"]))
+    if kind == "value" and handle[where].size:  # as float: an int counter may become NaN
+        data = np.array(handle[where][()], dtype="float32")
+        data.flat[draw(st.integers(0, data.size - 1))] = draw(SLOT_VALUES)
+        del handle[where]
+        handle.create_dataset(where, data=data)
+    elif kind in ("shape", "dtype"):
+        del handle[where]
+        data = (np.zeros(draw(SHAPES), "float32") if kind == "shape" else
+                draw(st.sampled_from([np.array([b"x"]), np.arange(3), np.float64(2.5)])))
+        handle.create_dataset(where, data=data)
+    elif kind == "delete":
+        del handle[where]
+    elif kind == "add":
+        name = draw(st.sampled_from(["99", "iteration", "m/h1/kernel:0", "x"]))
+        if f"{root}/{name}" not in handle:
+            handle.create_dataset(f"{root}/{name}", data=np.zeros(draw(SHAPES), "float32"))
+    else:
+        value = draw(st.one_of(st.text(max_size=8).filter(lambda t: "\0" not in t),
+                               st.integers(-3, 3), st.just(np.arange(2))))
+        attribute = draw(st.sampled_from(["weight_names", "name"]))
+        handle[where.rsplit("/", 1)[0] if attribute == "name" else root].attrs[attribute] = value
+
+
+@st.composite
+def mutated_trained(draw: st.DrawFn, keras_file: Path, h5_file: Path) -> tuple[bytes, str]:
+    if draw(st.booleans()):  # .keras: model.weights.h5's optimizer group, or compile_config
+        members = {m.name: m for m in members_of(keras_file)}
+        if draw(st.booleans()):
+            config = json.loads(members["config.json"].data)
+            config["compile_config"] = draw(config_edits(config["compile_config"]))
+            members["config.json"] = Member("config.json", json.dumps(config).encode())
+        else:
+            buffer = io.BytesIO(members["model.weights.h5"].data)
+            with h5py.File(buffer, "r+") as handle:
+                _mutate_group(draw, handle, "optimizer")
+            members["model.weights.h5"] = Member("model.weights.h5", buffer.getvalue())
+        return zip_bytes(list(members.values())), "keras"
+    buffer = io.BytesIO(h5_file.read_bytes())
+    with h5py.File(buffer, "r+") as handle:
+        if draw(st.booleans()):
+            config = json.loads(handle.attrs["training_config"])
+            handle.attrs["training_config"] = json.dumps(draw(config_edits(config)))
+        else:
+            _mutate_group(draw, handle, "optimizer_weights")
+    return buffer.getvalue(), "h5"
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_training_state_is_a_note_never_an_error(data: st.DataObject, tmp_path: Path,
+                                                         trained: tuple[Path, Path]) -> None:
+    """read_training_state on a mutated trained file: a state, its notes, no exception."""
+    content, fmt = data.draw(mutated_trained(*trained))
+    path = Path(tempfile.mkdtemp(dir=tmp_path)) / f"fuzzed.{fmt}"
+    path.write_bytes(content)
+    start = time.monotonic()
+    state = read_training_state(str(path), fmt)
+    assert time.monotonic() - start < 5
+    assert all(isinstance(note, str) and note for note in state.notes)
+    for variable in state.variables:
+        units = variable.shape[-1] if variable.shape else 1
+        assert variable.activity is None or variable.activity.shape == (units,)
+        assert variable.finite or (variable.activity is None and variable.grad_rms is None)

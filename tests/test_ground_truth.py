@@ -171,7 +171,9 @@ def test_every_catalogue_code_is_triggered_by_some_fixture(audited: dict[str, An
     from gradaudit.report.catalogue import CATALOGUE
 
     seen = {f["code"] for model in audited.values() for f in model["findings"]}
-    assert seen == {rule.code for rule in CATALOGUE}
+    # The training checks (GA4xx) do not run in the audit yet (issue 13); their fixtures
+    # are in fixtures/trained/, and tests/test_training_checks.py triggers every code.
+    assert seen == {rule.code for rule in CATALOGUE if not rule.code.startswith("GA4")}
 
 
 def test_deep_sigmoid_underflow_is_reported_as_vanishing_not_dead(tmp_path) -> None:

@@ -56,6 +56,7 @@ REQUIRED = {
     "Lambda payload", "custom class not importable", "subclassed model",
     "non-Keras module (CVE-2025-1550)", "Keras non-modelling function (CVE-2025-9906)",
     "SavedModel graph writes a file", "valid oddity", "user code with --import",
+    "hostile optimizer state",
 }
 
 
@@ -121,6 +122,24 @@ def test_whole_corpus_in_one_process_is_bounded_in_time_and_memory(
     assert listing(work) == ["report.json"] and listing(temp) == []
     assert not any(marker.exists() for marker in markers)
     assert seconds < MAX_SECONDS and peak < MAX_RSS_BYTES
+
+
+def test_hostile_optimizer_state_gives_a_note_never_an_error(corpus: list[Case]) -> None:
+    """Read without TensorFlow: every broken slot, counter or compile config is a note."""
+    from gradaudit.load.training_state import read_training_state
+
+    cases = [case for case in corpus if case.state_note is not None]
+    assert len(cases) >= 15 and {case.fmt for case in cases} == {"keras", "h5"}
+    failures = {}
+    start = time.monotonic()
+    for case in cases:
+        state = read_training_state(str(case.path), case.fmt)
+        if not any(case.state_note in note for note in state.notes):
+            failures[case.path.name] = state.notes
+        if any(not v.finite and v.activity is not None for v in state.variables):
+            failures[case.path.name] = "a non-finite variable has an activity"
+    assert failures == {}
+    assert time.monotonic() - start < 10  # no declared size is read
 
 
 # --- the config scan: a principled allow-list, no false positives ------------------------

@@ -2,15 +2,50 @@
 
 Pure functions over :class:`~gradaudit.load.training_state.TrainingState`: no
 model runs, so ``--no-probe`` gives these findings from the file alone.
+
+**Stalled units.** A unit's ``activity`` (see ``VariableState``) shrinks by
+``decay`` at every step in which it gets no gradient, so ``activity ≈ live ·
+decay^k`` after ``k`` silent steps. A unit is stalled when its activity is below
+the threshold — ``stall_ratio`` for Adam's scale-free ``|m| / √v``,
+``stall_relative`` × the most active unit of the model for a magnitude (RMSprop,
+SGD momentum; a layer's own median is no reference when most of its units are
+dead) — and the file's iterations are enough for a live unit to have decayed
+that far. With fewer steps (a short run) only units whose slots are exactly zero
+count: they never got a gradient at all. ``live`` is the median activity of the
+model's units above the threshold (the model's own level), or 1 (a ratio) / the
+most active unit (a magnitude) when none is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from gradaudit.load.training_state import TrainingState
-from gradaudit.options import Thresholds
-from gradaudit.report.types import Finding
+import numpy as np
+
+from gradaudit.load.training_state import CompileConfig, Head, TrainingState, VariableState
+from gradaudit.options import USUAL_LEARNING_RATES, Thresholds
+from gradaudit.report.catalogue import finding
+from gradaudit.report.types import Finding, Severity
+
+PROBABILITY_ACTIVATIONS = frozenset({"softmax", "sigmoid", "hard_sigmoid"})
+"""Heads whose outputs are probabilities in [0, 1]: what a probability crossentropy reads."""
+PROBABILITY_LOSSES = frozenset({
+    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+    "binary_focal_crossentropy", "categorical_focal_crossentropy",
+})
+"""Losses that read the output as probabilities unless ``from_logits=True``."""
+CLASS_LOSSES = frozenset({
+    "categorical_crossentropy", "sparse_categorical_crossentropy",
+    "categorical_focal_crossentropy",
+})
+"""Losses normalised over the class axis: over one unit the class is certain for any input."""
+CLIPS = ("clipnorm", "clipvalue", "global_clipnorm")
+_TINY = float(np.finfo(np.float32).smallest_subnormal)
+"""The smallest positive slot value float32 holds: an activity of 0 is at most this."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +69,342 @@ class LayerHistory:
         return self.stalled_units / self.units if self.units else 0.0
 
 
+@dataclass(frozen=True)
+class _Clock:
+    """The model-wide scale on which every unit's activity is read."""
+
+    threshold: float
+    """Below this a unit is stalled, once ``window`` steps have passed."""
+    live: float
+    """The activity of a live unit."""
+    decay: float | None
+    """Per silent step; None when the slot does not shrink without a gradient (no clock)."""
+    window: float | None
+    """Silent steps a live unit needs to fall below ``threshold``; None: no clock."""
+
+
+@dataclass(frozen=True)
+class _Units:
+    """One layer's per-unit activity and all its variable states."""
+
+    layer: str
+    activity: np.ndarray
+    variables: tuple[VariableState, ...]
+
+
 def history(state: TrainingState, thresholds: Thresholds) -> tuple[LayerHistory, ...]:
-    """Per layer with optimizer state, in the file's order."""
-    raise NotImplementedError  # being written: issue 13, part 2
+    """Per layer with optimizer state, in the file's order.
+
+    Only layers whose slots decay (not Adagrad, plain SGD, or NaN/Inf slots) have
+    a history; none has one before the first step.
+    """
+    steps = state.iterations or 0
+    rows = _units(state)
+    if steps < 1 or not rows:
+        return ()
+    clock = _clock(rows, thresholds)
+    result = []
+    for row in rows:
+        stalled = row.activity[_stalled(row.activity, clock, steps)]
+        result.append(LayerHistory(
+            layer=row.layer, steps=steps, units=row.activity.size,
+            stalled_units=int(stalled.size),
+            steps_since_gradient=_steps_since(stalled, clock, steps),
+            train_grad_rms=_grad_rms(row.variables)))
+    return tuple(result)
 
 
-def check(state: TrainingState, thresholds: Thresholds) -> list[Finding]:
-    """GA401–GA404 from the optimizer state, GA411–GA414 from the compile config."""
-    raise NotImplementedError  # being written: issue 13, part 2
+def check(state: TrainingState, thresholds: Thresholds, model: str = "") -> list[Finding]:
+    """GA401–GA404 from the optimizer state, GA411–GA414 from the compile config.
+
+    ``model`` names the model for the findings about it as a whole (GA404, GA414),
+    as GA302 does.
+    """
+    findings = [*_settings(state, thresholds, model), *_heads(state)]
+    steps = state.iterations or 0
+    if steps < 1 or not any(_has_slots(v) for v in state.variables):
+        return [_no_history(state, model), *findings]
+    never = dict(_never_updated(state))
+    trained: list[Finding] = [
+        finding("GA403", layer,
+                f"the {state.optimizer} slots of {_join(labels)} are exactly zero after "
+                f"{steps} steps: never received a gradient in training",
+                variables=labels, steps=steps, optimizer=state.optimizer)
+        for layer, labels in never.items()]
+    groups = _by_layer(state.variables)
+    for row in history(state, thresholds):
+        if row.stalled_units == 0:
+            continue
+        if never.get(row.layer) == [v.variable for v in groups[row.layer] if _has_slots(v)]:
+            continue  # GA403 says more: not one step ever reached the layer
+        fraction = row.stalled_fraction
+        since = ("" if row.steps_since_gradient is None
+                 else f" (the median one last got one ≈{row.steps_since_gradient:.0f} of "
+                 f"{steps} steps ago)")
+        metrics = dict(units=row.units, stalled_units=row.stalled_units,
+                       stalled_fraction=round(fraction, 4), steps=steps,
+                       steps_since_gradient=row.steps_since_gradient,
+                       optimizer=state.optimizer)
+        if row.stalled_units == row.units:
+            trained.append(finding(
+                "GA402", row.layer,
+                f"all {row.units} units received no gradient in the last steps before the "
+                f"save{since}, per the {state.optimizer} state", **metrics))
+        elif fraction >= thresholds.dead_warn:
+            trained.append(finding(
+                "GA401", row.layer,
+                f"{row.stalled_units} of {row.units} units ({fraction:.0%}) received no "
+                f"gradient in the last steps before the save{since}, per the "
+                f"{state.optimizer} state", **metrics))
+    return [*trained, *findings]
+
+
+# --- the optimizer state -------------------------------------------------------
+
+
+def _has_slots(variable: VariableState) -> bool:
+    """Whether the optimizer keeps a slot for this variable (plain SGD keeps none)."""
+    return variable.activity is not None or variable.grad_rms is not None
+
+
+def _by_layer(variables: Sequence[VariableState]) -> dict[str, list[VariableState]]:
+    """Variable states grouped by layer, in the file's order."""
+    groups: dict[str, list[VariableState]] = {}
+    for variable in variables:
+        groups.setdefault(variable.layer, []).append(variable)
+    return groups
+
+
+def _units(state: TrainingState) -> list[_Units]:
+    """Per layer, the activity of each unit: the largest over the layer's variables.
+
+    A unit is quiet only when every weight of it is. The layer's units are those of
+    its first judged variable; a variable with another unit count (rare: a custom
+    layer's own weights) is left out of the per-unit view, not guessed into it.
+    """
+    rows = []
+    for layer, variables in _by_layer(state.variables).items():
+        judged = [np.ravel(np.asarray(v.activity, dtype=np.float64)) for v in variables
+                  if v.finite and v.activity is not None and v.decay is not None]
+        if judged:
+            width = judged[0].size
+            activity = np.maximum.reduce([a for a in judged if a.size == width])
+            rows.append(_Units(layer, activity, tuple(variables)))
+    return rows
+
+
+def _clock(rows: Sequence[_Units], thresholds: Thresholds) -> _Clock:
+    """The threshold, live level and decay for the model, from all of its units."""
+    first = next(v for row in rows for v in row.variables
+                 if v.finite and v.activity is not None and v.decay is not None)
+    every = np.concatenate([row.activity for row in rows])
+    if first.relative:
+        reference = float(every.max())
+        threshold, fallback = thresholds.stall_relative * reference, reference
+    else:
+        threshold, fallback = thresholds.stall_ratio, 1.0
+    live_units = every[every >= threshold]
+    live = float(np.median(live_units)) if live_units.size else fallback
+    decay = first.decay if first.decay is not None and 0.0 < first.decay < 1.0 else None
+    if decay is None or not live > threshold > 0.0:
+        return _Clock(threshold, live, decay, None)
+    return _Clock(threshold, live, decay, math.log(threshold / live) / math.log(decay))
+
+
+def _stalled(activity: np.ndarray, clock: _Clock, steps: int) -> np.ndarray:
+    """Units with no gradient in the last steps: exactly zero slots after any step;
+    below the threshold only when ``steps`` could have brought a live unit there."""
+    decayed = clock.window is not None and steps >= clock.window
+    return np.asarray((activity == 0.0) | (decayed & (activity < clock.threshold)))
+
+
+def _steps_since(stalled: np.ndarray, clock: _Clock, steps: int) -> float | None:
+    """Median over stalled units of ``k`` in ``activity = live · decay^k``, at most
+    ``steps``; a unit whose slots are exactly zero counts as silent all along."""
+    if not stalled.size or clock.decay is None:
+        return None
+    silent = np.log(np.maximum(stalled, _TINY) / clock.live) / math.log(clock.decay)
+    silent = np.where(stalled > 0.0, np.clip(silent, 0.0, steps), steps)
+    return float(round(float(np.median(silent))))
+
+
+def _grad_rms(variables: Sequence[VariableState]) -> float | None:
+    """The layer's gradient RMS over training: its variables' RMS, weighted by size."""
+    known = [(math.prod(v.shape), v.grad_rms) for v in variables
+             if v.finite and v.grad_rms is not None]
+    total = sum(size for size, _ in known)
+    if not total:
+        return None
+    return math.sqrt(sum(size * rms * rms for size, rms in known) / total)
+
+
+def _never_updated(state: TrainingState) -> Iterator[tuple[str, list[str]]]:
+    """(layer, variables) whose slots are exactly zero: not one step ever reached them."""
+    for layer, variables in _by_layer(state.variables).items():
+        labels = [v.variable for v in variables if v.finite and _has_slots(v) and not v.nonzero]
+        if labels:
+            yield layer, labels
+
+
+def _no_history(state: TrainingState, model: str) -> Finding:
+    """GA404, with the reason the training checks were skipped."""
+    if state.iterations is not None and state.iterations >= 1:
+        why = (f"the {state.optimizer} state could not be used ({'; '.join(state.notes)})"
+               if state.notes else
+               f"{state.optimizer} keeps no per-variable state that shows which units got "
+               f"a gradient ({state.iterations} steps taken)")
+    elif state.iterations == 0:
+        why = "the optimizer has taken no step (iterations = 0): compiled, never trained"
+    elif state.compile is None and state.optimizer is None:
+        why = "the model was saved uncompiled: no optimizer state, no compile config"
+    else:
+        why = "the file holds no optimizer state (saved without the optimizer?)"
+    return finding("GA404", model, f"no training history: {why}; the training checks were "
+                   "skipped", optimizer=state.optimizer, iterations=state.iterations)
+
+
+# --- the compile config --------------------------------------------------------
+
+
+def _loss_name(name: str) -> str:
+    """``keras.losses.BinaryCrossentropy`` or ``binary_crossentropy`` → ``binary_crossentropy``."""
+    base = name.rsplit(".", 1)[-1]
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
+
+
+def _heads(state: TrainingState) -> list[Finding]:
+    """GA411–GA413: each output layer against the loss compiled for it."""
+    compiled = state.compile
+    if compiled is None:
+        return []
+    findings = []
+    # Output name (the compile config's key) → the layer a finding is reported on.
+    outputs = {head.output: head.layer for head in state.heads} or {
+        name: name for name in compiled.losses}
+    with_loss = [layer for name, layer in outputs.items()
+                 if compiled.losses.get(name) and compiled.loss_weights.get(name, 1.0) != 0]
+    for name, layer in outputs.items():
+        loss = compiled.losses.get(name)
+        weight = compiled.loss_weights.get(name, 1.0)
+        if loss and weight == 0:
+            findings.append(finding(
+                "GA413", layer,
+                f"the loss weight of this output is 0: its {_loss_name(loss)} contributes "
+                "nothing, and what only this output uses does not train",
+                loss=_loss_name(loss), loss_weight=weight))
+        elif not loss and with_loss:
+            findings.append(finding(
+                "GA413", layer,
+                f"this output has no loss (while {_join(with_loss)} have): what only this "
+                "output uses does not train", loss=None, loss_weight=weight))
+    for head in state.heads:
+        mismatch = _head_against_loss(head, compiled)
+        if mismatch is not None:
+            findings.append(mismatch)
+    return findings
+
+
+def _head_against_loss(head: Head, compiled: CompileConfig) -> Finding | None:
+    """GA411 or GA412 for one output layer, or None when the pair fits."""
+    activation = (head.activation or "linear").lower()
+    raw = compiled.losses.get(head.output)
+    loss = _loss_name(raw) if raw else None
+    logits = compiled.from_logits.get(head.output, False)
+    metrics = dict(activation=activation, units=head.units, loss=loss, from_logits=logits)
+    if activation == "softmax" and head.units == 1:
+        return finding(
+            "GA411", head.layer,
+            "softmax over a single unit is 1 for every input: the output says nothing and "
+            "its derivative is zero (Keras 3 on TensorFlow trains the logits under a "
+            "crossentropy instead, but the model still outputs 1)", **metrics)
+    if loss is None:
+        return None
+    if loss in CLASS_LOSSES and head.units == 1:
+        return finding(
+            "GA411", head.layer,
+            f"{loss} over a single unit: normalised over one class, the prediction is "
+            "certain for every input, so the loss cannot tell one input from another",
+            **metrics)
+    if loss in PROBABILITY_LOSSES and logits and activation in PROBABILITY_ACTIVATIONS:
+        return finding(
+            "GA412", head.layer,
+            f"{activation} output into {loss} with from_logits=True: the loss squashes the "
+            "probabilities a second time (JAX, PyTorch; Keras 3 on TensorFlow quietly "
+            "uses the logits instead)", **metrics)
+    if loss in PROBABILITY_LOSSES and not logits and activation not in PROBABILITY_ACTIVATIONS:
+        return finding(
+            "GA412", head.layer,
+            f"{activation} output into {loss}, which reads probabilities (from_logits="
+            "False): values outside [ε, 1 - ε] are clipped, and a clipped value has zero "
+            "gradient", **metrics)
+    return None
+
+
+# --- the optimizer settings ----------------------------------------------------
+
+
+def _settings(state: TrainingState, thresholds: Thresholds, model: str) -> list[Finding]:
+    """GA414: a learning rate or clip that stops learning (error), or one far off (warning)."""
+    config = state.optimizer_config
+    findings = []
+    rate = _learning_rate(state)
+    if rate is not None and rate <= 0:
+        effect = "no step moves the weights" if rate == 0 else "every step climbs the loss"
+        findings.append(finding(
+            "GA414", model, f"learning rate {rate:g}: {effect}",
+            optimizer=state.optimizer, learning_rate=rate))
+    elif rate is not None and state.optimizer in USUAL_LEARNING_RATES:
+        usual, source = USUAL_LEARNING_RATES[state.optimizer]
+        ratio = max(rate / usual, usual / rate)
+        if ratio > thresholds.learning_rate_factor:
+            side = "above" if rate > usual else "below"
+            findings.append(dataclasses.replace(finding(
+                "GA414", model,
+                f"learning rate {rate:g} is {ratio:.0f}× {side} the usual {usual:g} for "
+                f"{state.optimizer} ({source})",
+                optimizer=state.optimizer, learning_rate=rate, usual=usual, source=source),
+                severity=Severity.WARNING))
+    if _zero_clip_zeroes(config):
+        for key in CLIPS:
+            if _number(config.get(key)) == 0:
+                findings.append(finding(
+                    "GA414", model,
+                    f"{key} = 0 in a Keras 2 optimizer (optimizer_v2) clips every gradient to "
+                    "zero: no step moves the weights",
+                    optimizer=state.optimizer, setting=key))
+    return findings
+
+
+def _learning_rate(state: TrainingState) -> float | None:
+    """The rate to judge: a schedule's initial rate (its end may be 0 by design), else
+    the rate the file's variable holds, else the configured one."""
+    configured = state.optimizer_config.get("learning_rate", state.optimizer_config.get("lr"))
+    if isinstance(configured, dict):
+        schedule = configured.get("config")
+        return _number(schedule.get("initial_learning_rate")) if isinstance(schedule, dict) \
+            else None
+    return state.learning_rate if state.learning_rate is not None else _number(configured)
+
+
+def _zero_clip_zeroes(config: dict[str, object]) -> bool:
+    """Whether the optimizer applies a clip of 0 and so zeroes every gradient.
+
+    tf.keras's optimizer_v2 (TensorFlow ≤ 2.10, ``tf_keras.optimizers.legacy``) does;
+    Keras 3, the newer tf_keras optimizers and standalone Keras skip a clip that is not
+    > 0. optimizer_v2 configs say ``is_legacy_optimizer: true`` (TensorFlow ≥ 2.11) or,
+    older, carry ``decay`` and ``learning_rate`` (standalone Keras wrote ``lr``).
+    """
+    if "is_legacy_optimizer" in config:
+        return config["is_legacy_optimizer"] is True
+    return "decay" in config and "learning_rate" in config
+
+
+def _number(value: object) -> float | None:
+    """A finite real number from a config value, else None (bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _join(names: Sequence[str]) -> str:
+    return ", ".join(names)

@@ -1,4 +1,5 @@
-"""Pieces several formats share: per-file status, finding rows, where the inputs came from."""
+"""Pieces several formats share: per-file status, finding rows, where the inputs came from,
+what the training state says."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from gradaudit.report.types import (
     Finding,
     ModelReport,
     Severity,
+    TrainingSummary,
     fails,
 )
 
 SUMMARY_HEADERS = ["file", "format", "errors", "warnings", "infos", "status"]
 FINDING_HEADERS = ["severity", "code", "layer", "message"]
+TRAINING_HEADERS = ["layer", "optimizer steps", "units", "stalled units", "stalled %",
+                    "steps since gradient (est.)", "gradient RMS (training)"]
+NO_PROBE = "no probe (--no-probe): only the checks that read the file ran"
 
 
 def gate(run: AuditRun) -> FailOn:
@@ -60,3 +65,31 @@ def inputs_text(source: dict[str, Any]) -> str:
                       for name, vocab in source.get("token_ids", {}).items())
         return f"random {shape}, seed {source['seed']}{ids}"
     return ""
+
+
+def training_text(training: TrainingSummary) -> str:
+    """``summary.training`` in words: optimizer, steps, learning rate, loss per output."""
+    parts = [training.optimizer or "optimizer unknown"]
+    if training.iterations is not None:
+        parts.append(f"{training.iterations:,} steps")
+    if training.learning_rate is not None:
+        parts.append(f"learning rate {training.learning_rate:g}")
+    for output, loss in (training.loss or {}).items():
+        logits = " from logits" if (training.from_logits or {}).get(output) else ""
+        weight = (training.loss_weights or {}).get(output, 1.0)
+        parts.append(f"{output}: {loss or 'no loss'}{logits}"
+                     + (f" × {weight:g}" if weight != 1 else ""))
+    return ", ".join(parts)
+
+
+def training_rows(model: ModelReport) -> list[list[Any]]:
+    """The training history, one row per layer with optimizer state, under TRAINING_HEADERS."""
+    steps = model.training.iterations if model.training is not None else None
+    return [
+        [row.name, "" if steps is None else f"{steps:,}", row.train_units, row.stalled_units,
+         "" if row.stalled_fraction is None else f"{row.stalled_fraction:.0%}",
+         "" if row.steps_since_gradient is None else f"{row.steps_since_gradient:.0f}",
+         "" if row.train_grad_rms is None else f"{row.train_grad_rms:.3g}"]
+        for row in model.layers
+        if row.train_units is not None
+    ]

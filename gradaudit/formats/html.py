@@ -1,5 +1,5 @@
-"""One self-contained HTML page: per model the findings, the layers and the
-gradient-flow plot (embedded as a base64 PNG, so the file travels alone)."""
+"""One self-contained HTML page: per model the findings, the layers, the training
+history and the gradient-flow plot (embedded as a base64 PNG, so the file travels alone)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from gradaudit import __version__
 from gradaudit.formats import plot
 from gradaudit.formats.common import (
     FINDING_HEADERS,
+    NO_PROBE,
     SUMMARY_HEADERS,
+    TRAINING_HEADERS,
     finding_rows,
     inputs_text,
     summary_rows,
+    training_rows,
+    training_text,
 )
 from gradaudit.report.types import AuditRun, ModelReport
 
@@ -48,10 +52,13 @@ def render(run: AuditRun) -> str:
 def _model_section(model: ModelReport) -> str:
     inputs = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in model.inputs)
     facts = [f"params: {model.params_total:,} total, {model.params_trainable:,} trainable, "
-             f"{model.params_non_trainable:,} non-trainable",
-             f"inputs: {inputs}", f"samples: {model.samples} (seed {model.seed})"]
+             f"{model.params_non_trainable:,} non-trainable"]
+    facts += ([f"inputs: {inputs}", f"samples: {model.samples} (seed {model.seed})"]
+              if model.probed else [NO_PROBE])
     if model.inputs_source:
         facts.append(f"inputs from: {inputs_text(model.inputs_source)}")
+    if model.training is not None:
+        facts.append(f"training: {training_text(model.training)}")
     facts += [f"note: {note}" for note in model.notes]
     if model.unsafe:
         facts.append("UNSAFE: loaded with --unsafe, code from the file may have run")
@@ -66,8 +73,11 @@ def _model_section(model: ModelReport) -> str:
         f'<img alt="gradient flow of {escape(model.path)}" src="data:image/png;base64,{image}">',
         "<h3>Layers</h3>",
         _table(_layer_rows(model), LAYER_HEADERS),
-        "</section>",
     ]
+    history = training_rows(model)
+    if history:
+        parts += ["<h3>Training history</h3>", _table(history, TRAINING_HEADERS)]
+    parts.append("</section>")
     return "\n".join(parts)
 
 

@@ -3,7 +3,9 @@
 Every catalogue rule is a test case of every audited model (classname = the
 model path, name = "GA102 dead_relu_layer"); it fails when the model has a
 finding of that code at or over ``--fail-on``, listing each layer. Findings
-below the gate are kept as the case's system-out, so nothing is lost. A file
+below the gate are kept as the case's system-out, so nothing is lost. A rule
+whose checks did not run for the model (``checks_run``: the probe's under
+``--no-probe``, the training state's without one) is skipped, not passed. A file
 that could not be audited is a suite with one erroring "load" case. No
 timestamps or durations: the same run gives the same bytes.
 """
@@ -21,18 +23,24 @@ def render(run: AuditRun) -> str:
     root = ET.Element("testsuites", name="gradaudit")
     suites = [_model_suite(m, run) for m in run.models] + [_error_suite(e) for e in run.errors]
     root.extend(suites)
-    for attribute in ("tests", "failures", "errors"):
-        root.set(attribute, str(sum(int(s.get(attribute, "0")) for s in suites)))
+    for attribute in ("tests", "failures", "errors", "skipped"):
+        total = sum(int(s.get(attribute, "0")) for s in suites)
+        if total or attribute != "skipped":
+            root.set(attribute, str(total))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def _model_suite(model: ModelReport, run: AuditRun) -> ET.Element:
     suite = ET.Element("testsuite", name=model.path, tests=str(len(CATALOGUE)), errors="0")
-    failures = 0
+    failures = skipped = 0
     for rule in CATALOGUE:
         case = ET.SubElement(suite, "testcase", classname=model.path,
                              name=f"{rule.code} {rule.name}")
+        if not rule.code.startswith(tuple(model.checks_run)):
+            skipped += 1
+            ET.SubElement(case, "skipped", message="not run for this model (checks_run)")
+            continue
         found = [f for f in model.findings if f.code == rule.code]
         failing = [f for f in found if fails(f.severity, gate(run))]
         if failing:
@@ -44,6 +52,8 @@ def _model_suite(model: ModelReport, run: AuditRun) -> ET.Element:
             ET.SubElement(case, "system-out").text = "\n".join(
                 f"{f.severity} {f.layer}: {f.message}" for f in found)
     suite.set("failures", str(failures))
+    if skipped:
+        suite.set("skipped", str(skipped))
     return suite
 
 

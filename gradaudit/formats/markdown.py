@@ -10,11 +10,13 @@ from collections.abc import Sequence
 
 from gradaudit.formats.common import (
     FINDING_HEADERS,
+    NO_PROBE,
     SUMMARY_HEADERS,
     finding_rows,
     gate,
     inputs_text,
     summary_rows,
+    training_text,
 )
 from gradaudit.report.types import AuditRun, ModelReport
 
@@ -37,8 +39,12 @@ def _model_section(model: ModelReport) -> list[str]:
     if model.unsafe:
         lines += ["**Loaded with `--unsafe`: code from the file may have run.**", ""]
     source = inputs_text(model.inputs_source)
-    lines += [f"{model.samples} probe samples" + (f" ({source})" if source else "")
-              + f"; {model.params_total:,} parameters, {model.params_trainable:,} trainable.", ""]
+    probe = (f"{model.samples} probe samples" + (f" ({source})" if source else "")
+             if model.probed else NO_PROBE)
+    lines += [f"{probe}; {model.params_total:,} parameters, {model.params_trainable:,} "
+              "trainable.", ""]
+    if model.training is not None:
+        lines += [f"Training: {_cell(training_text(model.training))}.", ""]
     if not model.findings:
         return [*lines, "No findings."]
     return lines + _table(FINDING_HEADERS, finding_rows(model.findings, lambda name: f"`{name}`"))

@@ -1,5 +1,7 @@
 """The gradient-flow picture: per layer, in depth order, gradient RMS on a log
-scale above the dead / saturated fraction of units, with findings marked.
+scale above the dead / saturated fraction of units, with findings marked. When the
+model has a training history, its gradient RMS over training (from the optimizer
+state) is drawn beside the probe's, and its stalled units beside the dead ones.
 
 This is the plot people draw by hand when a network stops learning. It is
 drawn from a report alone (no TensorFlow), so merged JSON reports plot too.
@@ -111,17 +113,26 @@ def _draw(panel: Figure | SubFigure, model: ModelReport) -> None:
         panel.supxlabel("not on a plotted layer: " + ", ".join(elsewhere), fontsize=8)
 
 
+PROFILES = (("grad_rms", "o-", "#1f77b4", "gradient RMS"),
+            ("train_grad_rms", "s--", "#2ca02c", "gradient RMS over training"))
+"""The RMS profiles drawn: the probe's, and training's from the optimizer state."""
+
+
 def _gradients(ax: Any, x: list[int], rows: list[LayerRow], disconnected: set[str]) -> None:
-    """Gradient RMS (log); zero, missing and non-finite gradients get their own markers."""
+    """Gradient RMS (log), the probe's and training's; zero, missing and non-finite probe
+    gradients get their own markers."""
     values = [row.grad_rms for row in rows]
-    positive = [v for v in values if v is not None and _measured(v)]
+    profiles = [(style, colour, label, [getattr(row, field) for row in rows])
+                for field, style, colour, label in PROFILES]
+    positive = [v for *_, profile in profiles for v in profile if _measured(v)]
     low = min(positive) / 30 if positive else 1e-8
     high = max(positive) * 30 if positive else 1.0
     ax.set_yscale("log")
     ax.set_ylim(low, high)
-    measured = [(i, v) for i, v in zip(x, values, strict=False) if _measured(v)]
-    if measured:
-        ax.plot(*zip(*measured, strict=False), "o-", color="#1f77b4", label="gradient RMS")
+    for style, colour, label, profile in profiles:
+        measured = [(i, v) for i, v in zip(x, profile, strict=True) if _measured(v)]
+        if measured:
+            ax.plot(*zip(*measured, strict=True), style, color=colour, label=label)
     markers = (
         ("zero gradient", "v", lambda v, row: v == 0),
         ("no gradient", "x", lambda v, row: v is None and row.name in disconnected),
@@ -143,13 +154,22 @@ def _measured(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
+FRACTIONS = (("dead_fraction", "#7f7f7f", "dead"),
+             ("saturated_fraction", "#9467bd", "saturated"),
+             ("stalled_fraction", "#2ca02c", "stalled in training"))
+"""The unit fractions drawn side by side; stalled only for a model with a training history."""
+
+
 def _fractions(ax: Any, x: list[int], rows: list[LayerRow]) -> None:
-    """Dead fraction (ReLU family) and saturated fraction (sigmoid/tanh) per layer."""
-    width = 0.4
-    dead = [row.dead_fraction or 0.0 for row in rows]
-    saturated = [row.saturated_fraction or 0.0 for row in rows]
-    ax.bar([i - width / 2 for i in x], dead, width, color="#7f7f7f", label="dead")
-    ax.bar([i + width / 2 for i in x], saturated, width, color="#9467bd", label="saturated")
+    """Dead fraction (ReLU family), saturated fraction (sigmoid/tanh) and, with a training
+    history, the fraction of units stalled in training, per layer."""
+    bars = [(field, colour, label) for field, colour, label in FRACTIONS
+            if field != "stalled_fraction" or any(row.train_units is not None for row in rows)]
+    width = 0.8 / len(bars)
+    for k, (field, colour, label) in enumerate(bars):
+        offset = (k - (len(bars) - 1) / 2) * width
+        ax.bar([i + offset for i in x], [getattr(row, field) or 0.0 for row in rows], width,
+               color=colour, label=label)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of units")
     ax.legend(loc="upper left", fontsize=8)

@@ -1,4 +1,5 @@
-"""The human report: a header, three tables and the findings per model; a summary for batches."""
+"""The human report: a header, three tables (four with a training history) and the findings
+per model; a summary for batches."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from tabulate import tabulate
 
 from gradaudit.formats.common import (
     FINDING_HEADERS,
+    NO_PROBE,
     SUMMARY_HEADERS,
+    TRAINING_HEADERS,
     finding_rows,
     inputs_text,
     summary_rows,
+    training_rows,
+    training_text,
 )
 from gradaudit.report.types import AuditRun, Finding, ModelReport
 
@@ -29,26 +34,33 @@ def render(run: AuditRun) -> str:
 
 def _model_block(report: ModelReport) -> str:
     inputs = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in report.inputs)
+    probe = (f"inputs: {inputs} | samples: {report.samples} (seed {report.seed})"
+             if report.probed else NO_PROBE)
     lines = [
         f"{report.path} ({report.format})"
         + (UNSAFE_BANNER if report.unsafe else ""),
         f"params: {report.params_total:,} total, {report.params_trainable:,} trainable, "
-        f"{report.params_non_trainable:,} non-trainable | inputs: {inputs} | "
-        f"samples: {report.samples} (seed {report.seed})",
+        f"{report.params_non_trainable:,} non-trainable | {probe}",
     ]
     if report.inputs_source:
         lines.append(f"inputs from: {inputs_text(report.inputs_source)}")
+    if report.training is not None:
+        lines.append(f"training: {training_text(report.training)}")
     lines += [f"note: {note}" for note in report.notes]
-    lines += _section("Dead activations", _dead_rows(report),
-                      ["layer", "activation", "units", "dead units", "dead %", "note"],
-                      "no ReLU-family layer has dead units"
-                      if any(row.dead_units is not None for row in report.layers)
-                      else "no ReLU-family layer to judge")
-    lines += _section("Non-trainable parameters", _non_trainable_rows(report),
-                      ["layer", "params", "why"], "every parameter is trainable")
-    lines += _section("Disconnected paths", _disconnected_rows(report),
-                      ["layer / input", "variables", "gradient", "cut at / cause"],
-                      "every trainable variable and input gets a gradient")
+    if report.probed:
+        lines += _section("Dead activations", _dead_rows(report),
+                          ["layer", "activation", "units", "dead units", "dead %", "note"],
+                          "no ReLU-family layer has dead units"
+                          if any(row.dead_units is not None for row in report.layers)
+                          else "no ReLU-family layer to judge")
+        lines += _section("Non-trainable parameters", _non_trainable_rows(report),
+                          ["layer", "params", "why"], "every parameter is trainable")
+        lines += _section("Disconnected paths", _disconnected_rows(report),
+                          ["layer / input", "variables", "gradient", "cut at / cause"],
+                          "every trainable variable and input gets a gradient")
+    history = training_rows(report)
+    if history:
+        lines += _section("Training history", history, TRAINING_HEADERS, "")
     lines += _section("Findings", finding_rows(report.findings), FINDING_HEADERS, "no findings")
     return "\n".join(lines)
 

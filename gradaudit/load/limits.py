@@ -92,15 +92,16 @@ def check_checkpoint_variables(path: Path, max_params: int) -> None:
         )
 
 
-def check_weight_datasets(path: Path, fmt: str, max_params: int) -> None:
-    """Refuse a file whose weight datasets declare more than ``max_params`` elements."""
+def check_weight_datasets(path: Path, fmt: str, max_params: int) -> int:
+    """Refuse a file whose weight datasets declare more than ``max_params`` elements;
+    else their count (the model's parameters, for ``--no-probe``)."""
     import h5py
 
     with reported_as("damaged weights in the file ({reason})"):
         if fmt == "keras":
             with zipfile.ZipFile(path) as archive:
                 if WEIGHTS_MEMBER not in archive.namelist():
-                    return
+                    return 0
                 # Keras stores the member uncompressed, so h5py seeks in it cheaply.
                 with archive.open(WEIGHTS_MEMBER) as member, h5py.File(member, "r") as handle:
                     count = _dataset_elements(handle, skip=("optimizer",))
@@ -113,6 +114,7 @@ def check_weight_datasets(path: Path, fmt: str, max_params: int) -> None:
             f"the weight datasets in the file declare {count} values, more than "
             f"--max-params {max_params}"
         )
+    return count
 
 
 def _dataset_elements(group: Any, skip: Iterable[str]) -> int:

@@ -11,93 +11,316 @@ ambiguous, or anything in the file is malformed, the state is returned with a
 note saying what was wrong and the training checks skip what they cannot trust.
 
 Slots are reduced to per-unit vectors as they are read (see :class:`VariableState`),
-one variable at a time, never held whole: a large model's optimizer state is two
-or three times its weights.
+one variable at a time and a block of rows at a time, never held whole: a large
+model's optimizer state is two or three times its weights.
+
+- ``.keras``: ``model.weights.h5`` → ``optimizer/vars/0, 1, …`` (a
+  LossScaleOptimizer's inner optimizer: ``optimizer/inner_optimizer/vars``) and
+  ``config.json`` → ``compile_config``.
+- legacy ``.h5``: ``optimizer_weights`` (its ``weight_names`` give the order and
+  the names) and the ``training_config`` attribute.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+from gradaudit.errors import AuditError, first_line
+from gradaudit.load import archive, compile_info, h5read, limits, optimizer_slots, slot_mapping
+from gradaudit.load.optimizer_slots import Optimizer
+from gradaudit.load.prescan import read_model_config
+from gradaudit.load.slot_mapping import Slot
+from gradaudit.load.trainable_vars import Block, Unmapped, h5_blocks, keras_blocks
+from gradaudit.load.training_types import (
+    OPTIMIZERS,
+    CompileConfig,
+    Head,
+    TrainingState,
+    VariableState,
+)
+from gradaudit.options import Limits
 
-OPTIMIZERS = frozenset({
-    "Adam", "AdamW", "Nadam", "Adamax", "RMSprop", "SGD", "Adagrad", "Lion",
-    "LossScaleOptimizer",
-})
-"""Optimizer classes whose slots are understood; any other is a note, never a guess."""
+__all__ = ["OPTIMIZERS", "CompileConfig", "Head", "TrainingState", "VariableState",
+           "read_training_state"]
 
-
-@dataclass(frozen=True)
-class VariableState:
-    """What the optimizer slots of one trainable variable say, per unit.
-
-    A unit is an output channel: the last axis of a kernel, an entry of a bias.
-    ``activity`` is the slot statistic that shrinks by ``decay`` at every step in
-    which the unit got no gradient, reduced over the unit's weights by their
-    maximum (a unit is quiet only when every one of its weights is):
-
-    - Adam, AdamW, Nadam: ``|m| / (√v + ε)``, decay ``β1 / √β2`` (≈ 0.9005);
-      Adamax: ``|m| / (u + ε)``, decay ``β1 / β2``. A ratio, so ``relative`` is
-      False: it is compared with an absolute threshold (live ≈ 0.3, silent for
-      k steps ≈ 0.3 · decay^k).
-    - RMSprop: ``√mean_square``, decay ``√ρ``; SGD with momentum: ``|momentum|``,
-      decay ``momentum``; Lion: ``|m|``, decay ``β2``. Magnitudes, so ``relative``
-      is True: compared with a reference over the model's units.
-    - Adagrad and plain SGD keep nothing that decays: ``activity`` is None.
-    """
-
-    layer: str
-    """Qualified layer name, as in the report (``encoder/dense``)."""
-    variable: str
-    """The variable's label in its layer (``kernel``, ``bias``, or ``var0`` …)."""
-    shape: tuple[int, ...]
-    activity: np.ndarray | None
-    decay: float | None
-    relative: bool
-    grad_rms: float | None
-    """RMS of the gradient over training, from the second moment, bias-corrected
-    (``√(mean v / (1 - β2^t))``); None where the optimizer keeps no second moment."""
-    nonzero: bool
-    """Whether any slot entry is non-zero: all zero after ≥ 1 step means the variable
-    never received a gradient (GA403)."""
-    finite: bool = True
-    """False when a slot holds NaN or Inf; such a variable is not judged."""
+LSO_OWN_VARIABLES = 4
+"""A Keras 3 LossScaleOptimizer's own variables before its inner optimizer's:
+iteration, learning_rate, step_counter, dynamic_scale."""
+UNIQUIFIER = re.compile(r"_\d+$")
 
 
-@dataclass(frozen=True)
-class CompileConfig:
-    """The compile config as saved: loss per output, ``from_logits``, loss weights."""
-
-    losses: dict[str, str | None]
-    """Output layer name → loss name (``binary_crossentropy``, …; None: no loss)."""
-    from_logits: dict[str, bool]
-    """Output layer name → the loss's ``from_logits`` (False where not given)."""
-    loss_weights: dict[str, float]
-    """Output layer name → loss weight (1.0 where not given)."""
-
-
-@dataclass(frozen=True)
-class TrainingState:
-    """The training evidence of one file; fields are None where the file has none."""
-
-    optimizer: str | None = None
-    """Optimizer class name (the inner one for a LossScaleOptimizer)."""
-    optimizer_config: dict[str, Any] = field(default_factory=dict)
-    """Its saved config: learning_rate, beta_1, beta_2, rho, momentum, clipnorm, …"""
-    iterations: int | None = None
-    learning_rate: float | None = None
-    variables: tuple[VariableState, ...] = ()
-    compile: CompileConfig | None = None
-    notes: tuple[str, ...] = ()
-    """What could not be read or mapped, in words (the report shows them)."""
-
-
-def read_training_state(path: str, fmt: str) -> TrainingState:
+def read_training_state(path: str, fmt: str, *,
+                        max_params: int = Limits().max_params) -> TrainingState:
     """The training evidence in a ``.keras`` or ``.h5`` file (fmt "keras" | "h5").
 
     Never raises for a malformed or hostile file: what cannot be read becomes a
-    note. Sizes are checked before anything is read into memory.
+    note. Sizes are checked before anything is read into memory: the archive as
+    the loader checks it, the model's weight datasets against ``max_params``; a
+    slot is read only when its shape is its variable's.
     """
-    raise NotImplementedError  # being written: issue 13, part 1
+    try:
+        return _read(Path(path), fmt, max_params)
+    except Exception as exc:  # a hostile file may make h5py or json fail anywhere
+        return TrainingState(notes=(f"the training state could not be read ({first_line(exc)})",))
+
+
+def _read(path: Path, fmt: str, max_params: int) -> TrainingState:
+    if fmt not in ("keras", "h5"):
+        return TrainingState(notes=("the optimizer state of a SavedModel is not read",))
+    try:
+        if fmt == "keras":
+            archive.check_archive(path, max_params)
+        config = read_model_config(path, fmt)
+    except AuditError as exc:
+        return TrainingState(notes=(f"the training state is not read: {exc}",))
+    notes: list[str] = []
+    version = None
+    if fmt == "keras":
+        raw_compile = config.get("compile_config")
+    else:
+        raw_compile, version = _h5_attributes(path, notes)
+    outputs = compile_info.output_names(config)
+    heads = tuple(compile_info.heads(config))
+    compiled, problems = compile_info.compile_config(raw_compile, outputs)
+    notes += problems
+    raw_optimizer = (raw_compile.get("optimizer" if fmt == "keras" else "optimizer_config")
+                     if isinstance(raw_compile, dict) else None)
+    optimizer, problem = optimizer_slots.optimizer_of(raw_optimizer)
+    notes += [problem] if problem else []
+    base = TrainingState(compile=compiled, heads=heads)
+    if optimizer is None:
+        if isinstance(raw_compile, dict) and not problem:
+            notes.append("the compile config names no optimizer")
+        return _with(base, notes=notes)
+    try:
+        limits.check_weight_datasets(path, fmt, max_params)
+    except AuditError as exc:
+        notes.append(f"the optimizer state is not read: {exc}")
+        return _with(base, optimizer_config=optimizer.config, notes=notes)
+    flavor = "keras3" if fmt == "keras" or (version or "").startswith("3.") else (
+        "tf_keras" if optimizer.config.get("is_legacy_optimizer") is False else "legacy")
+    opener: AbstractContextManager[Any] = (
+        h5read.zip_member(path, limits.WEIGHTS_MEMBER) if fmt == "keras" else _h5_file(path))
+    with opener as handle:
+        if handle is None:
+            notes.append("the archive holds no model.weights.h5")
+            return _with(base, optimizer_config=optimizer.config, notes=notes)
+        reader = _keras_slots if fmt == "keras" else _h5_slots
+        return reader(handle, config, optimizer, flavor, base, notes)
+
+
+def _with(state: TrainingState, **changes: Any) -> TrainingState:
+    """``state`` with ``changes``; ``notes``, when given, are every note so far."""
+    if "notes" in changes:
+        changes["notes"] = tuple(changes["notes"])
+    return replace(state, **changes)
+
+
+def _h5_file(path: Path) -> AbstractContextManager[Any]:
+    import h5py
+
+    handle: AbstractContextManager[Any] = h5py.File(path, "r")
+    return handle
+
+
+def _h5_attributes(path: Path, notes: list[str]) -> tuple[Any, str | None]:
+    """The ``training_config`` (decoded JSON, or None) and ``keras_version`` of an HDF5 file."""
+    with _h5_file(path) as handle:
+        raw = h5read.text(h5read.attr(handle, "training_config"))
+        version = h5read.text(h5read.attr(handle, "keras_version"))
+    if raw is None:
+        return None, version
+    try:
+        return json.loads(raw), version
+    except (ValueError, RecursionError):
+        notes.append("the training_config attribute is not valid JSON: the compile config "
+                     "and optimizer are not read")
+        return None, version
+
+
+# --- .keras -------------------------------------------------------------------------------
+
+def _keras_slots(weights: Any, config: dict[str, Any], optimizer: Optimizer, flavor: str,
+                 base: TrainingState, notes: list[str]) -> TrainingState:
+    path = "optimizer/inner_optimizer/vars" if optimizer.wrapped else "optimizer/vars"
+    store, skip = h5read.group(weights, path), 0
+    if optimizer.wrapped and not h5read.members(store):
+        # Seen after a legacy .h5 save of the same model: all in optimizer/vars.
+        store, skip = h5read.group(weights, "optimizer/vars"), LSO_OWN_VARIABLES
+    if store is None:
+        return _untrained(base, optimizer, notes)
+    keys = h5read.members(store)
+    datasets = [h5read.dataset(store, str(i)) for i in range(len(keys))]
+    if sorted(keys) != sorted(str(i) for i in range(len(keys))) or None in datasets:
+        notes.append("the optimizer variables in model.weights.h5 are not numeric datasets "
+                     "0, 1, …: the optimizer state is not read")
+        return _with(base, optimizer=optimizer.name, optimizer_config=optimizer.config,
+                     notes=notes)
+    lr_raw = optimizer.config.get("learning_rate")
+    has_rate = isinstance(lr_raw, (int, float)) and not isinstance(lr_raw, bool)
+    iterations = _iterations(datasets[skip] if len(datasets) > skip else None, notes)
+    rate = h5read.scalar(datasets[skip + 1]) if has_rate and len(datasets) > skip + 1 else None
+    tail = 1 if optimizer.name == "Nadam" else 0  # its u_product
+    first = skip + 1 + int(has_rate)
+    slots = [Slot(None, h5read.shape(d), d) for d in datasets[first : len(datasets) - tail]]
+    state = _with(base, optimizer=optimizer.name, optimizer_config=optimizer.config,
+                  learning_rate=rate if rate is not None else _config_rate(optimizer))
+    return _judged(state, notes, optimizer, flavor, slots, iterations,
+                   lambda: keras_blocks(config, weights), named=False)
+
+
+# --- legacy .h5 ---------------------------------------------------------------------------
+
+def _h5_slots(handle: Any, config: dict[str, Any], optimizer: Optimizer, flavor: str,
+              base: TrainingState, notes: list[str]) -> TrainingState:
+    group = h5read.group(handle, "optimizer_weights")
+    if group is None:
+        return _untrained(base, optimizer, notes)
+    names = h5read.texts(group, "weight_names")
+    state = _with(base, optimizer=optimizer.name, optimizer_config=optimizer.config,
+                  learning_rate=_config_rate(optimizer))
+    if names is None:
+        notes.append("optimizer_weights lists no weight_names: the optimizer state is not read")
+        return _with(state, notes=notes)
+    slots: list[Slot] = []
+    iterations = rate = None
+    for name in names:
+        data = h5read.dataset(group, name)
+        if data is None:
+            notes.append(f"optimizer weight {name[:80]} is missing or not numbers: "
+                         "the optimizer state is not read")
+            return _with(state, notes=notes)
+        short = name.removesuffix(":0")
+        token = UNIQUIFIER.sub("", short.split("/")[-1])
+        if h5read.shape(data) == () and token in optimizer_slots.BOOKKEEPING_NAMES:
+            if token in optimizer_slots.ITERATION_NAMES:
+                iterations = data  # the last one: a wrapper's own come before its inner's
+            elif token in optimizer_slots.LEARNING_RATE_NAMES:
+                rate = h5read.scalar(data)
+            continue
+        slots.append(Slot(short, h5read.shape(data), data))
+    if rate is not None:
+        state = _with(state, learning_rate=rate)
+    if iterations is None:
+        notes.append("the optimizer state names no iteration count")
+    steps = _iterations(iterations, notes) if iterations is not None else None
+    return _judged(state, notes, optimizer, flavor, slots, steps,
+                   lambda: h5_blocks(config, h5read.group(handle, "model_weights")),
+                   named=True)
+
+
+# --- common -------------------------------------------------------------------------------
+
+def _untrained(base: TrainingState, optimizer: Optimizer, notes: list[str]) -> TrainingState:
+    notes.append(f"compiled with {optimizer.name}, but the file holds no optimizer state "
+                 "(never trained, or saved without it)")
+    return _with(base, optimizer_config=optimizer.config,
+                 learning_rate=_config_rate(optimizer), notes=notes)
+
+
+def _config_rate(optimizer: Optimizer) -> float | None:
+    for key in ("learning_rate", "lr"):
+        value = optimizer.config.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _iterations(data: Any, notes: list[str]) -> int | None:
+    value = h5read.scalar(data)
+    if value is None or not value.is_integer() or value < 0:
+        notes.append("the optimizer's iteration count is not a whole number ≥ 0")
+        return None
+    return int(value)
+
+
+def _judged(state: TrainingState, notes: list[str], optimizer: Optimizer, flavor: str,
+            slots: list[Slot], iterations: int | None, blocks_of: Callable[[], list[Block]],
+            *, named: bool) -> TrainingState:
+    """Map the slots to the trainable variables and reduce each variable's slots.
+
+    ``named``: the file names its slots (a legacy ``.h5``), so they are matched by
+    name first, and unnamed counters may lead the list.
+    """
+    spec = optimizer.spec
+    hyper, problem = optimizer_slots.hyperparameters(optimizer)
+    switches, other = optimizer_slots.flags(optimizer)
+    if switches and switches["accumulate"] and iterations is not None:
+        # The counter counts micro-steps; the slots change once per accumulated step.
+        iterations //= int(optimizer.config["gradient_accumulation_steps"])
+    state = _with(state, iterations=iterations)
+    if spec is None:
+        notes.append(f"gradaudit does not read the slots of optimizer {optimizer.name} "
+                     f"(it reads {', '.join(sorted(OPTIMIZERS))}): no per-unit history")
+        return _with(state, notes=notes)
+    if hyper is None or switches is None:
+        return _with(state, notes=[*notes, problem or other or ""])
+    candidates = optimizer_slots.layouts(optimizer, hyper, switches, flavor)
+    if not candidates[0][0]:
+        notes.append(f"{optimizer.name} without momentum keeps no state per variable: "
+                     "no per-unit history")
+        return _with(state, notes=notes)
+    if not slots:
+        if iterations:
+            notes.append("the optimizer state holds no slots although it took "
+                         f"{iterations} steps: no per-unit history")
+        return _with(state, notes=notes)
+    try:
+        blocks = blocks_of()
+    except Unmapped as exc:
+        notes.append(f"{exc}: the optimizer slots are not mapped")
+        return _with(state, notes=notes)
+    by_name = slot_mapping.by_name([w for b in blocks for w in b.flat()], slots,
+                                 optimizer_slots.tokens(spec)) if named else None
+    mapped, problems = by_name or slot_mapping.by_order(
+        blocks, slots, candidates, droppable=2 if named else 0)
+    notes += problems
+    variables = _reduced(mapped, optimizer, hyper, iterations, legacy=flavor == "legacy",
+                         notes=notes)
+    return _with(state, variables=variables, notes=notes)
+
+
+def _reduced(mapped: slot_mapping.Mapped, optimizer: Optimizer, hyper: dict[str, float],
+             iterations: int | None, *, legacy: bool, notes: list[str]
+             ) -> tuple[VariableState, ...]:
+    """Each mapped variable's slots reduced per unit; what cannot be read is a note."""
+    spec = optimizer.spec
+    assert spec is not None
+    slotless = [f"{w.layer}/{w.label}" for w, kinds in mapped if not kinds]
+    if slotless and legacy:
+        notes.append(f"no optimizer slots for {slot_mapping.some(slotless)}: a legacy "
+                     "optimizer makes none for a variable that never got a gradient, so they "
+                     "are taken as never updated")
+    elif slotless:
+        notes.append(f"no optimizer slots name {slot_mapping.some(slotless)}: not trainable "
+                     "when the optimizer was built, or not saved")
+    variables, broken = [], []
+    for weight, kinds in mapped:
+        if not kinds and legacy:
+            arrays = optimizer_slots.untouched(spec, hyper, weight.shape)
+        elif missing := [kind for kind in spec.used if kind not in kinds]:
+            if kinds:
+                notes.append(f"no {'/'.join(missing)} slot for {weight.layer}/{weight.label}")
+            continue
+        else:
+            arrays = {kind: kinds[kind].data for kind in spec.used}
+        try:
+            found = optimizer_slots.reduce(spec, hyper, arrays, iterations, layer=weight.layer,
+                                           label=weight.label, shape=weight.shape)
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            notes.append(f"the slots of {weight.layer}/{weight.label} cannot be read "
+                         f"({first_line(exc)})")
+            continue
+        if not found.finite:
+            broken.append(f"{weight.layer}/{weight.label}")
+        variables.append(found)
+    if broken:
+        notes.append(f"optimizer slots hold NaN, Inf or a negative second moment: "
+                     f"{slot_mapping.some(broken)} (not judged)")
+    return tuple(variables)

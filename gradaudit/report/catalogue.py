@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradaudit.model.rules import CONSTANT_EPSILONS, FLOAT32_EPSILON, RELU_FAMILY, SATURATING
-from gradaudit.options import Thresholds
+from gradaudit.options import USUAL_LEARNING_RATES, Thresholds
 from gradaudit.report.types import Finding, Severity
 
 
@@ -46,6 +46,16 @@ def _names(names: Iterable[str]) -> str:
     """``a, b or c``."""
     *rest, last = names
     return f"{', '.join(rest)} or {last}" if rest else last
+
+
+def _rates() -> str:
+    """``Adam 1e-3, …, SGD 1e-2`` from ``options.USUAL_LEARNING_RATES``."""
+    return ", ".join(f"{name} {_power(rate)}" for name, (rate, _) in USUAL_LEARNING_RATES.items())
+
+
+def _sources() -> str:
+    """Each optimizer's usual rate with its source."""
+    return "; ".join(f"{name}: {source}" for name, (_, source) in USUAL_LEARNING_RATES.items())
 
 
 _DEFAULT = Thresholds()
@@ -308,6 +318,159 @@ CATALOGUE: tuple[Rule, ...] = (
             "Restore an earlier checkpoint, lower the learning rate, clip gradients "
             "and look for operations with infinite derivatives (GA205)."
         ),
+    ),
+    Rule(
+        code="GA401",
+        name="partially_stalled_in_training",
+        severity=Severity.WARNING,
+        title="Units that stopped getting a gradient during training",
+        explanation=(
+            f"At least `dead_warn` (default {_DEFAULT.dead_warn:.0%}) of a layer's units "
+            "received no gradient during the last steps before the model was saved, as "
+            "the optimizer state in the file shows: a slot that gets no gradient shrinks "
+            "by a fixed factor at every step (Adam's |m|/√v by β1/√β2 ≈ 0.9, RMSprop's "
+            "√v by √ρ, SGD's momentum by the momentum). A unit is stalled when Adam's "
+            f"ratio is below `stall_ratio` (default {_power(_DEFAULT.stall_ratio)}; live "
+            "units sit near 0.1–1), or RMSprop's √v or SGD's momentum is below "
+            f"`stall_relative` (default {_power(_DEFAULT.stall_relative)}) × the most "
+            "active unit of the model; and only once the file's steps are enough for a "
+            "live unit to decay that far (before that, only slots that are exactly zero "
+            "count). This is what the training data did, which the probe's random inputs "
+            "may not show: usually dying ReLU units after a too-high learning rate, or "
+            "units cut off by dead layers after them."
+        ),
+        fix=(
+            "Lower the learning rate (or warm it up), use He initialisation, add "
+            "normalisation before the activation, or switch to LeakyReLU/ELU/GELU; then "
+            "retrain, since stalled units do not recover by themselves."
+        ),
+        source="Update rules: Kingma & Ba (ICLR 2015) for Adam, Hinton's lecture 6e "
+        "for RMSprop. Thresholds measured on MLPs trained with Adam, RMSprop and SGD "
+        "with momentum, against the units that never activate on their training data.",
+    ),
+    Rule(
+        code="GA402",
+        name="stalled_in_training",
+        severity=Severity.ERROR,
+        title="Layer that stopped getting a gradient during training",
+        explanation=(
+            "Every unit of the layer received no gradient during the last steps before "
+            "the model was saved, per the optimizer state (see GA401 for how a unit is "
+            "judged): the layer stopped learning, and usually nothing before it on the "
+            "same path learns either."
+        ),
+        fix=(
+            "Restart from a checkpoint before the layer died, with a lower learning rate "
+            "or gradient clipping; check the layer's bias and the layers after it."
+        ),
+    ),
+    Rule(
+        code="GA403",
+        name="never_updated",
+        severity=Severity.ERROR,
+        title="Trainable variable never updated in training",
+        explanation=(
+            "The optimizer slots of a trainable variable are exactly zero after at least "
+            "one step: not one step ever gave it a gradient. Keras skips a variable whose "
+            "gradient is None, and a zero gradient leaves the slots at zero. Usual causes: "
+            "a path cut from the loss (stop_gradient, an integer cast, argmax), an output "
+            "with a loss weight of 0 or no loss (GA413), or a head that gives no gradient "
+            "(GA411)."
+        ),
+        fix=(
+            "Connect the variable to a loss (see GA201 for cuts, GA413 for outputs), or "
+            "set trainable=False if it is meant to stay fixed."
+        ),
+    ),
+    Rule(
+        code="GA404",
+        name="no_training_history",
+        severity=Severity.INFO,
+        title="No training history in the file",
+        explanation=(
+            "The file has no optimizer state (the model was saved uncompiled or without "
+            "its optimizer), the optimizer has taken no step (iterations = 0: compiled, "
+            "never trained), or its state cannot show which units got a gradient (plain "
+            "SGD, Adagrad). The checks that read the optimizer state (GA401–GA403) were "
+            "skipped; reported once per model."
+        ),
+        fix=(
+            "To get them, save the model after training with its optimizer "
+            "(`model.save(path)`, the default includes it)."
+        ),
+    ),
+    Rule(
+        code="GA411",
+        name="head_without_gradient",
+        severity=Severity.ERROR,
+        title="Output head that cannot learn under its loss",
+        explanation=(
+            "The output layer and its compiled loss together give no usable gradient: a "
+            "softmax over one unit is 1 for every input, so its derivative is zero (Keras "
+            "3 on TensorFlow trains the logits under a crossentropy, but the model still "
+            "outputs 1); a categorical crossentropy over one unit normalises the single "
+            "class to certainty, so the loss is the same for every input."
+        ),
+        fix=(
+            "For two classes use one sigmoid unit with binary_crossentropy, or two "
+            "softmax units with categorical crossentropy."
+        ),
+        source="Keras source: softmax over one unit (Keras warns about it); "
+        "categorical crossentropy divides by the sum over the class axis.",
+    ),
+    Rule(
+        code="GA412",
+        name="head_loss_mismatch",
+        severity=Severity.WARNING,
+        title="Output head and loss disagree",
+        explanation=(
+            "The output's activation does not match what its loss expects: a softmax or "
+            "sigmoid output into a crossentropy with from_logits=True squashes the "
+            "probabilities twice (on JAX and PyTorch; Keras 3 on TensorFlow quietly uses "
+            "the logits, so the same file trains differently elsewhere); a ReLU, linear "
+            "or other output into a probability crossentropy (from_logits=False) is "
+            "clipped to [ε, 1 - ε], and a clipped value has zero gradient."
+        ),
+        fix=(
+            "Either end the model in sigmoid/softmax and use from_logits=False, or end it "
+            "in a linear layer and use from_logits=True."
+        ),
+        source="Keras source: backend crossentropies (the logits shortcut and the "
+        "clip to [epsilon, 1 - epsilon]).",
+    ),
+    Rule(
+        code="GA413",
+        name="output_without_loss",
+        severity=Severity.WARNING,
+        title="Output with no loss or a loss weight of 0",
+        explanation=(
+            "An output of the model has no loss while others have, or its loss weight "
+            "is 0: no gradient comes from it, so the layers only it uses do not train "
+            "(their optimizer slots stay at zero, GA403)."
+        ),
+        fix=(
+            "Give the output a loss and a non-zero weight, or remove it from the "
+            "training model if it is only for inference."
+        ),
+    ),
+    Rule(
+        code="GA414",
+        name="optimizer_settings",
+        severity=Severity.ERROR,
+        title="Optimizer settings that stop learning",
+        explanation=(
+            "Error: a learning rate ≤ 0, or a clipnorm/clipvalue/global_clipnorm of 0 in "
+            "a Keras 2 optimizer_v2 (which clips every gradient to zero; Keras 3 skips a "
+            "clip of 0). Warning: a learning rate more than `learning_rate_factor` "
+            f"(default {_DEFAULT.learning_rate_factor:g}) times above or below the "
+            f"optimizer's usual rate ({_rates()}). A schedule is judged by its initial "
+            "rate."
+        ),
+        fix=(
+            "Set a positive learning rate near the optimizer's usual one, and leave "
+            "clipping unset rather than 0."
+        ),
+        source=f"Usual rates: {_sources()}.",
     ),
 )
 

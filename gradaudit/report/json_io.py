@@ -8,21 +8,23 @@ every field that was written (``read(write(run)) == run``, up to
 
 Strict JSON has no NaN/Inf: non-finite floats are written as the strings
 Python spells them (``"nan"``, ``"inf"``, ``"-inf"``) and read back as
-floats where a number belongs: the float fields of a layer row and the
-top-level values of a finding's ``metrics``.
+floats where a number belongs: the float fields of a layer row, the
+top-level values of a finding's ``metrics`` and the learning rate and loss
+weights of ``summary.training``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from gradaudit import __version__
 from gradaudit.errors import AuditError
 from gradaudit.report.types import (
+    PROBE_CHECKS,
     AuditRun,
     Finding,
     InputRow,
@@ -30,14 +32,15 @@ from gradaudit.report.types import (
     LoadError,
     ModelReport,
     Severity,
+    TrainingSummary,
 )
 
 _NON_FINITE = frozenset(str(value) for value in (math.nan, math.inf, -math.inf))
 """How ``write`` spells non-finite floats."""
 _FLOAT_FIELDS = frozenset(name for name, hint in get_type_hints(LayerRow).items()
                           if float in (get_args(hint) or (hint,)))
-_OPTIONAL_LAYER_FIELDS = frozenset({"non_trainable_reason"})
-"""Missing from reports written before it existed."""
+_OPTIONAL_LAYER_FIELDS = frozenset(f.name for f in fields(LayerRow) if f.default is not MISSING)
+"""Fields with a default: missing from reports written before they existed."""
 
 
 def write(run: AuditRun) -> str:
@@ -66,6 +69,8 @@ def summary(model: ModelReport) -> dict[str, Any]:
         "findings": {str(s): model.count(s) for s in reversed(Severity)},
         "inputs_source": model.inputs_source,
         "imports": list(model.imports),
+        "checks_run": list(model.checks_run),
+        "training": None if model.training is None else asdict(model.training),
     }
 
 
@@ -158,7 +163,20 @@ def _model(entry: dict[str, Any]) -> ModelReport:
         inputs_source=summary.get("inputs_source", {}),
         notes=tuple(entry.get("notes", ())),
         imports=tuple(summary.get("imports", ())),
+        training=_training(summary.get("training")),
+        checks_run=tuple(summary.get("checks_run", PROBE_CHECKS)),
     )
+
+
+def _training(entry: dict[str, Any] | None) -> TrainingSummary | None:
+    if entry is None:
+        return None
+    weights = entry.get("loss_weights")
+    return TrainingSummary(
+        optimizer=entry["optimizer"], iterations=entry["iterations"],
+        learning_rate=_number(entry["learning_rate"]), loss=entry.get("loss"),
+        from_logits=entry.get("from_logits"),
+        loss_weights=None if weights is None else {k: _number(v) for k, v in weights.items()})
 
 
 def _layer(row: dict[str, Any]) -> LayerRow:

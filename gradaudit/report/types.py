@@ -56,6 +56,16 @@ class LayerRow:
     saturated_fraction: float | None
     grad_rms: float | None
     non_trainable_reason: str | None = None
+    train_units: int | None = None
+    """Units (output channels) the optimizer state has for this layer; the fields below
+    are None where the file holds no training state for it."""
+    stalled_units: int | None = None
+    """Units that received no gradient during the last steps before the save."""
+    stalled_fraction: float | None = None
+    steps_since_gradient: float | None = None
+    """Estimated optimizer steps since a stalled unit last got a gradient (median)."""
+    train_grad_rms: float | None = None
+    """Gradient RMS over training, from the optimizer's second moment."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,28 @@ class InputRow:
     name: str
     shape: tuple[int, ...]
     dtype: str
+
+
+PROBE_CHECKS = ("GA1", "GA2", "GA3")
+"""The code families the probe gives: activations, gradients, parameters (``checks_run``)."""
+TRAINING_CHECKS = ("GA4",)
+"""The code family the file's optimizer state and compile config give."""
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What the optimizer state and compile config say about training (``summary.training``).
+
+    The per-output dicts are keyed by output layer name; None where the file has no
+    compile config.
+    """
+
+    optimizer: str | None
+    iterations: int | None
+    learning_rate: float | None
+    loss: dict[str, str | None] | None = None
+    from_logits: dict[str, bool] | None = None
+    loss_weights: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +121,15 @@ class ModelReport:
     """How the model was probed, where that differs from the usual (SavedModel signatures)."""
     imports: tuple[str, ...] = ()
     """The ``--import`` modules, as given: the user's code the model was loaded with."""
+    training: TrainingSummary | None = None
+    """None when the model carries no training state (saved without compile, a SavedModel)."""
+    checks_run: tuple[str, ...] = PROBE_CHECKS
+    """The code families whose checks ran: the probe's, the training state's, or both."""
+
+    @property
+    def probed(self) -> bool:
+        """Whether a model was run (False with ``--no-probe``)."""
+        return set(PROBE_CHECKS) <= set(self.checks_run)
 
     @property
     def worst(self) -> Severity | None:

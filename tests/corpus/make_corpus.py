@@ -55,6 +55,8 @@ class Case:
     """A well-formed model: exit 0 or 1, nothing on stderr with -q."""
     args: tuple[str, ...] = ()
     """Extra command-line arguments (``--import …``) the case is audited with."""
+    state_note: str | None = None
+    """Substring of a note ``read_training_state`` must give (hostile optimizer state)."""
 
 
 # --- raw zip writing (full control over names, sizes, methods) -----------------------
@@ -218,7 +220,7 @@ def build(dest: Path, marker: Path) -> list[Case]:
     """Write every corpus file into ``dest``; the SavedModel payload writes ``marker``."""
     dest.mkdir(parents=True, exist_ok=True)
     return [*_keras_cases(dest), *_h5_cases(dest), *_savedmodel_cases(dest, marker),
-            *_user_code_cases(dest)]
+            *_user_code_cases(dest), *training_cases(dest)]
 
 
 def user_import(dest: Path) -> tuple[str, str]:
@@ -578,6 +580,142 @@ def _save_file_writer(path: Path, marker: Path) -> Path:
     if marker.exists():
         raise RuntimeError("saving the SavedModel ran its payload")
     return path
+
+
+# --- hostile optimizer state and compile config ---------------------------------------
+# The model itself is sound (it audits); what the training readers meet is broken.
+
+def trained_sources(dest: Path) -> tuple[Path, Path]:
+    """A tiny model trained 3 steps with Adam(0.01), saved as trained.keras and trained.h5.
+
+    features (4) → h1 (Dense 8, relu) → out (Dense 1): optimizer/vars holds
+    iteration, learning_rate, then m, v of h1/kernel, h1/bias, out/kernel, out/bias.
+    """
+    from gradaudit.runtime import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="features")
+    hidden = keras.layers.Dense(8, activation="relu", name="h1")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(hidden), name="trained")
+    model.compile(keras.optimizers.Adam(0.01), "mse", run_eagerly=True)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 4)).astype("float32"), rng.normal(size=(24, 1)).astype("float32")
+    for step in range(3):
+        model.train_on_batch(x[step * 8 : step * 8 + 8], y[step * 8 : step * 8 + 8])
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = dest / "trained.keras", dest / "trained.h5"
+    for path in paths:
+        model.save(path)
+    return paths
+
+
+def weights_edit(source: Path, path: Path, edit: Callable[[h5py.File], None]) -> Path:
+    """A copy of a .keras file whose model.weights.h5 was changed by ``edit``."""
+    with zipfile.ZipFile(source) as archive:
+        buffer = io.BytesIO(archive.read("model.weights.h5"))
+    with h5py.File(buffer, "r+") as handle:
+        edit(handle)
+    return with_member(source, path, "model.weights.h5", buffer.getvalue())
+
+
+def replace_dataset(where: str, data: Any = None, **create: Any) -> Callable[[h5py.File], None]:
+    """Put another dataset (values, or shape/dtype/chunks for an empty one) at ``where``."""
+    def apply(handle: h5py.File) -> None:
+        del handle[where]
+        if data is not None:
+            handle.create_dataset(where, data=data)
+        else:
+            handle.create_dataset(where, **create)
+    return apply
+
+
+def poison(where: str, value: float) -> Callable[[h5py.File], None]:
+    def apply(handle: h5py.File) -> None:
+        array = handle[where][()]
+        array.flat[0] = value
+        handle[where][...] = array
+    return apply
+
+
+def compile_edit(edit: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    def apply(config: dict[str, Any]) -> None:
+        compiled = edit(config["compile_config"])
+        if compiled is not None:
+            config["compile_config"] = compiled
+    return apply
+
+
+def training_cases(dest: Path) -> list[Case]:
+    """Trained models whose optimizer state or compile config is broken or hostile.
+
+    Each audits (the probe never reads the optimizer state) and
+    ``read_training_state`` returns a note naming the problem, never an error.
+    """
+    keras_file, h5_file = trained_sources(dest / "training_sources")
+    cases: list[Case] = []
+    with h5py.File(h5_file) as handle:  # "adam/…", or "adam_3/…" after other models
+        first = handle["optimizer_weights"].attrs["weight_names"][0]
+    prefix = (first.decode() if isinstance(first, bytes) else str(first)).split("/")[0]
+    adam = f"optimizer_weights/{prefix}/"
+
+    def keras_case(name: str, note: str, make: Callable[[Path], Any]) -> None:
+        make(dest / name)
+        cases.append(Case(dest / name, "hostile optimizer state", "keras", valid=True,
+                          state_note=note))
+
+    def h5_case(name: str, note: str, edit: Callable[[h5py.File], None]) -> None:
+        cases.append(Case(h5_copy(h5_file, dest / name, edit), "hostile optimizer state", "h5",
+                          valid=True, state_note=note))
+
+    def weights(edit: Callable[[h5py.File], None]) -> Callable[[Path], Path]:
+        return lambda p: weights_edit(keras_file, p, edit)
+
+    def config(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], Path]:
+        return lambda p: with_config(keras_file, p, compile_edit(edit))
+
+    keras_case("state_slot_shape.keras", "different shapes", weights(
+        replace_dataset("optimizer/vars/2", np.zeros((3, 3), "float32"))))
+    keras_case("state_slot_missing.keras", "not numeric datasets 0, 1", weights(
+        lambda h: h.__delitem__("optimizer/vars/5")))
+    keras_case("state_slot_extra.keras", "holds 9 slot arrays", weights(
+        lambda h: h.create_dataset("optimizer/vars/10", data=np.zeros(1, "float32"))))
+    keras_case("state_slot_nan.keras", "NaN, Inf", weights(poison("optimizer/vars/2", np.nan)))
+    keras_case("state_slot_huge.keras", "has shape", weights(lambda h: [replace_dataset(
+        f"optimizer/vars/{i}", shape=(HUGE, HUGE), dtype="f4", chunks=(1000, 1000))(h)
+        for i in (2, 3)]))
+    keras_case("state_iterations_negative.keras", "iteration count", weights(
+        replace_dataset("optimizer/vars/0", np.int64(-5))))
+    keras_case("state_no_optimizer.keras", "no optimizer state", weights(
+        lambda h: h.__delitem__("optimizer")))
+    keras_case("state_unknown_optimizer.keras", "does not read the slots of optimizer Ftrl",
+               config(lambda c: c["optimizer"].update(class_name="Ftrl")))
+    keras_case("state_beta_garbled.keras", "beta_2", config(
+        lambda c: c["optimizer"]["config"].update(beta_2="0.999")))
+    keras_case("state_loss_garbled.keras", "compile config is garbled", config(
+        lambda c: c.update(loss=[42])))
+    keras_case("state_compile_list.keras", "compile config is garbled", config(lambda c: [1, 2]))
+    h5_case("state_slot_inf.h5", "NaN, Inf", poison(adam + "h1_kernel_velocity", np.inf))
+    h5_case("state_external_link.h5", "missing or not numbers", lambda h: (
+        h.__delitem__(adam + "h1_kernel_momentum"),
+        h.__setitem__(adam + "h1_kernel_momentum", h5py.ExternalLink("/dev/zero", "x"))))
+    h5_case("state_string_slot.h5", "missing or not numbers",
+            replace_dataset(adam + "out_bias_velocity", np.array([b"slot"])))
+    h5_case("state_iteration_huge.h5", "iteration count", replace_dataset(
+        adam + "iteration", shape=(HUGE, HUGE), dtype="i8", chunks=(1000, 1000)))
+    h5_case("state_weight_names_garbled.h5", "lists no weight_names",
+            set_attr_at("optimizer_weights", "weight_names", np.arange(4)))
+    h5_case("state_training_config_garbled.h5", "not valid JSON",
+            set_attr("training_config", "{not json"))
+    return cases
+
+
+def set_attr_at(group: str, name: str, value: Any) -> Callable[[h5py.File], None]:
+    def apply(handle: h5py.File) -> None:
+        handle[group].attrs[name] = value
+    return apply
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,244 @@
+"""The compile config (loss per output, ``from_logits``, loss weights) and the
+layers that produce the outputs, read from the model config as saved.
+
+Keras accepts a loss as one name or object for every output, a list in output
+order or a dict by output name; a loss object is saved as ``{"class_name",
+"config": {"from_logits", …}}`` (Keras 3 adds ``module``), a loss function as its
+name or as ``{"class_name": "function", "config": name}``. Anything else is a
+garbled config: the compile config is then not returned (a note says why), so
+that no check judges a head against a loss the file does not really state.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from gradaudit.load.trainable_vars import model_layers
+from gradaudit.load.training_types import CompileConfig, Head
+
+ALIASES = {
+    "mse": "mean_squared_error", "mae": "mean_absolute_error",
+    "mape": "mean_absolute_percentage_error", "msle": "mean_squared_logarithmic_error",
+    "kld": "kl_divergence", "kullback_leibler_divergence": "kl_divergence",
+    "logcosh": "log_cosh", "huber_loss": "huber",
+}
+"""Keras's short names and old spellings of its losses."""
+ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "LeakyReLU": "leaky_relu",
+                     "ELU": "elu", "PReLU": "prelu"}
+PASS_THROUGH = frozenset({"Activation", "Dropout", "ActivityRegularization", "GaussianNoise",
+                          "GaussianDropout", "AlphaDropout", *ACTIVATION_LAYERS})
+"""Layers that keep their input's units: a head's size is its input's."""
+MAX_HOPS = 8
+MAX_NAME = 80
+
+
+class Garbled(Exception):
+    """A part of the compile config that is not what Keras writes; ``str()`` says which."""
+
+
+def snake(name: str) -> str:
+    """``BinaryCrossentropy`` → ``binary_crossentropy``, ``KLDivergence`` → ``kl_divergence``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def compile_config(raw: Any, outputs: list[str]) -> tuple[CompileConfig | None, list[str]]:
+    """The compile config for the model's ``outputs`` (names in output order)."""
+    if raw is None:
+        return None, []
+    try:
+        if not isinstance(raw, dict):
+            raise Garbled("it is not a mapping")
+        losses = _per_output(raw.get("loss"), outputs, "loss")
+        parsed = {name: _loss(item) for name, item in losses.items()}
+        weights = _per_output(raw.get("loss_weights"), outputs, "loss_weights")
+        loss_weights = {name: _weight(weights.get(name)) for name in outputs}
+    except Garbled as garbled:
+        return None, [f"the compile config is garbled ({garbled}): the head and loss checks "
+                      "are skipped"]
+    return CompileConfig(
+        losses={name: parsed.get(name, (None, False))[0] for name in outputs},
+        from_logits={name: parsed.get(name, (None, False))[1] for name in outputs},
+        loss_weights=loss_weights,
+    ), []
+
+
+def _is_object(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("class_name"), str)
+
+
+def _per_output(item: Any, outputs: list[str], what: str) -> dict[str, Any]:
+    """One value for every output, a list in output order, or a dict by output name."""
+    if item is None:
+        return {}
+    if isinstance(item, (str, int, float)) or _is_object(item):
+        return dict.fromkeys(outputs, item)
+    if isinstance(item, list):
+        if len(item) != len(outputs):
+            raise Garbled(f"{what} lists {len(item)} entries for {len(outputs)} outputs")
+        return dict(zip(outputs, item, strict=True))
+    if isinstance(item, dict):
+        unknown = sorted(str(key)[:MAX_NAME] for key in item if key not in outputs)
+        if unknown:
+            raise Garbled(f"{what} names {', '.join(unknown[:3])}, not an output of the model")
+        return dict(item)
+    raise Garbled(f"{what} is a {type(item).__name__}")
+
+
+def _loss(item: Any) -> tuple[str | None, bool]:
+    """(canonical loss name, from_logits) of one output's loss."""
+    if item is None:
+        return None, False
+    if isinstance(item, str):
+        return _canonical(item), False
+    if not _is_object(item):
+        raise Garbled(f"a loss is a {type(item).__name__}, not a name or a loss object")
+    config = item.get("config")
+    if item["class_name"] == "function":
+        if not isinstance(config, str):
+            raise Garbled("a loss function is saved without its name")
+        return _canonical(config), False
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise Garbled(f"the config of loss {item['class_name'][:MAX_NAME]} is not a mapping")
+    logits = config.get("from_logits", False)
+    if not isinstance(logits, bool):
+        raise Garbled(f"from_logits of loss {item['class_name'][:MAX_NAME]} is not true or false")
+    return _canonical(snake(item["class_name"].split(">")[-1])), logits
+
+
+def _canonical(name: str) -> str:
+    short = name[:MAX_NAME].split(">")[-1].split(".")[-1]
+    return ALIASES.get(short.lower(), short if short.islower() else snake(short))
+
+
+def _weight(item: Any) -> float:
+    if item is None:
+        return 1.0
+    if isinstance(item, bool) or not isinstance(item, (int, float)) or math.isnan(item):
+        raise Garbled(f"a loss weight is {str(item)[:MAX_NAME]!r}, not a number")
+    return float(item)
+
+
+# --- heads ------------------------------------------------------------------------------
+
+def heads(config: Any) -> list[Head]:
+    """The layer producing each output of the model, in output order."""
+    return [Head(output=output, layer=path, activation=_activation(layer),
+                 units=_units(model, layer))
+            for output, layer, path, model in _outputs(config, "")]
+
+
+def output_names(config: Any) -> list[str]:
+    """The model's output names in order (the keys of a per-output loss dict)."""
+    return [output for output, _, _, _ in _outputs(config, "")]
+
+
+def _outputs(config: Any, prefix: str, depth: int = 0) -> list[tuple[str, Any, str, Any]]:
+    """(output name, producing layer config, its qualified name, the model holding it)
+    per output; a nested model's output is followed inside it (``decoder/probs``)."""
+    layers = [layer for layer in model_layers(config) or [] if isinstance(layer, dict)]
+    if not layers or depth > MAX_HOPS:
+        return []
+    by_name = {_layer_name(layer): layer for layer in layers}
+    inner = config.get("config") if isinstance(config, dict) else None
+    declared = inner.get("output_layers") if isinstance(inner, dict) else None
+    if declared is None:  # Sequential: the last layer
+        named: list[tuple[str | None, Any]] = [(_layer_name(layers[-1]), layers[-1])]
+    else:
+        named = [(name, by_name.get(name)) for name in _output_layer_names(declared)]
+    found: list[tuple[str, Any, str, Any]] = []
+    for name, layer in named:
+        if layer is None or name is None:
+            continue
+        nested = _outputs(layer, f"{prefix}{name}/", depth + 1)
+        if model_layers(layer) is not None and len(nested) == 1:
+            found.append((name, *nested[0][1:]))
+        else:
+            found.append((name, layer, prefix + name, config))
+    return found
+
+
+def _output_layer_names(declared: Any) -> list[str | None]:
+    """``output_layers`` as saved: ``[[name, node, tensor], …]``, one ``[name, node,
+    tensor]`` (Keras 3, one output) or a dict of them (Keras 3, dict outputs)."""
+    if isinstance(declared, dict):
+        declared = list(declared.values())
+    if isinstance(declared, list) and declared and isinstance(declared[0], str):
+        declared = [declared]
+    if not isinstance(declared, list):
+        return []
+    return [entry[0] if isinstance(entry, list) and entry and isinstance(entry[0], str)
+            else None for entry in declared]
+
+
+def _layer_name(layer: Any) -> str | None:
+    inner = layer.get("config") if isinstance(layer, dict) else None
+    name = inner.get("name") if isinstance(inner, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _activation(layer: Any) -> str | None:
+    cls = layer.get("class_name")
+    if cls in ACTIVATION_LAYERS:
+        return ACTIVATION_LAYERS[cls]
+    inner = layer.get("config")
+    value = inner.get("activation", "linear" if "units" in inner or "filters" in inner
+                      else None) if isinstance(inner, dict) else None
+    if isinstance(value, dict):  # Keras 3: {"class_name": "function", "config": "softmax"}
+        value = value.get("config") if value.get("class_name") == "function" else (
+            value.get("class_name"))
+    if not isinstance(value, str):
+        return None
+    return snake(value[:MAX_NAME].split(">")[-1]) if value else None
+
+
+def _units(model: Any, layer: Any) -> int | None:
+    """The head's last-axis size: its own units or filters, or, through layers that
+    keep their input's units (an Activation after a Dense), its input's."""
+    for _ in range(MAX_HOPS):
+        inner = layer.get("config") if isinstance(layer, dict) else None
+        if not isinstance(inner, dict):
+            return None
+        for key in ("units", "filters"):
+            value = inner.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        if layer.get("class_name") not in PASS_THROUGH:
+            return None
+        layer = _input_layer(model, layer)
+    return None
+
+
+def _input_layer(model: Any, layer: dict[str, Any]) -> Any:
+    """The layer feeding ``layer`` in ``model`` (its one inbound tensor), or None."""
+    layers = [lay for lay in model_layers(model) or [] if isinstance(lay, dict)]
+    inbound = layer.get("inbound_nodes")
+    if not inbound and layer in layers:  # Sequential: the previous layer
+        position = layers.index(layer)
+        return layers[position - 1] if position > 0 else None
+    source = _first_history(inbound)
+    return next((lay for lay in layers if _layer_name(lay) == source), None)
+
+
+def _first_history(inbound: Any) -> str | None:
+    """The producing layer's name in the first inbound node: Keras 3 writes
+    ``{"args": [{"config": {"keras_history": [name, …]}}]}``, Keras 2
+    ``[[[name, node, tensor, {}]]]``."""
+    for _ in range(MAX_HOPS):
+        if isinstance(inbound, dict):
+            history = inbound.get("config", {}).get("keras_history") if isinstance(
+                inbound.get("config"), dict) else None
+            if isinstance(history, list) and history and isinstance(history[0], str):
+                return history[0]
+            inbound = inbound.get("args")
+        elif isinstance(inbound, list) and inbound:
+            if isinstance(inbound[0], str):
+                return inbound[0]
+            inbound = inbound[0]
+        else:
+            return None
+    return None
