@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fixtures.make_fixtures import training_data
 from gradaudit.checks.training import check, history
 from gradaudit.load.training_state import (
     CompileConfig,
@@ -63,18 +64,6 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
 
 
 # --- the training data and the models, as make_fixtures.py made them ------------
-
-
-def training_data(classes: int = 1, samples: int = 1024, features: int = 8,
-                  seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The fixtures' training data (fixtures/make_fixtures.py: training_data)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.0, 1.0, (samples, features)).astype("float32")
-    score = x @ rng.standard_normal(features)
-    if classes == 1:
-        return x, (score > np.median(score)).astype("float32")[:, None]
-    bins = np.digitize(score, np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1]))
-    return x, np.eye(classes, dtype="float32")[bins]
 
 
 def load(name: str) -> Any:
