@@ -290,3 +290,10 @@ def test_python_dash_m_works() -> None:
     proc = subprocess.run([sys.executable, "-m", "gradaudit", "--version"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("gradaudit ")
+
+
+def test_a_load_error_is_printed_once_on_stderr_not_again_on_stdout() -> None:
+    result = run_cli("audit", "nonexistent.keras", "-q")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "gradaudit: error: nonexistent.keras: no such file or directory"
+    assert "no such file" not in result.stdout

@@ -100,3 +100,11 @@ def test_merge_does_not_import_tensorflow(sharded: dict) -> None:
     reports = [str(out) for _, out in sharded["shards"]]
     fresh = run_cli_fresh("merge", *reports, "-q")
     assert "EXIT 2" in fresh.stdout and fresh.imported == [], fresh.stdout + fresh.stderr
+
+
+def test_the_same_shard_given_twice_is_refused_not_counted_twice(sharded: dict) -> None:
+    _, first = sharded["shards"][0]
+    result = run_cli("merge", str(first), str(first), "-q")
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert "is also in" in line and "appear in one report only" in line

@@ -180,3 +180,11 @@ def test_the_report_shows_the_shape_of_the_data_given(tmp_path: Path) -> None:
     result = run_cli("audit", str(path), "--inputs", str(data), "--format", "json", "-q")
     (report,) = json.loads(result.stdout)["models"]
     assert report["summary"]["inputs"][0]["shape"] == [100, 3]
+
+
+def test_a_text_file_given_as_inputs_is_named_not_a_numpy_file(tmp_path: Path) -> None:
+    text = tmp_path / "inputs.txt"
+    text.write_text("1,2,3\n")
+    result = run_cli("audit", str(FIXTURES / "healthy_mlp.keras"), "--inputs", str(text), "-q")
+    assert result.exit_code == 2
+    assert "not a NumPy .npy/.npz file" in result.stderr and "pickled" not in result.stderr

@@ -25,11 +25,13 @@ DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211"
 
 
 def render(run: AuditRun) -> str:
+    """The models' blocks and, for several paths, a summary in which a path that could
+    not be audited has status "error". Its reason is not repeated here: the CLI prints
+    it on stderr, once (and JSON carries it for scripts)."""
     blocks = [_model_block(model) for model in run.models]
-    blocks += [f"{error.path}: ERROR: {error.error}" for error in run.errors]
     if len(run.models) + len(run.errors) > 1:
         blocks.append("Summary:\n" + tabulate(summary_rows(run), headers=SUMMARY_HEADERS))
-    return "\n\n".join(blocks) + "\n"
+    return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
 def _model_block(report: ModelReport) -> str:

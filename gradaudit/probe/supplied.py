@@ -104,9 +104,21 @@ class ArrayInputs(SuppliedInputs):
         return {"kind": "arrays", "rows": self.rows}
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def read_inputs_file(path: Path, samples: int) -> SuppliedInputs:
-    """Read an .npz/.npy inputs file, keeping at most ``samples`` rows; AuditError if unusable."""
+    """Read an .npz/.npy inputs file, keeping at most ``samples`` rows; AuditError if unusable.
+
+    The magic bytes are checked first: ``np.load`` takes any other file for pickled
+    data and says so, which tells a person nothing about what went wrong.
+    """
     try:
+        with path.open("rb") as handle:
+            head = handle.read(len(NPY_MAGIC))
+        if not head.startswith((NPY_MAGIC, b"PK\x03\x04", b"PK\x05\x06")):
+            raise AuditError(f"--inputs {path}: not a NumPy .npy/.npz file (np.save and "
+                             "np.savez write them; this file starts with neither header)")
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
@@ -115,6 +127,8 @@ def read_inputs_file(path: Path, samples: int) -> SuppliedInputs:
             arrays = {"arr_0": loaded}
     except FileNotFoundError:
         raise AuditError(f"--inputs {path}: no such file") from None
+    except IsADirectoryError:
+        raise AuditError(f"--inputs {path}: a directory, not a NumPy .npy/.npz file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise AuditError(f"--inputs {path}: not a NumPy .npy/.npz file ({exc})") from None
     if not arrays:
