@@ -87,7 +87,7 @@ def audit_path(
                             signature=options.signature, imports=options.imports)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch,
-                           training=file_training_state(path, loaded.format))
+                           training=file_training_state(path, loaded.format, loaded.config))
 
 
 def audit_model(
@@ -187,12 +187,14 @@ def _quiet_library_output() -> Iterator[None]:
 # Training forensics (issue 13): what the file's optimizer state and compile config
 # say about the gradients training saw. Read from the file, not from the probe.
 
-def file_training_state(path: str, fmt: str) -> TrainingState | None:
+def file_training_state(path: str, fmt: str,
+                        config: dict[str, Any] | None) -> TrainingState | None:
     """The training state in a .keras or .h5 file; None for a SavedModel or a file
-    saved without compile (no optimizer state, no compile config)."""
-    if fmt not in ("keras", "h5"):
+    saved without compile (no optimizer state, no compile config). ``config`` is the
+    model config read past the size gates, which are not run again."""
+    if fmt not in ("keras", "h5") or config is None:
         return None
-    state = read_training_state(path, fmt)
+    state = read_training_state(path, fmt, config=config)
     # A file saved without compile says nothing about training: no GA404 on every
     # inference-only file. One compiled but never trained still gets it.
     compiled = state.compile is not None and any(state.compile.losses.values())
@@ -255,7 +257,7 @@ def audit_file(path: str, options: Options) -> ModelReport:
         archive.check_archive(file, options.limits.max_params)
     config = read_model_config(file, fmt)
     total = limits.check_weight_datasets(file, fmt, options.limits.max_params)
-    state = file_training_state(path, fmt)
+    state = file_training_state(path, fmt, config)
     rows = () if state is None else _state_rows(state, config)
     trainable = sum(row.trainable_params for row in rows)
     report = ModelReport(

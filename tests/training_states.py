@@ -49,7 +49,7 @@ FINDINGS = [
 ]
 
 
-def read_training_state(path: str, fmt: str) -> TrainingState:
+def read_training_state(path: str, fmt: str, **gated: Any) -> TrainingState:
     return STATE
 
 

@@ -41,6 +41,9 @@ class LoadedModel:
     format: str  # "keras" | "h5" | "savedmodel"
     model: AuditedModel
     unsafe: bool
+    config: dict[str, Any] | None = None
+    """The model config as the pre-scan read it (None for a SavedModel): the training
+    state is read with it, past the same gates, not a second time."""
 
 
 def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
@@ -78,7 +81,7 @@ def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(
             model = KerasModel(_keras3_load(path, fmt, config, unsafe, limits.max_params))
         else:
             model = _keras2_load(path, config, unsafe, limits.max_params, version)
-    return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe)
+    return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe, config=config)
 
 
 @contextlib.contextmanager

@@ -55,28 +55,28 @@ iteration, learning_rate, step_counter, dynamic_scale."""
 UNIQUIFIER = re.compile(r"_\d+$")
 
 
-def read_training_state(path: str, fmt: str, *,
-                        max_params: int = Limits().max_params) -> TrainingState:
+def read_training_state(path: str, fmt: str, *, max_params: int = Limits().max_params,
+                        config: dict[str, Any] | None = None) -> TrainingState:
     """The training evidence in a ``.keras`` or ``.h5`` file (fmt "keras" | "h5").
 
     Never raises for a malformed or hostile file: what cannot be read becomes a
     note. Sizes are checked before anything is read into memory: the archive as
     the loader checks it, the model's weight datasets against ``max_params``; a
-    slot is read only when its shape is its variable's.
+    slot is read only when its shape is its variable's. A caller that has run
+    those gates and read the model ``config`` passes it, so neither is done twice.
     """
     try:
-        return _read(Path(path), fmt, max_params)
+        return _read(Path(path), fmt, max_params, config)
     except Exception as exc:  # a hostile file may make h5py or json fail anywhere
         return TrainingState(notes=(f"the training state could not be read ({first_line(exc)})",))
 
 
-def _read(path: Path, fmt: str, max_params: int) -> TrainingState:
+def _read(path: Path, fmt: str, max_params: int,
+          checked: dict[str, Any] | None) -> TrainingState:
     if fmt not in ("keras", "h5"):
         return TrainingState(notes=("the optimizer state of a SavedModel is not read",))
     try:
-        if fmt == "keras":
-            archive.check_archive(path, max_params)
-        config = read_model_config(path, fmt)
+        config = checked if checked is not None else _gated_config(path, fmt, max_params)
     except AuditError as exc:
         return TrainingState(notes=(f"the training state is not read: {exc}",))
     notes: list[str] = []
@@ -99,7 +99,8 @@ def _read(path: Path, fmt: str, max_params: int) -> TrainingState:
             notes.append("the compile config names no optimizer")
         return _with(base, notes=notes)
     try:
-        limits.check_weight_datasets(path, fmt, max_params)
+        if checked is None:
+            limits.check_weight_datasets(path, fmt, max_params)
     except AuditError as exc:
         notes.append(f"the optimizer state is not read: {exc}")
         return _with(base, optimizer_config=optimizer.config, notes=notes)
@@ -113,6 +114,13 @@ def _read(path: Path, fmt: str, max_params: int) -> TrainingState:
             return _with(base, optimizer_config=optimizer.config, notes=notes)
         reader = _keras_slots if fmt == "keras" else _h5_slots
         return reader(handle, config, optimizer, flavor, base, notes)
+
+
+def _gated_config(path: Path, fmt: str, max_params: int) -> dict[str, Any]:
+    """The model config, after the archive checks the loader runs (AuditError)."""
+    if fmt == "keras":
+        archive.check_archive(path, max_params)
+    return read_model_config(path, fmt)
 
 
 def _with(state: TrainingState, **changes: Any) -> TrainingState:
