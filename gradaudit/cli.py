@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gradaudit import __version__, progress, settings
+from gradaudit import __version__, progress, runtime, settings
 from gradaudit.errors import AuditError
 from gradaudit.formats import Format, render
 from gradaudit.formats import plot as grad_flow
@@ -197,10 +197,9 @@ def audit(
 
             supplied = read_inputs_file(inputs_file, options.samples)
     from gradaudit.pipeline import audit_paths
-    from gradaudit.runtime import import_tensorflow
 
-    if not options.no_probe:
-        import_tensorflow(verbose=verbose)  # first import wins: log levels are set before it
+    if verbose:
+        runtime.log_verbosely()  # TensorFlow is imported later, once a model passes the checks
     with _usage_errors():
         import_modules(options.imports)  # all of them, or nothing is audited
     targets = discovery.discover(paths, options.exclude, shards)

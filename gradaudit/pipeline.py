@@ -36,7 +36,6 @@ from gradaudit.report.types import (
     ModelReport,
     TrainingSummary,
 )
-from gradaudit.runtime import import_tensorflow
 
 if TYPE_CHECKING:
     from gradaudit.probe.evidence import LayerEvidence
@@ -53,8 +52,6 @@ def audit_paths(
     ``progress`` is told each path before it is audited (with 0) and after each
     probe batch (with the samples probed so far).
     """
-    if not options.no_probe:
-        import_tensorflow()
     reports, errors = [], []
     for path in paths:
         on_batch = None
@@ -75,16 +72,12 @@ def audit_path(
     """Load one file and audit it; AuditError with a reason if it cannot be."""
     if options.no_probe:
         return audit_file(path, options)
-    import keras
-
     from gradaudit.load.loader import load_model
 
     with _quiet_library_output():
-        # Layers created without an explicit seed (Dropout …) draw theirs from
-        # the global RNGs while loading: seed them so reports are reproducible.
-        keras.utils.set_random_seed(options.seed)
         loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
-                            signature=options.signature, imports=options.imports)
+                            signature=options.signature, imports=options.imports,
+                            seed=options.seed)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch,
                            training=file_training_state(path, loaded.format, loaded.config))

@@ -18,11 +18,24 @@ import importlib
 import os
 import sys
 
+_verbose = False
 
-def import_tensorflow(verbose: bool = False) -> None:
+
+def log_verbosely() -> None:
+    """Let TensorFlow's own log lines through when it is imported (``--verbose``).
+
+    Said before the import, not at it: TensorFlow is imported only once a model
+    has passed the file checks, deep in the pipeline, or never.
+    """
+    global _verbose
+    _verbose = True
+
+
+def import_tensorflow() -> None:
     """Import TensorFlow and Keras quietly (a no-op once they are imported)."""
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
+    verbose = _verbose
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if verbose:

@@ -297,3 +297,40 @@ def test_a_load_error_is_printed_once_on_stderr_not_again_on_stdout() -> None:
     assert result.exit_code == 2
     assert result.stderr.strip() == "gradaudit: error: nonexistent.keras: no such file or directory"
     assert "no such file" not in result.stdout
+
+
+# --- answers before TensorFlow (issue 14, part 2) --------------------------------------
+
+def _early_cases(tmp: Path) -> dict[str, list[str]]:
+    (tmp / "empty").mkdir()
+    (tmp / "text.keras").write_text("not a model\n")
+    (tmp / "data.csv").write_text("x,y\n1,2\n")
+    return {
+        "no such file or directory": ["audit", str(tmp / "missing.keras")],
+        "directory holds no model files": ["audit", str(tmp / "empty")],
+        "neither a .keras zip archive nor an HDF5": ["audit", str(tmp / "text.keras")],
+        "not a NumPy .npy/.npz file": [
+            "audit", str(FIXTURES / "healthy_mlp.keras"), "--inputs", str(tmp / "data.csv")],
+        "Lambda layer": ["audit", str(FIXTURES / "lambda_payload.keras")],
+    }
+
+
+def test_files_that_cannot_be_audited_are_answered_before_tensorflow(tmp_path: Path) -> None:
+    """A missing file, an empty directory, a text file named .keras, a bad --inputs
+    file, a refused config: one line, exit 2, and TensorFlow never imported."""
+    for reason, args in _early_cases(tmp_path).items():
+        fresh = run_cli_fresh(*args, "-q")
+        assert "EXIT 2" in fresh.stdout, (args, fresh.stdout, fresh.stderr)
+        errors = _nonempty(fresh.stderr)
+        assert len(errors) == 1 and errors[0].startswith("gradaudit: error: "), errors
+        assert reason in errors[0]
+        assert fresh.imported == [], (args, fresh.imported)
+
+
+def test_tensorflow_is_imported_once_a_model_passes_the_checks(tmp_path: Path) -> None:
+    """The early answer is not a skipped audit: the bad path fails, the good one runs."""
+    fresh = run_cli_fresh("audit", str(tmp_path / "missing.keras"),
+                          str(FIXTURES / "healthy_mlp.keras"), "-q", "--samples", "8")
+    assert "EXIT 2" in fresh.stdout
+    assert fresh.imported == ["tensorflow", "keras"]
+    assert "healthy_mlp" in fresh.stdout

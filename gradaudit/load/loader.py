@@ -47,18 +47,23 @@ class LoadedModel:
 
 
 def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(),
-               signature: str | None = None, imports: Sequence[str] = ()) -> LoadedModel:
+               signature: str | None = None, imports: Sequence[str] = (),
+               seed: int | None = None) -> LoadedModel:
     """Detect, pre-scan and load one model file; AuditError with the reason on failure.
 
     A SavedModel directory is scanned and loaded by :mod:`.savedmodel`
     (``signature`` picks the function to audit); its model is a SignatureModel, a
     Keras file's a KerasModel, whose config may name the classes that the
-    ``imports`` (``--import``, imported first) registered.
+    ``imports`` (``--import``, imported first) registered. TensorFlow is imported
+    only once the file has passed every check that needs none, so a file that
+    cannot be audited is answered at once. ``seed`` seeds the global random
+    generators just before the model is built: layers created without a seed of
+    their own (Dropout …) draw it from them, and reports must be reproducible.
     """
     path = Path(path_text)
     fmt = detect_format(path)
     if fmt == "savedmodel":
-        import_tensorflow()
+        _import_tensorflow(seed)
         from gradaudit.load import savedmodel
 
         limits_module.check_checkpoint_variables(path, limits.max_params)
@@ -71,7 +76,7 @@ def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(
     if not unsafe:
         refuse_unsafe(config, provided)
     limits_module.check_weight_datasets(path, fmt, limits.max_params)
-    import_tensorflow()
+    _import_tensorflow(seed)
     from gradaudit.model.keras_graph import KerasModel
 
     version = keras2.keras2_version(path) if fmt == "h5" else None
@@ -82,6 +87,14 @@ def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(
         else:
             model = _keras2_load(path, config, unsafe, limits.max_params, version)
     return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe, config=config)
+
+
+def _import_tensorflow(seed: int | None) -> None:
+    import_tensorflow()
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
 
 
 @contextlib.contextmanager
