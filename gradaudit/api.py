@@ -19,6 +19,7 @@ from gradaudit.formats import Format, render
 from gradaudit.load.imports import parse_imports
 from gradaudit.model.specs import parse_input_shape
 from gradaudit.options import Options, Thresholds
+from gradaudit.probe.memory import parse_size
 from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
 from gradaudit.report import json_io
 from gradaudit.report.selection import Selection, parse_codes
@@ -81,6 +82,7 @@ def audit(
     thresholds: Thresholds | None = None,
     input_shape: Sequence[str] = (),
     no_probe: bool = Options.no_probe,
+    max_memory: int | str | None = Options.max_memory,
 ) -> Report:
     """Audit one model (a ``keras.Model`` or a model file) and return its report.
 
@@ -96,7 +98,8 @@ def audit(
     as the CLI, after ``imports`` (as ``--import``: your modules, whose registered
     layer classes the file may then name) are imported. ``no_probe=True`` (a file
     only, no ``inputs``) runs only the checks that read the file, without
-    TensorFlow, as ``--no-probe``.
+    TensorFlow, as ``--no-probe``. ``max_memory`` (bytes, or ``"4GiB"`` as for
+    ``--max-memory``) caps what a probe step may bring the process to.
 
     Raises ``AuditError`` (one-line reason) when the model or the inputs cannot
     be audited, ``ValueError`` for a bad argument.
@@ -106,16 +109,15 @@ def audit(
                       thresholds=thresholds or Thresholds(),
                       select=parse_codes(select), ignore=parse_codes(ignore),
                       input_shape=tuple(parse_input_shape(text) for text in input_shape),
-                      no_probe=no_probe)
+                      no_probe=no_probe,
+                      max_memory=parse_size(max_memory) if isinstance(max_memory, str)
+                      else max_memory)
     selection = Selection(options.select, options.ignore)
     supplied = _supplied(inputs, samples)
     if isinstance(model_or_path, (str, os.PathLike)):
         from gradaudit.pipeline import audit_path
-        from gradaudit.runtime import import_tensorflow
 
-        if not no_probe:
-            import_tensorflow()
-        elif supplied is not None:
+        if no_probe and supplied is not None:
             raise ValueError("no_probe=True runs no model: it takes no inputs")
         report = audit_path(os.fspath(model_or_path), options, supplied)
     elif options.imports:

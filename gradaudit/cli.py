@@ -114,6 +114,11 @@ def audit(
         "--max-input-elements", min=1, help="Refuse a model when one probe batch of its "
         "inputs (batch size × every input's elements) holds more values than this.")
     ] = Limits.max_input_elements,
+    max_memory: Annotated[str | None, typer.Option(
+        "--max-memory", metavar="SIZE", help="Memory the audit may use while probing "
+        "(4GiB, 512MiB, bytes): the batch is made smaller until the estimated step fits, "
+        "and a model of which one sample does not fit is refused (exit 2). Default: the "
+        "smaller of 4 GiB and a quarter of physical memory.", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="Let TensorFlow's and absl's log messages through to stderr.")
     ] = False,

@@ -105,6 +105,10 @@ class Options:
     no_probe: bool = False
     """Run no model: only the checks that read the file (its optimizer state and compile
     config), without TensorFlow (``--no-probe``)."""
+    max_memory: int | None = None
+    """Bytes the process may hold during a probe step (``--max-memory``): the batch is
+    made smaller until the estimated step fits. None: the smaller of 4 GiB and a
+    quarter of physical memory (``probe.memory.default_budget``)."""
     signature: str | None = None
     """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -14,7 +14,7 @@ import math
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,28 +38,31 @@ from gradaudit.report.types import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from gradaudit.model.specs import InputSpec
     from gradaudit.probe.evidence import LayerEvidence
     from gradaudit.probe.supplied import SuppliedInputs
 
 
+Step = Callable[[str], None]
+"""Told the step an audit is in (``loading``, ``probing batch 2/4`` …), for progress."""
+
+
 def audit_paths(
     paths: Sequence[str], options: Options, supplied: SuppliedInputs | None = None,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> AuditRun:
     """Audit every path in one process; a failing path does not stop the others.
 
     ``supplied`` inputs (``--inputs``) replace random ones for every model;
-    ``progress`` is told each path before it is audited (with 0) and after each
-    probe batch (with the samples probed so far).
+    ``progress`` is told each path with the step its audit is in, ``loading`` first.
     """
     reports, errors = [], []
     for path in paths:
-        on_batch = None
-        if progress is not None:
-            progress(path, 0)
-            on_batch = functools.partial(progress, path)
+        on_step = None if progress is None else functools.partial(progress, path)
         try:
-            reports.append(audit_path(path, options, supplied, on_batch=on_batch))
+            reports.append(audit_path(path, options, supplied, on_step=on_step))
         except AuditError as exc:
             errors.append(LoadError(path=path, error=str(exc)))
     return AuditRun(models=tuple(reports), errors=tuple(errors))
@@ -67,9 +70,11 @@ def audit_paths(
 
 def audit_path(
     path: str, options: Options, supplied: SuppliedInputs | None = None, *,
-    on_batch: Callable[[int], None] | None = None,
+    on_step: Step | None = None,
 ) -> ModelReport:
     """Load one file and audit it; AuditError with a reason if it cannot be."""
+    if on_step is not None:
+        on_step("reading" if options.no_probe else "loading")
     if options.no_probe:
         return audit_file(path, options)
     from gradaudit.load.loader import load_model
@@ -79,41 +84,29 @@ def audit_path(
                             signature=options.signature, imports=options.imports,
                             seed=options.seed)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
-                           unsafe=loaded.unsafe, supplied=supplied, on_batch=on_batch,
+                           unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
                            training=file_training_state(path, loaded.format, loaded.config))
 
 
 def audit_model(
     model: AuditedModel, options: Options, *, path: str = "", fmt: str = "keras",
     unsafe: bool = False, supplied: SuppliedInputs | None = None,
-    on_batch: Callable[[int], None] | None = None, training: TrainingState | None = None,
+    on_step: Step | None = None, training: TrainingState | None = None,
 ) -> ModelReport:
     """Inputs → probe → evidence → checks → report, for any loaded model; then the
     ``training`` state's history and findings (:func:`with_training`)."""
     from gradaudit.checks import run_checks
-    from gradaudit.probe import random_inputs
     from gradaudit.probe.evidence import gather
-    from gradaudit.probe.sizing import size_unknown_axes
     from gradaudit.probe.tape import probe
 
-    specs = model.input_specs(synthesise=supplied is None, shapes=options.input_shape)
-    notes = model.notes
-    if supplied is None:
-        sized = size_unknown_axes(model, specs, options)
-        specs, notes = sized.specs, notes + ((sized.note,) if sized.note else ())
-        limits.check_input_elements([spec.shape for spec in specs],
-                                    min(options.batch_size, options.samples),
-                                    options.limits.max_input_elements)
-        batches = random_inputs.random_batches(specs, options.samples, options.batch_size,
-                                               options.seed, options.input_dist,
-                                               options.input_range)
-        source = random_inputs.random_source(specs, options.seed, options.input_dist,
-                                             options.input_range)
-    else:
-        specs, batches = supplied.batches(specs, options.batch_size)
-        source = supplied.source
+    step = on_step or (lambda _: None)
+    step("sizing")
+    planned = _plan_inputs(model, options, supplied)
     with reported_as("running the model on probe inputs failed: {reason}"):
-        result = probe(model, batches, options, on_batch=on_batch)
+        result = probe(model, planned.batches, options, on_batch=lambda samples: step(
+            f"probing batch {math.ceil(samples / planned.batch_size)}/{planned.batch_count}"))
+    step("checks")
+    specs = planned.specs
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]
     token_ids = {spec.name for spec in specs if spec.is_token_ids}
     evidence = gather(model, result, float_inputs, token_ids, options.thresholds)
@@ -127,16 +120,66 @@ def audit_model(
         params_trainable=trainable,
         params_non_trainable=total - trainable,
         samples=result.samples,
+        batch_size=planned.batch_size,
         seed=options.seed,
         inputs=tuple(InputRow(s.name, s.shape, s.dtype) for s in specs),
         layers=tuple(_layer_row(layer) for layer in evidence.layers),
         findings=tuple(findings),
         unsafe=unsafe,
-        inputs_source=source,
-        notes=notes,
+        inputs_source=planned.source,
+        notes=model.notes + planned.notes,
         imports=options.imports,
     )
     return with_training(report, training, options.thresholds)
+
+
+@dataclass(frozen=True)
+class _PlannedInputs:
+    """What the probe is fed: the inputs' specs, the batches (drawn as they are used),
+    where they come from, and the batch size chosen to fit the memory budget."""
+
+    specs: list[InputSpec]
+    batches: Iterator[list[np.ndarray]]
+    source: dict[str, Any]
+    batch_size: int
+    batch_count: int
+    notes: tuple[str, ...]
+
+
+def _plan_inputs(model: AuditedModel, options: Options,
+                 supplied: SuppliedInputs | None) -> _PlannedInputs:
+    """Random inputs sized so nothing in the model is empty, or the user's; in batches
+    that keep a probe step inside ``--max-memory``."""
+    from gradaudit.probe import random_inputs
+    from gradaudit.probe.memory import batch_within, default_budget
+    from gradaudit.probe.sizing import output_elements, size_unknown_axes
+
+    specs = model.input_specs(synthesise=supplied is None, shapes=options.input_shape)
+    notes: tuple[str, ...] = ()
+    if supplied is None:
+        # Before any random input is drawn: the one-sample pass below draws some.
+        limits.check_input_elements([spec.shape for spec in specs],
+                                    min(options.batch_size, options.samples),
+                                    options.limits.max_input_elements)
+        sized = size_unknown_axes(model, specs, options)
+        specs, elements, rows = sized.specs, sized.output_elements, options.samples
+        notes += (sized.note,) if sized.note else ()
+    else:
+        specs, arrays = supplied.matched(specs)
+        elements, rows = output_elements(model, specs, options), supplied.rows
+    choice = batch_within(options.max_memory or default_budget(),
+                          min(options.batch_size, rows), specs, elements,
+                          param_count(model.trainable_variables))
+    notes += (choice.note,) if choice.note else ()
+    size = choice.batch_size
+    if supplied is None:
+        dist, value_range = options.input_dist, options.input_range
+        batches = random_inputs.random_batches(specs, rows, size, options.seed, dist,
+                                               value_range)
+        source = random_inputs.random_source(specs, options.seed, dist, value_range)
+    else:
+        batches, source = supplied.batches(arrays, size), supplied.source
+    return _PlannedInputs(specs, batches, source, size, math.ceil(rows / size), notes)
 
 
 def _layer_row(layer: LayerEvidence) -> LayerRow:

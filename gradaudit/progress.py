@@ -1,7 +1,7 @@
 """A progress bar on stderr, only where a person is watching.
 
 Shown when stderr is a terminal and ``--quiet`` is off: one step per model,
-and the samples probed so far, so a long probe shows that it is moving.
+and the step its audit is in, so a model that takes minutes shows that it is moving.
 Nothing of it reaches a pipe, a log file or stdout.
 """
 
@@ -19,8 +19,9 @@ def wanted(quiet: bool, stream: TextIO | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, stream: TextIO | None = None) -> Iterator[Callable[[str, int], None]]:
-    """A callback ``(path, samples probed so far)``; the bar vanishes at the end."""
+def progress_bar(total: int, stream: TextIO | None = None) -> Iterator[Callable[[str, str], None]]:
+    """A callback ``(path, step)``: a new path starts the next model, ``step`` says where
+    its audit is (loading, sizing, probing batch k/n, checks). The bar vanishes at the end."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -31,10 +32,9 @@ def progress_bar(total: int, stream: TextIO | None = None) -> Iterator[Callable[
         task = bar.add_task("", total=total)
         started: list[str] = []
 
-        def step(path: str, samples: int) -> None:
-            if samples == 0:
+        def step(path: str, where: str) -> None:
+            if not started or started[-1] != path:
                 started.append(path)
-            bar.update(task, completed=len(started) - 1,
-                       description=f"{path} ({samples} samples)" if samples else path)
+            bar.update(task, completed=len(started) - 1, description=f"{path}: {where}")
 
         yield step

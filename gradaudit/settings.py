@@ -23,6 +23,7 @@ from gradaudit.errors import AuditError
 from gradaudit.load.imports import anchored, parse_imports
 from gradaudit.model.specs import InputShapes, parse_input_shape
 from gradaudit.options import DISTRIBUTIONS, Distribution, Limits, Options, Thresholds
+from gradaudit.probe.memory import SIZE_FORMS, parse_size
 from gradaudit.report.selection import parse_codes, split_list
 from gradaudit.report.types import FailOn
 
@@ -71,6 +72,15 @@ def _fraction(value: object) -> float:
     if number > 1:
         raise ValueError("expected a fraction in (0, 1]")
     return number
+
+
+def _size(value: object) -> int:
+    """``"4GiB"`` (config file or flag) or a number of bytes (config file)."""
+    if isinstance(value, str):
+        return parse_size(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected {SIZE_FORMS}")
+    return value
 
 
 def _fail_on(value: object) -> FailOn:
@@ -126,6 +136,7 @@ PARSERS: dict[str, Callable[[Any], object]] = {
     "input_shape": _input_shapes,
     "imports": parse_imports,
     "no_probe": _boolean,
+    "max_memory": _size,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
 }
 """The config-file keys, each with the parser that checks its value (flags use them too)."""

@@ -119,20 +119,24 @@ def test_progress_bar_only_on_a_terminal_without_quiet() -> None:
     assert not progress.wanted(quiet=False, stream=io.StringIO())
     terminal = _Terminal()
     with progress.progress_bar(2, terminal) as step:
-        step("a.keras", 0)
-        step("a.keras", 64)
-        step("b.keras", 0)
-        step("b.keras", 128)
-    assert "b.keras (128 samples)" in terminal.getvalue() or "1/2" in terminal.getvalue()
+        step("a.keras", "loading")
+        step("a.keras", "probing batch 1/4")
+        step("b.keras", "loading")
+        step("b.keras", "probing batch 2/4")
+    shown = terminal.getvalue()
+    assert "1/2" in shown and "b.keras: probing batch 2/4" in shown, shown
 
 
 def test_pipeline_reports_progress_per_model_and_per_batch() -> None:
     from gradaudit.options import Options
     from gradaudit.pipeline import audit_paths
 
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[str, str]] = []
     paths = [str(FIXTURES / "dead_relu.keras"), str(FIXTURES / "healthy_mlp.keras")]
     audit_paths(paths, Options(samples=96, batch_size=32),
-                progress=lambda p, n: seen.append((p, n)))
-    assert seen == [(paths[0], 0), (paths[0], 32), (paths[0], 64), (paths[0], 96),
-                    (paths[1], 0), (paths[1], 32)]  # the healthy model is decided after one batch
+                progress=lambda p, step: seen.append((p, step)))
+    steps = ["loading", "sizing", "probing batch 1/3", "probing batch 2/3",
+             "probing batch 3/3", "checks"]
+    assert seen == [*((paths[0], step) for step in steps),
+                    # the healthy model is decided after one batch
+                    *((paths[1], step) for step in [*steps[:3], "checks"])]

@@ -8,6 +8,10 @@ model changes) with the unknown axes at 32, then 64, 128 … up to ``MAX_DIM``,
 until no layer's output and no model output has an empty axis and the model
 runs at all (a convolution wider than its input raises instead). Axes given
 with ``--input-shape`` are the user's and are never changed, only checked.
+
+The same one-sample pass counts the values every layer outputs for one sample,
+from which :mod:`.memory` estimates a probe step's memory; so it runs for every
+model, with unknown axes or not.
 """
 
 from __future__ import annotations
@@ -29,10 +33,21 @@ MAX_DIM = 4096
 
 @dataclass(frozen=True)
 class Sized:
-    """The specs to probe with, and a note when the unknown axes had to grow."""
+    """The specs to probe with, a note when the unknown axes had to grow, and the
+    values the model's layers and outputs hold for one sample of them."""
 
     specs: list[InputSpec]
+    output_elements: int
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """One sample through the model: what is empty or failed (None: nothing), and the
+    values its layers and outputs hold."""
+
+    problem: str | None
+    output_elements: int = 0
 
 
 def size_unknown_axes(model: AuditedModel, specs: list[InputSpec], options: Options) -> Sized:
@@ -41,16 +56,17 @@ def size_unknown_axes(model: AuditedModel, specs: list[InputSpec], options: Opti
     growable = {spec.name for spec in specs if None in spec.declared
                 and spec.name not in given and not (None in given and len(specs) == 1)}
     if not growable:
-        if any(None in spec.declared for spec in specs):  # sized by the user: check only
-            problem = _empty_output(model, specs, options)
-            if problem is not None:
-                raise AuditError(f"{problem} with the --input-shape given")
-        return Sized(specs)
+        trial = _one_sample(model, specs, options)
+        # Sized by the user: checked. Fully declared: the probe says what fails.
+        if trial.problem is not None and any(None in spec.declared for spec in specs):
+            raise AuditError(f"{trial.problem} with the --input-shape given")
+        return Sized(specs, trial.output_elements)
     size, first_problem = DEFAULT_DIM, None
     while True:
-        trial = [replace(spec, shape=tuple(size if d is None else d for d in spec.declared))
-                 if spec.name in growable else spec for spec in specs]
-        problem = _empty_output(model, trial, options)
+        shaped = [replace(spec, shape=tuple(size if d is None else d for d in spec.declared))
+                  if spec.name in growable else spec for spec in specs]
+        trial = _one_sample(model, shaped, options)
+        problem = trial.problem
         if problem is None:
             break
         first_problem = first_problem or problem
@@ -63,24 +79,29 @@ def size_unknown_axes(model: AuditedModel, specs: list[InputSpec], options: Opti
                              "input's shape with --input-shape (without the batch axis)")
         size *= 2
     if size == DEFAULT_DIM:
-        return Sized(specs)
-    return Sized(trial, note=f"unknown input axes sized {size}, not {DEFAULT_DIM}: at "
-                             f"{DEFAULT_DIM}, {first_problem}")
+        return Sized(shaped, trial.output_elements)
+    return Sized(shaped, trial.output_elements,
+                 note=f"unknown input axes sized {size}, not {DEFAULT_DIM}: at "
+                      f"{DEFAULT_DIM}, {first_problem}")
 
 
-def _empty_output(model: AuditedModel, specs: list[InputSpec], options: Options) -> str | None:
-    """What is empty (or fails) when one sample of ``specs`` runs, or None."""
+def output_elements(model: AuditedModel, specs: list[InputSpec], options: Options) -> int:
+    """The values the model's layers and outputs hold for one sample of ``specs``
+    (shaped by the user's data: nothing to size), 0 if it cannot run."""
+    return _one_sample(model, specs, options).output_elements
+
+
+def _one_sample(model: AuditedModel, specs: list[InputSpec], options: Options) -> _Trial:
+    """One sample of ``specs`` through the model in inference mode, every leaf layer watched."""
     (batch,) = random_batches(specs, 1, 1, options.seed, options.input_dist, options.input_range)
     watched = [info for info in model.layers if info.op is None and not info.is_container]
     try:
         result = model.run([tf.constant(x) for x in batch], training=False, watched=watched)
     except Exception as exc:  # e.g. a VALID convolution wider than its input
-        return f"the model cannot run ({first_line(exc)})"
-    for name, values in result.activations.items():
-        for value in values:
-            if 0 in tuple(value.shape):
-                return f"layer '{name}' gives an empty output {tuple(value.shape)[1:]}"
-    for index, output in enumerate(result.outputs):
-        if 0 in tuple(output.shape):
-            return f"output {index} is empty {tuple(output.shape)[1:]}"
-    return None
+        return _Trial(f"the model cannot run ({first_line(exc)})")
+    named = [(f"layer '{name}' gives an empty output", value)
+             for name, values in result.activations.items() for value in values]
+    named += [(f"output {index} is empty", output) for index, output in enumerate(result.outputs)]
+    shapes = [(what, tuple(value.shape)) for what, value in named]
+    problem = next((f"{what} {shape[1:]}" for what, shape in shapes if 0 in shape), None)
+    return _Trial(problem, sum(math.prod(shape) for _, shape in shapes))

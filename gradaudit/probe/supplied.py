@@ -40,15 +40,19 @@ class SuppliedInputs:
         """Where the inputs came from, for the report (``summary.inputs_source``)."""
         return {"kind": "file", "path": self.path, "rows": self.rows}
 
-    def batches(self, specs: list[InputSpec],
-                batch_size: int) -> tuple[list[InputSpec], Iterator[list[np.ndarray]]]:
+    def matched(self, specs: list[InputSpec]) -> tuple[list[InputSpec], list[np.ndarray]]:
         """Check the arrays against ``specs`` now (AuditError); the specs with the
-        shapes the data has (what the report shows), and the batches."""
+        shapes the data has (what the report shows), and the arrays in input order."""
         matched = zip(specs, self._match(specs), strict=True)
         ordered = [self._check(spec, array) for spec, array in matched]
         shaped = [replace(spec, shape=tuple(array.shape[1:]))
                   for spec, array in zip(specs, ordered, strict=True)]
-        return shaped, _slices(ordered, self.rows, batch_size)
+        return shaped, ordered
+
+    def batches(self, ordered: list[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:
+        """The :meth:`matched` arrays in batches of ``batch_size`` rows."""
+        for start in range(0, self.rows, batch_size):
+            yield [np.asarray(a[start:start + batch_size]) for a in ordered]
 
     def _match(self, specs: list[InputSpec]) -> list[np.ndarray]:
         """One array per spec: by input name, else by ``arr_<i>`` position."""
@@ -166,11 +170,6 @@ def _first_rows(arrays: dict[str, np.ndarray], samples: int, where: str
     if rows == 0:
         raise AuditError(f"{where}: the arrays have no rows")
     return {key: array[:rows] for key, array in arrays.items()}, rows
-
-
-def _slices(arrays: list[np.ndarray], rows: int, batch_size: int) -> Iterator[list[np.ndarray]]:
-    for start in range(0, rows, batch_size):
-        yield [np.asarray(a[start:start + batch_size]) for a in arrays]
 
 
 def _shape_text(shape: tuple[int | None, ...]) -> str:

@@ -63,6 +63,7 @@ def summary(model: ModelReport) -> dict[str, Any]:
         },
         "layers": len(model.layers),
         "samples": model.samples,
+        "batch_size": model.batch_size,
         "seed": model.seed,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
                    for i in model.inputs],
@@ -154,6 +155,7 @@ def _model(entry: dict[str, Any]) -> ModelReport:
         params_trainable=summary["params"]["trainable"],
         params_non_trainable=summary["params"]["non_trainable"],
         samples=summary["samples"],
+        batch_size=summary.get("batch_size"),
         seed=summary["seed"],
         inputs=tuple(InputRow(i["name"], tuple(i["shape"]), i["dtype"])
                      for i in summary["inputs"]),

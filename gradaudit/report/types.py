@@ -125,6 +125,9 @@ class ModelReport:
     """None when the model carries no training state (saved without compile, a SavedModel)."""
     checks_run: tuple[str, ...] = PROBE_CHECKS
     """The code families whose checks ran: the probe's, the training state's, or both."""
+    batch_size: int | None = None
+    """Samples per probe step, as used: ``--batch-size``, or fewer to fit ``--max-memory``
+    (None when no model ran)."""
 
     @property
     def probed(self) -> bool:
