@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gradaudit import __version__, progress, runtime, settings
+from gradaudit import __version__, progress, runtime, settings, usage
 from gradaudit.errors import AuditError
 from gradaudit.formats import Format, render
 from gradaudit.formats import plot as grad_flow
@@ -36,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=usage.Group,
 )
 
 
@@ -66,7 +67,7 @@ FailOnOption = Annotated[FailOn, typer.Option(
     case_sensitive=False)]
 
 
-@app.command()
+@app.command(cls=usage.Command)
 def audit(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(
@@ -222,7 +223,7 @@ def audit(
             if baseline is not None else "")
 
 
-@app.command("merge")
+@app.command("merge", cls=usage.Command)
 def merge_reports(
     reports: Annotated[list[Path], typer.Argument(
         metavar="REPORT.json...", help="JSON reports of `gradaudit audit --shard K/N "
@@ -246,7 +247,7 @@ def merge_reports(
     _finish(replace(run, fail_on=fail_on), fmt, output, quiet)
 
 
-@app.command()
+@app.command(cls=usage.Command)
 def checks() -> None:
     """List every finding code with its severity and title."""
     from tabulate import tabulate
@@ -255,8 +256,9 @@ def checks() -> None:
     typer.echo(tabulate(rows, headers=["code", "severity", "name", "title"]))
 
 
-@app.command()
-def explain(code: Annotated[str, typer.Argument(help="A finding code, e.g. GA102.")]) -> None:
+@app.command(cls=usage.Command)
+def explain(code: Annotated[str, typer.Argument(
+        metavar="CODE", help="A finding code, e.g. GA102.")]) -> None:
     """Explain a finding code: what it means, the usual causes and the fix."""
     try:
         rule = lookup(code)

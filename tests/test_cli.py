@@ -56,10 +56,40 @@ def test_a_failing_file_does_not_stop_the_others_and_exit_is_2(tmp_path: Path) -
     assert document["errors"] == [{"path": str(missing), "error": "no such file or directory"}]
 
 
-def test_bad_arguments_exit_2() -> None:
-    assert run_cli("audit", HEALTHY, "--samples", "0").exit_code == 2
-    assert run_cli("audit", HEALTHY, "--format", "xml").exit_code == 2
-    assert run_cli("audit").exit_code == 2
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["audit", HEALTHY, "--format", "nope"],
+         "--format: 'nope' is not one of table, json, markdown, sarif, junit, html"),
+        (["audit", HEALTHY, "--samples", "0"], "--samples: must be at least 1 (got 0)"),
+        (["audit", HEALTHY, "--batch-size", "abc"], "--batch-size: 'abc' is not a whole number"),
+        (["audit"], "missing PATH... (try 'gradaudit audit --help')"),
+        (["audit", HEALTHY, "--foo"], "no such option: --foo (did you mean --format?)"),
+        (["audit", HEALTHY, "--zzz"], "no such option: --zzz (try 'gradaudit audit --help')"),
+        (["audit", HEALTHY, "--samples"], "--samples: needs a value"),
+        (["audti", HEALTHY], "no such command 'audti' (did you mean audit?)"),
+        (["frobnicate"], "no such command 'frobnicate' (try 'gradaudit --help')"),
+        (["audit", HEALTHY, "--fail-on", "bad"],
+         "--fail-on: 'bad' is not one of error, warning, info, never"),
+        (["merge", "r.json", "--format", "bad"],
+         "--format: 'bad' is not one of table, json, markdown, sarif, junit, html"),
+        (["explain"], "missing CODE (try 'gradaudit explain --help')"),
+    ],
+)
+def test_a_usage_error_is_one_plain_line_and_exit_2(args: list[str], line: str) -> None:
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr == f"gradaudit: error: {line}\n"
+    assert result.stdout == ""
+
+
+def test_help_names_the_arguments_plainly_and_no_arguments_still_shows_help() -> None:
+    assert run_cli("audit", "--help").stdout.startswith(
+        "Usage: gradaudit audit [OPTIONS] PATH...\n")
+    assert run_cli("explain", "--help").stdout.startswith(
+        "Usage: gradaudit explain [OPTIONS] CODE\n")
+    bare = run_cli()
+    assert "Commands:" in bare.stdout + bare.stderr
 
 
 # --- bad input: exit 2, one clear line, no traceback ------------------------------

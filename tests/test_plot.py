@@ -73,6 +73,19 @@ def test_layers_in_depth_order_with_findings_marked(reports: dict[str, gradaudit
     assert dead_bars == [0.0, 1.0, 0.0]
 
 
+def test_a_zero_kernel_gradient_is_marked_though_the_bias_gradient_is_not_zero(
+        reports: dict[str, gradaudit.Report]) -> None:
+    report = reports["dead_relu.keras"]
+    out = next(row for row in report.layers if row.name == "out")
+    (finding,) = [f for f in report.findings if (f.code, f.layer) == ("GA202", "out")]
+    assert finding.metrics["variables"] == ["kernel"] and out.grad_rms > 0
+    grad_ax, unit_ax = plot.figure([report]).subfigs[0].axes
+    assert [t.get_text() for t in unit_ax.get_xticklabels()] == ["pre", "dead", "out"]
+    lines = {line.get_label(): list(line.get_xdata()) for line in grad_ax.get_lines()}
+    assert lines["gradient RMS"] == [2]  # the bias gradient's RMS is still drawn
+    assert lines["zero gradient"] == [0, 1, 2]  # and out is marked as GA202 says
+
+
 def test_a_healthy_model_has_no_marks() -> None:
     report = gradaudit.audit(FIXTURES / "healthy_mlp.keras", samples=64)
     figure = plot.figure([report])

@@ -135,3 +135,34 @@ def test_report_package_imports_neither_formats_nor_tensorflow() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout == "[]\n", proc.stdout + proc.stderr
+
+
+def _batchnorm_stack() -> keras.Model:
+    """Three trainable BatchNormalization layers, a frozen one and a frozen Dense."""
+    inputs = keras.Input((8,), name="features")
+    x = inputs
+    for i in range(4):
+        x = keras.layers.Dense(16, activation="relu", name=f"dense_{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn_{i}", trainable=i < 3)(x)
+    outputs = keras.layers.Dense(2, name="head", trainable=False)(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_routine_batchnorm_rows_are_one_table_line_and_frozen_layers_keep_theirs() -> None:
+    from gradaudit import audit
+
+    report = audit(_batchnorm_stack(), samples=32)
+    table = report.to_table()
+    section = table.split("Non-trainable parameters:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split() for line in section[2:]] == [
+        ["bn_3", "64", "frozen", "(trainable=False)"],
+        ["head", "34", "frozen", "(trainable=False)"],
+        ["3", "BatchNormalization", "layers", "96", "non-trainable", "weights:",
+         "moving_mean,", "moving_variance"],
+    ]
+    rows = {row["name"]: row["non_trainable_reason"] for row in json.loads(report.to_json())
+            ["models"][0]["layers"] if row["non_trainable_reason"]}
+    assert rows == {**{f"bn_{i}": "non-trainable weights: moving_mean, moving_variance"
+                       for i in range(3)},
+                    "bn_3": "frozen (trainable=False)", "head": "frozen (trainable=False)"}
+

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gradaudit.errors import AuditError
@@ -29,6 +29,7 @@ DPI = 100
 HEIGHT = 5.5  # inches per model
 MAX_WIDTH = 40.0  # inches; beyond it tick labels are thinned
 DISCONNECTED = "GA201"  # a variable with no gradient at all: no RMS to draw
+ZERO = "GA202"  # a variable whose gradient is exactly zero, though the layer's RMS may not be
 
 
 def require(what: str) -> None:
@@ -87,7 +88,7 @@ def _draw(panel: Figure | SubFigure, model: ModelReport) -> None:
     counts = ", ".join(f"{model.count(s)} {s}" for s in reversed(Severity))
     panel.suptitle(f"{model.path}: gradient flow ({counts})", fontsize=11)
     x = list(range(len(rows)))
-    _gradients(grad_ax, x, rows, {f.layer for f in model.findings if f.code == DISCONNECTED})
+    _gradients(grad_ax, x, rows, [{f.code for f in by_layer.get(row.name, [])} for row in rows])
     _fractions(unit_ax, x, rows)
     for i, row in enumerate(rows):
         found = by_layer.get(row.name)
@@ -118,9 +119,11 @@ PROFILES = (("grad_rms", "o-", "#1f77b4", "gradient RMS"),
 """The RMS profiles drawn: the probe's, and training's from the optimizer state."""
 
 
-def _gradients(ax: Any, x: list[int], rows: list[LayerRow], disconnected: set[str]) -> None:
+def _gradients(ax: Any, x: list[int], rows: list[LayerRow], codes: list[set[str]]) -> None:
     """Gradient RMS (log), the probe's and training's; zero, missing and non-finite probe
-    gradients get their own markers."""
+    gradients get their own markers. A layer whose kernel gets a zero gradient while its
+    bias does not (GA202) has a non-zero RMS, and the zero-gradient marker as well.
+    ``codes`` are each row's finding codes."""
     values = [row.grad_rms for row in rows]
     profiles = [(style, colour, label, [getattr(row, field) for row in rows])
                 for field, style, colour, label in PROFILES]
@@ -133,13 +136,13 @@ def _gradients(ax: Any, x: list[int], rows: list[LayerRow], disconnected: set[st
         measured = [(i, v) for i, v in zip(x, profile, strict=True) if _measured(v)]
         if measured:
             ax.plot(*zip(*measured, strict=True), style, color=colour, label=label)
-    markers = (
-        ("zero gradient", "v", lambda v, row: v == 0),
-        ("no gradient", "x", lambda v, row: v is None and row.name in disconnected),
-        ("NaN/Inf gradient", "*", lambda v, row: v is not None and not math.isfinite(v)),
+    markers: tuple[tuple[str, str, Callable[[float | None, set[str]], bool]], ...] = (
+        ("zero gradient", "v", lambda v, found: v == 0 or ZERO in found),
+        ("no gradient", "x", lambda v, found: v is None and DISCONNECTED in found),
+        ("NaN/Inf gradient", "*", lambda v, found: v is not None and not math.isfinite(v)),
     )
     for label, marker, test in markers:
-        hits = [i for i, v, row in zip(x, values, rows, strict=False) if test(v, row)]
+        hits = [i for i, v, found in zip(x, values, codes, strict=True) if test(v, found)]
         if hits:
             ax.plot(hits, [low * 1.5] * len(hits), marker, ls="none", ms=9,
                     color="#d62728", label=label, clip_on=False)

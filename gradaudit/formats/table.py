@@ -18,9 +18,13 @@ from gradaudit.formats.common import (
     training_rows,
     training_text,
 )
-from gradaudit.report.types import AuditRun, Finding, ModelReport
+from gradaudit.report.types import AuditRun, Finding, LayerRow, ModelReport
 
 UNSAFE_BANNER = "  [UNSAFE: loaded with --unsafe, code from the file may have run]"
+MOVING_STATISTICS = "non-trainable weights: moving_mean, moving_variance"
+"""The reason a normalization layer (BatchNormalization, Keras 3 or 2) is listed."""
+MIN_GROUP = 2
+"""Routine rows of one layer type from this many on are one row."""
 DISCONNECTION_CODES = {"GA201": "no gradient", "GA202": "zero gradient", "GA211": "no gradient"}
 
 
@@ -84,11 +88,28 @@ def _dead_rows(report: ModelReport) -> list[list[object]]:
 
 
 def _non_trainable_rows(report: ModelReport) -> list[list[object]]:
-    return [
+    """One row per layer with non-trainable parameters, except routine moving statistics:
+    a ResNet's or DenseNet's hundred BatchNormalization layers are one row per layer type,
+    after the rows that may need a look (a frozen layer, other non-trainable weights)."""
+    listed = [row for row in report.layers if row.non_trainable_reason]
+    routine: dict[str, list[LayerRow]] = {}
+    for row in filter(_routine, listed):
+        routine.setdefault(row.type, []).append(row)
+    groups = {kind: rows for kind, rows in routine.items() if len(rows) >= MIN_GROUP}
+    table: list[list[object]] = [
         [row.name, f"{row.non_trainable_params:,}", row.non_trainable_reason]
-        for row in report.layers
-        if row.non_trainable_reason
+        for row in listed
+        if not (_routine(row) and row.type in groups)
     ]
+    table += [[f"{len(rows)} {kind} layers",
+               f"{sum(row.non_trainable_params for row in rows):,}", MOVING_STATISTICS]
+              for kind, rows in groups.items()]
+    return table
+
+
+def _routine(row: LayerRow) -> bool:
+    """A trainable layer whose only non-trainable weights are moving statistics."""
+    return row.trainable and row.non_trainable_reason == MOVING_STATISTICS
 
 
 def _disconnected_rows(report: ModelReport) -> list[list[object]]:
