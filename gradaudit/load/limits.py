@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -97,14 +96,17 @@ def check_weight_datasets(path: Path, fmt: str, max_params: int) -> int:
     else their count (the model's parameters, for ``--no-probe``)."""
     import h5py
 
+    from gradaudit.load import h5read
+
     with reported_as("damaged weights in the file ({reason})"):
         if fmt == "keras":
-            with zipfile.ZipFile(path) as archive:
-                if WEIGHTS_MEMBER not in archive.namelist():
+            # Keras stores the member uncompressed: read in place, where a ZipExtFile
+            # re-reads the member from its start at every backward seek of HDF5's
+            # metadata walk (3.8 s of 100 MB for ResNet50, against 0.03 s in place).
+            with h5read.zip_member(path, WEIGHTS_MEMBER) as handle:
+                if handle is None:
                     return 0
-                # Keras stores the member uncompressed, so h5py seeks in it cheaply.
-                with archive.open(WEIGHTS_MEMBER) as member, h5py.File(member, "r") as handle:
-                    count = _dataset_elements(handle, skip=("optimizer",))
+                count = _dataset_elements(handle, skip=("optimizer",))
         else:
             with h5py.File(path, "r") as handle:
                 group = handle.get("model_weights", handle)
