@@ -231,7 +231,12 @@ class _Step:
         # gradient RMS the checks compare. Not the RMS of the running mean, which
         # shrinks as 1/√samples where per-sample gradients disagree (early layers),
         # so a verdict would depend on --samples and on where the probe stopped.
-        self.squares = [tf.Variable(0.0, trainable=False) for _ in self.variables]
+        # One vector for all variables: one update per batch, not one per variable.
+        self.squares = tf.Variable(tf.zeros([len(self.variables)], tf.float32),
+                                   trainable=False)
+        self.sizes = tf.constant([math.prod(v.shape) for v in self.variables],
+                                 tf.float32)
+        self._squares: np.ndarray | None = None  # ``squares`` read once the probe ends
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[tuple[LayerInfo, UnitRule]] = []
@@ -261,18 +266,27 @@ class _Step:
         weight = n / self.max_samples
         self.row_variables = []
         lookups = []
-        accumulators = zip(var_grads, self.totals, self.squares, strict=True)
-        for index, (grad, total, squares) in enumerate(accumulators):
-            if grad is not None:
-                if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
-                    self.row_variables.append(index)
-                    count = grad.dense_shape[0]
-                    lookups.append(tf.math.bincount(tf.cast(grad.indices, tf.int32),
-                                                    minlength=count, maxlength=count))
-                    grad = tf.convert_to_tensor(grad)
-                grad = tf.cast(grad, tf.float32)
-                total.assign_add(grad * weight)
-                squares.assign_add(tf.reduce_mean(tf.square(grad)) * n)
+        halves = []  # per variable: half its gradient's sum of squares (0 if disconnected)
+        for index, (grad, total) in enumerate(zip(var_grads, self.totals, strict=True)):
+            if grad is None:
+                halves.append(tf.constant(0.0))
+                continue
+            if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
+                self.row_variables.append(index)
+                count = grad.dense_shape[0]
+                lookups.append(tf.math.bincount(tf.cast(grad.indices, tf.int32),
+                                                minlength=count, maxlength=count))
+                grad = tf.convert_to_tensor(grad)
+            grad = tf.cast(grad, tf.float32)
+            # total += grad × weight in one pass (total - grad × -weight: the same
+            # rounding as a multiply then an add, checked bit for bit).
+            tf.raw_ops.ResourceApplyGradientDescent(var=total.handle, alpha=-weight,
+                                                    delta=grad)
+            # l2_loss is sum(grad²) / 2 in one pass: × 2 / size is reduce_mean(grad²)
+            # bit for bit (the same reduction, halved exactly).
+            halves.append(tf.nn.l2_loss(grad))
+        if halves:
+            self.squares.assign_add(tf.stack(halves) * 2.0 / self.sizes * n)
         return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
                 "lookups": lookups}
 
@@ -304,7 +318,9 @@ class _Step:
         mean = self.totals[index] * (self.max_samples / max(samples, 1))
         rows = None
         if lookups is None:
-            rms = math.sqrt(float(self.squares[index]) / max(samples, 1))
+            if self._squares is None:  # one read for all variables
+                self._squares = self.squares.numpy()
+            rms = math.sqrt(float(self._squares[index]) / max(samples, 1))
         else:
             used = lookups > 0
             rows = int(np.count_nonzero(used))
