@@ -165,22 +165,32 @@ def probe(
     output_stats: dict[int, OutputStats] = {}
     lookups: dict[int, np.ndarray] = {}  # variable index → how often each row was looked up
     samples = 0
+    positions: dict[str, int] = {}  # settled layer → observations per sample
     nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
     tensors: list[tf.Tensor] = []
     with _restoring(model.state_variables):
         for batch in batches:
             tensors = [tf.constant(x) for x in batch]
             result = run(tensors)
-            samples += int(batch[0].shape[0])
+            n = int(batch[0].shape[0])
+            samples += n
             if on_batch is not None:
                 on_batch(samples)
             reduced = zip(step.seen_layers, result["units"], strict=True)
             for (info, rule), (values, observations) in reduced:
                 stats = unit_stats.get(info.name)
                 if stats is None:
-                    unit_stats[info.name] = UnitStats(rule, int(observations), values.numpy())
+                    stats = unit_stats[info.name] = UnitStats(rule, int(observations),
+                                                              values.numpy())
                 else:
                     stats.fold(values.numpy(), int(observations))
+                if not compiled and rule.kind == "relu" and stats.values.all():
+                    # Every unit fired: no batch can change it. Its observations go on
+                    # being counted, from its positions per sample.
+                    step.settled.add(info.name)
+                    positions[info.name] = int(observations) // n
+            for name in step.settled - {info.name for info, _ in step.seen_layers}:
+                unit_stats[name].observations += positions[name] * n
             for index, (low, high) in zip(step.float_outputs, result["outputs"], strict=True):
                 if index in output_stats:
                     output_stats[index].fold(low.numpy(), high.numpy())
@@ -240,6 +250,10 @@ class _Step:
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[tuple[LayerInfo, UnitRule]] = []
+        self.settled: set[str] = set()
+        """ReLU-family layers all of whose units have fired: neither watched nor reduced
+        any more (eager steps only; a traced step keeps the structure it was traced with);
+        the probe counts their observations."""
         self.float_outputs: list[int] = []  # indices of the outputs whose range is returned
         self.row_variables: list[int] = []  # variables whose gradient comes as rows (lookups)
         self.variables_connected: list[bool] = []
@@ -253,7 +267,8 @@ class _Step:
         with tf.GradientTape() as tape:
             tape.watch(floats)
             ran = self.model.run(tensors, training=self.training,
-                                 watched=[info for info, _ in self.watched])
+                                 watched=[info for info, _ in self.watched
+                                          if info.name not in self.settled])
             cotangents = self._cotangents(ran.outputs)
             terms = [self._term(o, c) for o, c in zip(ran.outputs, cotangents, strict=True)
                      if c is not None]
@@ -315,7 +330,10 @@ class _Step:
         """
         if not self.variables_connected[index]:
             return GradStats(connected=False)
-        mean = self.totals[index] * (self.max_samples / max(samples, 1))
+        scale = self.max_samples / max(samples, 1)
+        # × 1.0 changes no float: skip the pass over the variable when every sample ran.
+        mean = self.totals[index] * scale if scale != 1.0 else tf.convert_to_tensor(
+            self.totals[index])
         rows = None
         if lookups is None:
             if self._squares is None:  # one read for all variables
@@ -385,6 +403,8 @@ class _Step:
         self.seen_layers = []
         reduced = []
         for info, rule in self.watched:
+            if info.name in self.settled:
+                continue
             outputs = [o for o in activations.get(info.name, ())
                        if isinstance(o, tf.Tensor) and o.dtype.is_floating]
             if not outputs:
