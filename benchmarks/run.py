@@ -67,6 +67,9 @@ def main() -> None:
     # compile them from source, ~15 ms that are no part of the audit.
     compileall.compile_dir(HERE.parent / "gradaudit", quiet=1)
     sys.path.insert(0, str(HERE))
+    from gradaudit.runtime import import_tensorflow
+
+    import_tensorflow()  # quietly, and with the children's settings (oneDNN off)
     from models import saved
 
     rows = []
