@@ -24,12 +24,16 @@ def lstm_text() -> keras.Model:
     return keras.Model(tokens, layers.Dense(5, activation="softmax", name="probs")(x))
 
 
+MOBILENET_V2_INPUT = (96, 96, 3)
+RESNET50_INPUT = (64, 64, 3)
+
+
 def mobilenet_v2() -> keras.Model:
-    return keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None)
+    return keras.applications.MobileNetV2(input_shape=MOBILENET_V2_INPUT, weights=None)
 
 
 def resnet50() -> keras.Model:
-    return keras.applications.ResNet50(input_shape=(224, 224, 3), weights=None)
+    return keras.applications.ResNet50(input_shape=RESNET50_INPUT, weights=None)
 
 
 MODELS: dict[str, Callable[[], keras.Model]] = {
@@ -39,10 +43,18 @@ MODELS: dict[str, Callable[[], keras.Model]] = {
     "resnet50": resnet50,
 }
 
+# Part of the cached file's name, so a file built at another input shape is never reused.
+SHAPES: dict[str, tuple[int, ...]] = {
+    "mobilenet_v2": MOBILENET_V2_INPUT,
+    "resnet50": RESNET50_INPUT,
+}
+
 
 def saved(name: str, cache: Path) -> Path:
     """The model's .keras file in ``cache``, built (seed 0) if it is not there yet."""
-    path = cache / f"{name}.keras"
+    shape = SHAPES.get(name)
+    suffix = "_" + "x".join(map(str, shape)) if shape else ""
+    path = cache / f"{name}{suffix}.keras"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         keras.utils.set_random_seed(0)

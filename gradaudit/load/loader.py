@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, first_line, reported_as
-from gradaudit.load import archive, keras2, keras2_ops
+from gradaudit.load import archive, deferred_init, keras2, keras2_ops
 from gradaudit.load import limits as limits_module
 from gradaudit.load.detect import detect_format
 from gradaudit.load.imports import import_modules
@@ -83,7 +83,11 @@ def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(
     model: AuditedModel
     with _unresolved_class_hint():
         if version is None:
-            model = KerasModel(_keras3_load(path, fmt, config, unsafe, limits.max_params))
+            # Without --import, a .keras config of Keras's own classes only: no class can
+            # read a variable before the file's weights are in (load/deferred_init.py).
+            defer = fmt == "keras" and not imports and deferred_init.keras_classes_only(config)
+            model = KerasModel(_keras3_load(path, fmt, config, unsafe, limits.max_params,
+                                            defer_init=defer))
         else:
             model = _keras2_load(path, config, unsafe, limits.max_params, version)
     return LoadedModel(path=path_text, format=fmt, model=model, unsafe=unsafe, config=config)
@@ -117,23 +121,23 @@ class _RouteFailed(Exception):
 
 
 def _keras3_load(path: Path, fmt: str, config: dict[str, Any], unsafe: bool,
-                 max_params: int) -> Any:
+                 max_params: int, *, defer_init: bool = False) -> Any:
     """Keras 3: count the declared variables without allocating them, then load."""
     try:
-        return _keras3_route(path, fmt, config, unsafe, max_params)
+        return _keras3_route(path, fmt, config, unsafe, max_params, defer_init=defer_init)
     except _RouteFailed as failed:
         raise AuditError(KERAS_LOAD_FAILED.format(reason=failed.reason)) from None
 
 
 def _keras3_route(path: Path, fmt: str, config: dict[str, Any], unsafe: bool,
-                  max_params: int) -> Any:
+                  max_params: int, *, defer_init: bool = False) -> Any:
     try:
         count = limits_module.declared_params(config, fmt, unsafe=unsafe)
     except Exception as exc:  # Keras raises many types for a config it cannot build
         raise _RouteFailed(first_line(exc), built=False) from None
     limits_module.check_declared_params(count, max_params)
     try:
-        return _keras_load(path, fmt, unsafe)
+        return _keras_load(path, fmt, unsafe, defer_init=defer_init)
     except AuditError as exc:
         raise _RouteFailed(str(exc).removeprefix(KERAS_LOAD_FAILED.format(reason="")),
                            built=True) from None
@@ -182,13 +186,14 @@ def _keras2_route(path: Path, config: dict[str, Any], max_params: int) -> Any:
         raise _RouteFailed(first_line(exc), built=True) from None
 
 
-def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
+def _keras_load(path: Path, fmt: str, unsafe: bool, *, defer_init: bool = False) -> Any:
     """Hand the file to Keras's loader for the detected format.
 
     Keras's public ``load_model`` dispatches on the file extension; we call the
     loader for the format detected from the content instead, with an open
     file, so a renamed file loads the same way and cannot pick a different code
-    path by its name.
+    path by its name. ``defer_init``: random initial values are drawn only for
+    the variables the file does not fill (:mod:`.deferred_init`).
     """
     import h5py
 
@@ -196,7 +201,8 @@ def _keras_load(path: Path, fmt: str, unsafe: bool) -> Any:
     import keras
     from keras.src.saving import saving_lib
 
-    with reported_as(KERAS_LOAD_FAILED):
+    initial = deferred_init.deferred_random_init() if defer_init else contextlib.nullcontext()
+    with reported_as(KERAS_LOAD_FAILED), initial:
         if fmt == "keras":
             with path.open("rb") as handle:
                 model = saving_lib.load_model(

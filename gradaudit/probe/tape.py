@@ -165,22 +165,32 @@ def probe(
     output_stats: dict[int, OutputStats] = {}
     lookups: dict[int, np.ndarray] = {}  # variable index → how often each row was looked up
     samples = 0
+    positions: dict[str, int] = {}  # settled layer → observations per sample
     nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
     tensors: list[tf.Tensor] = []
     with _restoring(model.state_variables):
         for batch in batches:
             tensors = [tf.constant(x) for x in batch]
             result = run(tensors)
-            samples += int(batch[0].shape[0])
+            n = int(batch[0].shape[0])
+            samples += n
             if on_batch is not None:
                 on_batch(samples)
             reduced = zip(step.seen_layers, result["units"], strict=True)
             for (info, rule), (values, observations) in reduced:
                 stats = unit_stats.get(info.name)
                 if stats is None:
-                    unit_stats[info.name] = UnitStats(rule, int(observations), values.numpy())
+                    stats = unit_stats[info.name] = UnitStats(rule, int(observations),
+                                                              values.numpy())
                 else:
                     stats.fold(values.numpy(), int(observations))
+                if not compiled and rule.kind == "relu" and stats.values.all():
+                    # Every unit fired: no batch can change it. Its observations go on
+                    # being counted, from its positions per sample.
+                    step.settled.add(info.name)
+                    positions[info.name] = int(observations) // n
+            for name in step.settled - {info.name for info, _ in step.seen_layers}:
+                unit_stats[name].observations += positions[name] * n
             for index, (low, high) in zip(step.float_outputs, result["outputs"], strict=True):
                 if index in output_stats:
                     output_stats[index].fold(low.numpy(), high.numpy())
@@ -231,10 +241,19 @@ class _Step:
         # gradient RMS the checks compare. Not the RMS of the running mean, which
         # shrinks as 1/√samples where per-sample gradients disagree (early layers),
         # so a verdict would depend on --samples and on where the probe stopped.
-        self.squares = [tf.Variable(0.0, trainable=False) for _ in self.variables]
+        # One vector for all variables: one update per batch, not one per variable.
+        self.squares = tf.Variable(tf.zeros([len(self.variables)], tf.float32),
+                                   trainable=False)
+        self.sizes = tf.constant([math.prod(v.shape) for v in self.variables],
+                                 tf.float32)
+        self._squares: np.ndarray | None = None  # ``squares`` read once the probe ends
         self.cotangents: list[np.ndarray | None] | None = None
         self.rng = np.random.default_rng([seed, 1])
         self.seen_layers: list[tuple[LayerInfo, UnitRule]] = []
+        self.settled: set[str] = set()
+        """ReLU-family layers all of whose units have fired: neither watched nor reduced
+        any more (eager steps only; a traced step keeps the structure it was traced with);
+        the probe counts their observations."""
         self.float_outputs: list[int] = []  # indices of the outputs whose range is returned
         self.row_variables: list[int] = []  # variables whose gradient comes as rows (lookups)
         self.variables_connected: list[bool] = []
@@ -248,7 +267,8 @@ class _Step:
         with tf.GradientTape() as tape:
             tape.watch(floats)
             ran = self.model.run(tensors, training=self.training,
-                                 watched=[info for info, _ in self.watched])
+                                 watched=[info for info, _ in self.watched
+                                          if info.name not in self.settled])
             cotangents = self._cotangents(ran.outputs)
             terms = [self._term(o, c) for o, c in zip(ran.outputs, cotangents, strict=True)
                      if c is not None]
@@ -261,18 +281,27 @@ class _Step:
         weight = n / self.max_samples
         self.row_variables = []
         lookups = []
-        accumulators = zip(var_grads, self.totals, self.squares, strict=True)
-        for index, (grad, total, squares) in enumerate(accumulators):
-            if grad is not None:
-                if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
-                    self.row_variables.append(index)
-                    count = grad.dense_shape[0]
-                    lookups.append(tf.math.bincount(tf.cast(grad.indices, tf.int32),
-                                                    minlength=count, maxlength=count))
-                    grad = tf.convert_to_tensor(grad)
-                grad = tf.cast(grad, tf.float32)
-                total.assign_add(grad * weight)
-                squares.assign_add(tf.reduce_mean(tf.square(grad)) * n)
+        halves = []  # per variable: half its gradient's sum of squares (0 if disconnected)
+        for index, (grad, total) in enumerate(zip(var_grads, self.totals, strict=True)):
+            if grad is None:
+                halves.append(tf.constant(0.0))
+                continue
+            if isinstance(grad, tf.IndexedSlices):  # Embedding: sum duplicate rows
+                self.row_variables.append(index)
+                count = grad.dense_shape[0]
+                lookups.append(tf.math.bincount(tf.cast(grad.indices, tf.int32),
+                                                minlength=count, maxlength=count))
+                grad = tf.convert_to_tensor(grad)
+            grad = tf.cast(grad, tf.float32)
+            # total += grad × weight in one pass (total - grad × -weight: the same
+            # rounding as a multiply then an add, checked bit for bit).
+            tf.raw_ops.ResourceApplyGradientDescent(var=total.handle, alpha=-weight,
+                                                    delta=grad)
+            # l2_loss is sum(grad²) / 2 in one pass: × 2 / size is reduce_mean(grad²)
+            # bit for bit (the same reduction, halved exactly).
+            halves.append(tf.nn.l2_loss(grad))
+        if halves:
+            self.squares.assign_add(tf.stack(halves) * 2.0 / self.sizes * n)
         return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
                 "lookups": lookups}
 
@@ -301,10 +330,15 @@ class _Step:
         """
         if not self.variables_connected[index]:
             return GradStats(connected=False)
-        mean = self.totals[index] * (self.max_samples / max(samples, 1))
+        scale = self.max_samples / max(samples, 1)
+        # × 1.0 changes no float: skip the pass over the variable when every sample ran.
+        mean = self.totals[index] * scale if scale != 1.0 else tf.convert_to_tensor(
+            self.totals[index])
         rows = None
         if lookups is None:
-            rms = math.sqrt(float(self.squares[index]) / max(samples, 1))
+            if self._squares is None:  # one read for all variables
+                self._squares = self.squares.numpy()
+            rms = math.sqrt(float(self._squares[index]) / max(samples, 1))
         else:
             used = lookups > 0
             rows = int(np.count_nonzero(used))
@@ -369,6 +403,8 @@ class _Step:
         self.seen_layers = []
         reduced = []
         for info, rule in self.watched:
+            if info.name in self.settled:
+                continue
             outputs = [o for o in activations.get(info.name, ())
                        if isinstance(o, tf.Tensor) and o.dtype.is_floating]
             if not outputs:
