@@ -8,8 +8,6 @@ reads such datasets whole, so the sizes are measured first:
 - the variables the config declares, by building the model inside a Keras
   ``StatelessScope`` that records each variable's shape and never creates its
   value (the same deserialisation code as the real load, so nothing is guessed);
-  for a flat model of Dense and variable-free layers, read from the config
-  instead, where the build's count is known exactly (:func:`counted_from_config`);
 - the weight datasets in the file, from their HDF5 shapes (metadata only);
 - the probe batch: batch size × the elements of every input.
 """
@@ -39,88 +37,6 @@ def check_declared_params(count: int, max_params: int) -> None:
 
 def declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool) -> int:
     """Elements of every variable the config declares, without allocating any."""
-    counted = counted_from_config(config) if fmt == "keras" else None
-    if counted is not None:
-        return counted
-    return _built_params(config, fmt, unsafe=unsafe)
-
-
-# Keras layers that hold no variable (no weights, no seed generator) whatever their config.
-_VARIABLE_FREE = frozenset({"InputLayer", "Activation", "ReLU", "Flatten"})
-_DENSE_KEYS = frozenset({  # Dense's config in Keras 3.15; any other key → build instead
-    "name", "trainable", "dtype", "units", "activation", "use_bias", "kernel_initializer",
-    "bias_initializer", "kernel_regularizer", "bias_regularizer", "activity_regularizer",
-    "kernel_constraint", "bias_constraint", "quantization_config"})
-
-
-def counted_from_config(config: Any) -> int | None:
-    """The variables of a flat Keras 3 model of Dense and variable-free layers, counted
-    from the config; None (build it instead) for anything else.
-
-    Keras builds each such layer from its ``build_config`` input shape, so a Dense
-    declares a kernel of ``input_shape[-1] × units`` and a bias of ``units`` exactly
-    (``tests/test_hostile.py`` checks the count against the build on every fixture).
-    Anything this does not know for certain — another layer, a LoRA or quantized Dense,
-    a dtype policy other than a plain float one, a missing or odd shape — is built.
-    """
-    if not isinstance(config, dict) or config.get("module") not in _MODEL_MODULES or (
-            config.get("class_name") not in ("Functional", "Sequential")):
-        return None
-    inner = config.get("config")
-    layers = inner.get("layers") if isinstance(inner, dict) else None
-    if not isinstance(layers, list):
-        return None
-    total = 0
-    for layer in layers:
-        count = _layer_params(layer)
-        if count is None:
-            return None
-        total += count
-    return total
-
-
-_MODEL_MODULES = ("keras", "keras.models", "keras.src.models.functional",
-                  "keras.src.models.sequential")
-
-
-def _layer_params(layer: Any) -> int | None:
-    if not isinstance(layer, dict) or layer.get("module") != "keras.layers" or (
-            layer.get("registered_name") is not None):
-        return None
-    kind, config = layer.get("class_name"), layer.get("config")
-    if not isinstance(config, dict):
-        return None
-    if kind in _VARIABLE_FREE:
-        return 0
-    if kind != "Dense" or not set(config) <= _DENSE_KEYS or config.get(
-            "quantization_config") is not None or not _plain_float(config.get("dtype")):
-        return None
-    build = layer.get("build_config")
-    shape = build.get("input_shape") if isinstance(build, dict) else None
-    units, use_bias = config.get("units"), config.get("use_bias")
-    if not (isinstance(shape, list) and len(shape) >= 2 and _positive(shape[-1])
-            and type(units) is int and units > 0 and isinstance(use_bias, bool)):
-        return None
-    return int(shape[-1]) * units + (units if use_bias else 0)
-
-
-def _positive(value: Any) -> bool:
-    return type(value) is int and value > 0
-
-
-def _plain_float(dtype: Any) -> bool:
-    """A dtype policy without quantization (no extra scale variables)."""
-    if isinstance(dtype, str):
-        return dtype in ("float32", "float16", "bfloat16", "float64", "mixed_float16",
-                         "mixed_bfloat16")
-    return (isinstance(dtype, dict) and dtype.get("module") == "keras"
-            and dtype.get("class_name") == "DTypePolicy"
-            and isinstance(dtype.get("config"), dict)
-            and _plain_float(dtype["config"].get("name")))
-
-
-def _built_params(config: dict[str, Any], fmt: str, *, unsafe: bool) -> int:
-    """Elements of every variable of the model built from ``config`` in a StatelessScope."""
     import numpy as np
     from keras.src.backend.common import global_state
     from keras.src.backend.common.stateless_scope import StatelessScope
