@@ -49,15 +49,25 @@ def keras_classes_only(config: Any) -> bool:
     return own
 
 
+_PRIVATE = ("_initialize_with_initializer", "_initialize", "assign")
+"""What of Keras's Variable this relies on; another Keras version may not have it."""
+
+
 @contextlib.contextmanager
 def deferred_random_init() -> Iterator[None]:
     """Keras 3 variables created inside start at zeros when their initializer is random
     with an integer seed; on a normal exit, those never assigned get their initializer's
     values (the draw Keras would have made)."""
     import tensorflow as tf
-    from keras.src.backend.tensorflow.core import Variable
-    from keras.src.initializers.random_initializers import RandomInitializer
 
+    try:  # Keras internals (3.x): without them, Keras draws every value as it would
+        from keras.src.backend.tensorflow.core import Variable
+        from keras.src.initializers.random_initializers import RandomInitializer
+    except ImportError:
+        Variable = RandomInitializer = None
+    if not all(hasattr(Variable, name) for name in _PRIVATE):
+        yield
+        return
     pending: dict[int, tuple[Any, Any]] = {}  # id → (variable, initializer); held, so ids stay
     initialize, had_assign = Variable._initialize_with_initializer, "assign" in vars(Variable)
     assign = Variable.assign
