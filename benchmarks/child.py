@@ -44,16 +44,45 @@ def audit(path: str, samples: int, batch_size: int, *extra: str) -> None:
     assert not run.errors, run.errors
 
 
+def budgeted(path: str, samples: int, batch_size: int, max_memory: str) -> dict[str, object]:
+    """The audit inside a memory budget, with the estimate the batch was chosen by:
+    what the process held then plus the estimated step at the batch chosen."""
+    from gradaudit.options import Options
+    from gradaudit.pipeline import audit_paths
+    from gradaudit.probe import memory
+
+    chosen: list[tuple[memory.StepEstimate, int, memory.BatchChoice]] = []
+    choose = memory.choose_batch
+
+    def recorded(estimate: memory.StepEstimate, wanted: int, budget: int,
+                 held: int) -> memory.BatchChoice:
+        choice = choose(estimate, wanted, budget, held)
+        chosen.append((estimate, held, choice))
+        return choice
+
+    memory.choose_batch = recorded  # the benchmark reads the estimate; the audit is unchanged
+    budget = memory.parse_size(max_memory) if max_memory != "default" else None
+    run = audit_paths([path], Options(samples=samples, batch_size=batch_size,
+                                      max_memory=budget))
+    assert not run.errors, run.errors
+    ((estimate, held, choice),) = chosen
+    (model,) = run.models
+    return {"batch": choice.batch_size,
+            "estimated_peak_mb": (held + estimate.bytes(choice.batch_size)) / 2**20,
+            "findings": [[f.code, f.layer] for f in model.findings]}
+
+
 def main() -> None:
     kind, path, samples, batch_size, *extra = sys.argv[1:]
     from gradaudit.runtime import import_tensorflow
 
     import_tensorflow()
     start = time.perf_counter()
-    {"bare": bare, "audit": audit}[kind](path, int(samples), int(batch_size), *extra)
+    result = {"bare": bare, "audit": audit, "budgeted": budgeted}[kind](
+        path, int(samples), int(batch_size), *extra)
     wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall": wall, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"wall": wall, "peak_rss_mb": peak_mb, **(result or {})}))
 
 
 if __name__ == "__main__":

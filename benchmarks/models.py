@@ -36,17 +36,32 @@ def resnet50() -> keras.Model:
     return keras.applications.ResNet50(input_shape=RESNET50_INPUT, weights=None)
 
 
+LARGE_INPUT = (224, 224, 3)
+
+
+def densenet121() -> keras.Model:
+    return keras.applications.DenseNet121(input_shape=LARGE_INPUT, weights=None)
+
+
+def efficientnet_b0() -> keras.Model:
+    return keras.applications.EfficientNetB0(input_shape=LARGE_INPUT, weights=None)
+
+
 MODELS: dict[str, Callable[[], keras.Model]] = {
     "mlp": mlp,
     "lstm_text": lstm_text,
     "mobilenet_v2": mobilenet_v2,
     "resnet50": resnet50,
+    "densenet121": densenet121,
+    "efficientnet_b0": efficientnet_b0,
 }
 
 # Part of the cached file's name, so a file built at another input shape is never reused.
 SHAPES: dict[str, tuple[int, ...]] = {
     "mobilenet_v2": MOBILENET_V2_INPUT,
     "resnet50": RESNET50_INPUT,
+    "densenet121": LARGE_INPUT,
+    "efficientnet_b0": LARGE_INPUT,
 }
 
 

@@ -7,6 +7,13 @@ Each run is a fresh process (so peak RSS is its own), all in this one run;
 ratios are b/a and c/a. Also times `gradaudit --help`.
 
     python benchmarks/run.py [--models mlp,lstm_text,...] [--repeat N]
+    python benchmarks/run.py --memory [--models densenet121,efficientnet_b0]
+
+``--memory`` measures the memory budget instead (issue 14): each large model
+audited at the defaults (256 samples, --batch-size 64, the default
+--max-memory) — its peak RSS and wall time beside the estimate the batch was
+chosen by — and at --batch-size 16 with no budget, the batch that fitted by
+hand before, whose findings must be the same.
 """
 
 from __future__ import annotations
@@ -47,6 +54,31 @@ def median_run(repeat: int, *args: object) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
+MEMORY_PLAN = ("densenet121", "efficientnet_b0")
+NO_BUDGET = "1TiB"
+
+
+def memory_table(names: list[str]) -> str:
+    from models import saved
+
+    rows = []
+    for name in names:
+        path = saved(name, CACHE)
+        fitted = measure("budgeted", path, 256, 64, "default")
+        by_hand = measure("budgeted", path, 256, 16, NO_BUDGET)
+        rows.append([
+            name, fitted["batch"], f"{fitted['wall']:.1f}", f"{fitted['peak_rss_mb']:.0f}",
+            f"{fitted['estimated_peak_mb']:.0f}",
+            f"{fitted['estimated_peak_mb'] / fitted['peak_rss_mb']:.2f}",
+            f"{by_hand['wall']:.1f}", f"{by_hand['peak_rss_mb']:.0f}",
+            "yes" if fitted["findings"] == by_hand["findings"] else "NO",
+        ])
+        print(f"measured {name}", file=sys.stderr)
+    return tabulate(rows, headers=[
+        "model", "batch chosen", "audit s", "peak RSS MB", "estimated peak MB",
+        "estimate / peak", "--batch-size 16 s", "--batch-size 16 RSS MB", "same findings"])
+
+
 def help_seconds(repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -61,6 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(PLAN))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory", action="store_true",
+                        help="measure the memory budget on the large models instead")
     args = parser.parse_args()
     # gradaudit's modules byte-compiled, as an install leaves them (and as TensorFlow's
     # and Keras's are): with PYTHONDONTWRITEBYTECODE set, every audit would otherwise
@@ -70,6 +104,10 @@ def main() -> None:
     from gradaudit.runtime import import_tensorflow
 
     import_tensorflow()  # quietly, and with the children's settings (oneDNN off)
+    if args.memory:
+        names = args.models.split(",") if args.models != ",".join(PLAN) else MEMORY_PLAN
+        print(memory_table(list(names)))
+        return
     from models import saved
 
     rows = []

@@ -81,3 +81,35 @@ def test_gradient_rms_and_verdicts_do_not_depend_on_the_number_of_samples(path: 
     for a, b in zip(few.layers, many.layers, strict=True):
         if a.grad_rms:
             assert b.grad_rms == pytest.approx(a.grad_rms, rel=0.5), a.name
+
+
+def _partly_dead() -> KerasModel:
+    """Four of sixteen units never fire; every variable still gets a gradient."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), name="x")
+    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
+    kernel, bias = model.get_layer("hidden").get_weights()
+    bias[:4] = -100.0
+    model.get_layer("hidden").set_weights([kernel, bias])
+    return KerasModel(model)
+
+
+def test_once_the_gradients_are_decided_later_batches_run_forward_only() -> None:
+    """A never-active unit needs every sample; the gradients said all they can after
+    the first batch, so the gradient statistics are the first batch's."""
+    model = _partly_dead()
+    specs = model.input_specs()
+    probed = probe(model, random_batches(specs, 256, 64, seed=0), Options(samples=256))
+    first = probe(model, random_batches(specs, 64, 64, seed=0), Options(samples=64))
+    every = probe(model, random_batches(specs, 256, 64, seed=0),
+                  Options(samples=256, all_samples=True))
+    assert probed.samples == every.samples == 256
+    assert probed.units["hidden"].dead_units() == every.units["hidden"].dead_units() == 4
+    assert probed.units["hidden"].observations == every.units["hidden"].observations == 256
+    for (variable, ours), (_, batch), (_, full) in zip(probed.variables, first.variables,
+                                                       every.variables, strict=True):
+        assert ours.rms == pytest.approx(batch.rms, rel=1e-6)
+        assert ours.nonzero and ours.finite
+        if variable.path == "hidden/kernel":  # with every sample, every batch's gradient
+            assert ours.rms != pytest.approx(full.rms, rel=1e-3)

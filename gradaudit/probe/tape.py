@@ -148,9 +148,13 @@ def probe(
     Unless ``options.all_samples``, the probe ends as soon as no further batch
     can change a verdict: every unit has fired (or can no longer reach the
     saturation threshold), every connected variable has had a non-zero
-    gradient and every float output has varied or is not flat (GA206).
-    ``compiled`` traces the step with ``tf.function`` instead of running
-    eagerly (default: as the model prefers). ``on_batch`` is told the samples
+    gradient and every float output has varied or is not flat (GA206). Once
+    every gradient verdict is in and only units are open (a unit never active
+    needs every sample to be called dead), the remaining batches run forward
+    only, without the tape: the gradient statistics are those of the batches
+    before (an eager step; a traced one keeps its whole step). ``compiled``
+    traces the step with ``tf.function`` instead of running eagerly (default:
+    as the model prefers). ``on_batch`` is told the samples
     probed so far after each batch (progress).
     """
     thresholds = options.thresholds
@@ -165,15 +169,18 @@ def probe(
     output_stats: dict[int, OutputStats] = {}
     lookups: dict[int, np.ndarray] = {}  # variable index → how often each row was looked up
     samples = 0
+    graded = 0  # samples whose gradients were taken
+    forward_only = False
     positions: dict[str, int] = {}  # settled layer → observations per sample
     nonzero: set[int] = set()  # indices of variables whose gradient was non-zero so far
     tensors: list[tf.Tensor] = []
     with _restoring(model.state_variables):
         for batch in batches:
             tensors = [tf.constant(x) for x in batch]
-            result = run(tensors)
+            result = step.forward(tensors) if forward_only else run(tensors)
             n = int(batch[0].shape[0])
             samples += n
+            graded += 0 if forward_only else n
             if on_batch is not None:
                 on_batch(samples)
             reduced = zip(step.seen_layers, result["units"], strict=True)
@@ -197,9 +204,13 @@ def probe(
                 else:
                     output_stats[index] = OutputStats(low.numpy(), high.numpy())
             for index, counts in zip(step.row_variables, result["lookups"], strict=True):
-                lookups[index] = lookups.get(index, 0) + counts.numpy()
+                if counts is not None:
+                    lookups[index] = lookups.get(index, 0) + counts.numpy()
             if not options.all_samples and samples < max_samples:
                 nonzero |= step.nonzero_totals(exclude=nonzero)
+                # Every gradient verdict is in; only units are open (never active, or
+                # saturated on every sample so far): later batches run forward only.
+                forward_only = not compiled and _gradients_decided(step, nonzero)
                 if _decided(step, nonzero, unit_stats, samples, max_samples,
                             thresholds.saturation_samples):
                     # An output that varied once is not constant (its range only widens);
@@ -209,7 +220,7 @@ def probe(
                     if not any(stats.flat for stats in output_stats.values()):
                         break
         _measure_constant(step, tensors, output_stats)
-    variables = [(v, step.gradient_stats(i, samples, lookups.get(i)))
+    variables = [(v, step.gradient_stats(i, graded, lookups.get(i)))
                  for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
     return ProbeResult(samples=samples, units=unit_stats, variables=variables,
@@ -304,6 +315,15 @@ class _Step:
             self.squares.assign_add(tf.stack(halves) * 2.0 / self.sizes * n)
         return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
                 "lookups": lookups}
+
+    def forward(self, tensors: list[tf.Tensor]) -> dict[str, Any]:
+        """The step without the tape: the units and the outputs' ranges of one batch,
+        once the gradients have said all they can (no lookups: those weigh gradients)."""
+        ran = self.model.run(tensors, training=self.training,
+                             watched=[info for info, _ in self.watched
+                                      if info.name not in self.settled])
+        return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
+                "lookups": [None] * len(self.row_variables)}
 
     def nonzero_totals(self, exclude: set[int]) -> set[int]:
         """Indices of connected variables whose accumulated gradient is non-zero.
@@ -450,7 +470,7 @@ def _decided(step: _Step, nonzero: set[int], unit_stats: dict[str, UnitStats], s
     longer become saturated; a connected gradient that was non-zero once is
     not zero.
     """
-    if any(c and i not in nonzero for i, c in enumerate(step.variables_connected)):
+    if not _gradients_decided(step, nonzero):
         return False
     for stats in unit_stats.values():
         if stats.rule.kind == "relu":
@@ -461,6 +481,11 @@ def _decided(step: _Step, nonzero: set[int], unit_stats: dict[str, UnitStats], s
         if np.any(stats.observations - stats.values <= allowed):
             return False
     return True
+
+
+def _gradients_decided(step: _Step, nonzero: set[int]) -> bool:
+    """Every connected variable has had a non-zero gradient: no batch can change that."""
+    return all(not c or i in nonzero for i, c in enumerate(step.variables_connected))
 
 
 @contextlib.contextmanager
