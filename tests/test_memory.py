@@ -156,3 +156,17 @@ def test_max_memory_is_a_config_key(tmp_path: Path, conv_file: Path) -> None:
     config.write_text('max_memory = "1MiB"\n')
     result = run_cli("audit", str(conv_file), "--config", str(config))
     assert result.exit_code == 2 and "over --max-memory 1.0 MiB" in result.stderr
+
+
+def test_a_functional_model_is_counted_from_the_shapes_its_graph_records(
+        conv_file: Path) -> None:
+    from gradaudit.load.loader import load_model
+
+    model = load_model(str(conv_file)).model
+    # input + three convolutions + pooling + output, one sample
+    expected = SIDE * SIDE * 3 + 3 * SIDE * SIDE * FILTERS + FILTERS + 4
+    assert model.output_elements(model.input_specs()) == expected
+    keras2 = load_model(str(FIXTURES / "keras2_td_dead.h5")).model  # tf_keras's graph
+    assert (keras2.output_elements(keras2.input_specs()) or 0) > 0
+    unknown = load_model(str(FIXTURES / "lstm_text.keras")).model  # a None axis: run it
+    assert unknown.output_elements(unknown.input_specs()) is None

@@ -113,6 +113,12 @@ class AuditedModel(Protocol):
         is asked for, or when ``shapes`` do not fit."""
         ...
 
+    def output_elements(self, specs: Sequence[InputSpec]) -> int | None:
+        """The values the model's layers output for one sample of ``specs``, read from
+        the shapes the model records, without running it; None where only a run can
+        tell (the probe then runs one sample)."""
+        ...
+
     def run(self, inputs: list[Tensor], *, training: bool,
             watched: Sequence[LayerInfo]) -> RunResult:
         """Run one batch; capture the outputs of the ``watched`` layers."""

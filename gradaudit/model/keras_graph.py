@@ -150,6 +150,16 @@ class KerasModel:
                 activations.setdefault(name, []).append(traced.fetch(args, kwargs)[index])
         return RunResult(outputs=keras.tree.flatten(outputs), activations=activations)
 
+    def output_elements(self, specs: Sequence[InputSpec]) -> int | None:
+        """Every graph layer's recorded outputs, per sample, in a functional model whose
+        inputs are as declared (fully known); None otherwise. A nested model counts
+        through its own layers; what a wrapper or custom layer computes inside is
+        counted as its output."""
+        if not getattr(self.model, "inputs", None) or any(
+                spec.shape != spec.declared for spec in specs):
+            return None
+        return _graph_output_elements(self.k, self.model)
+
     def owner_of(self, variable: Variable) -> str | None:
         return self._owner_of.get(id(variable))
 
@@ -249,6 +259,28 @@ class KerasModel:
             prefix += f"{operation.name}/"
             operation, _, position = operation.outputs[position]._keras_history
         return prefix + str(operation.name)
+
+
+def _graph_output_elements(k: Any, model: Any) -> int | None:
+    """Per-sample values of the outputs of every node of ``model``'s graph, nested
+    models' graphs included; None if a shape beyond the batch axis is unknown."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, k.Model) and getattr(layer, "inputs", None):
+            inner = _graph_output_elements(k, layer)
+            if inner is None:
+                return None
+            total += inner
+            continue
+        nodes = getattr(layer, "_inbound_nodes", None) or getattr(layer, "inbound_nodes", [])
+        for node in nodes:
+            for tensor in _tensors(getattr(node, "output_tensors", None)):
+                tail = _tail(tensor.shape)
+                known = [d for d in tail if d is not None]
+                if len(known) < len(tail):
+                    return None
+                total += math.prod(known)
+    return total
 
 
 def keras_package(model: Any) -> Any:

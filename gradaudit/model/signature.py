@@ -107,6 +107,9 @@ class SignatureModel:
                     activations[layer] = [value]
         return RunResult(outputs=tf.nest.flatten(outputs), activations=activations)
 
+    def output_elements(self, specs: Sequence[InputSpec]) -> int | None:
+        return None  # a signature records no per-layer shapes: the one-sample run counts
+
     def owner_of(self, variable: Variable) -> str | None:
         return self._owner_of.get(id(variable))
 

@@ -10,8 +10,9 @@ runs at all (a convolution wider than its input raises instead). Axes given
 with ``--input-shape`` are the user's and are never changed, only checked.
 
 The same one-sample pass counts the values every layer outputs for one sample,
-from which :mod:`.memory` estimates a probe step's memory; so it runs for every
-model, with unknown axes or not.
+from which :mod:`.memory` estimates a probe step's memory; a model whose graph
+records every layer's output shape (a functional model with its input shapes
+known) is counted from those shapes instead, without a run.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def size_unknown_axes(model: AuditedModel, specs: list[InputSpec], options: Opti
     growable = {spec.name for spec in specs if None in spec.declared
                 and spec.name not in given and not (None in given and len(specs) == 1)}
     if not growable:
+        counted = model.output_elements(specs)
+        if counted is not None:  # every axis known and declared: nothing to size or check
+            return Sized(specs, counted)
         trial = _one_sample(model, specs, options)
         # Sized by the user: checked. Fully declared: the probe says what fails.
         if trial.problem is not None and any(None in spec.declared for spec in specs):
@@ -88,7 +92,8 @@ def size_unknown_axes(model: AuditedModel, specs: list[InputSpec], options: Opti
 def output_elements(model: AuditedModel, specs: list[InputSpec], options: Options) -> int:
     """The values the model's layers and outputs hold for one sample of ``specs``
     (shaped by the user's data: nothing to size), 0 if it cannot run."""
-    return _one_sample(model, specs, options).output_elements
+    counted = model.output_elements(specs)
+    return counted if counted is not None else _one_sample(model, specs, options).output_elements
 
 
 def _one_sample(model: AuditedModel, specs: list[InputSpec], options: Options) -> _Trial:
