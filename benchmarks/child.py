@@ -72,6 +72,18 @@ def budgeted(path: str, samples: int, batch_size: int, max_memory: str) -> dict[
             "findings": [[f.code, f.layer] for f in model.findings]}
 
 
+def peak_rss() -> int:
+    """This process's peak resident bytes since its exec: VmHWM on Linux. Not ru_maxrss,
+    into which Linux carries the parent's RSS at fork (run.py holds TensorFlow: ~0.5 GB
+    on every child, which hid the small models' own peaks)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main() -> None:
     kind, path, samples, batch_size, *extra = sys.argv[1:]
     from gradaudit.runtime import import_tensorflow
@@ -81,8 +93,7 @@ def main() -> None:
     result = {"bare": bare, "audit": audit, "budgeted": budgeted}[kind](
         path, int(samples), int(batch_size), *extra)
     wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall": wall, "peak_rss_mb": peak_mb, **(result or {})}))
+    print(json.dumps({"wall": wall, "peak_rss_mb": peak_rss() / 2**20, **(result or {})}))
 
 
 if __name__ == "__main__":

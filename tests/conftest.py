@@ -42,6 +42,18 @@ def run_cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+PEAK_RSS = """
+def peak_rss() -> int:
+    # This process's peak resident bytes since its exec (VmHWM). Not ru_maxrss: Linux
+    # carries the parent's RSS at fork into it, so under pytest a child would report at
+    # least pytest's own ~1 GB whatever it did.
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+"""
+"""Source of ``peak_rss()``, for scripts that measure memory in a child process."""
+
+
 @dataclass(frozen=True)
 class FreshRun:
     """What a fresh interpreter printed, and which of the watched modules it had imported."""

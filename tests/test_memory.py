@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from gradaudit.probe.memory import (
     parse_size,
     resident_bytes,
 )
-from tests.conftest import FIXTURES, run_cli, run_cli_fresh, run_fresh
+from tests.conftest import FIXTURES, PEAK_RSS, ROOT, run_cli, run_cli_fresh, run_fresh
 
 SIDE, FILTERS = 96, 16
 
@@ -170,3 +173,59 @@ def test_a_functional_model_is_counted_from_the_shapes_its_graph_records(
     assert (keras2.output_elements(keras2.input_specs()) or 0) > 0
     unknown = load_model(str(FIXTURES / "lstm_text.keras")).model  # a None axis: run it
     assert unknown.output_elements(unknown.input_specs()) is None
+
+
+# Peak RSS of one probe step at a batch size, in a fresh process (its own peak).
+_PEAK = PEAK_RSS + """
+import json, sys
+from gradaudit.options import Options
+from gradaudit.pipeline import audit_paths
+batch = int(sys.argv[2])
+run = audit_paths([sys.argv[1]], Options(samples=batch, batch_size=batch, max_memory=2**40))
+assert not run.errors, run.errors
+print(json.dumps(peak_rss()))
+"""
+
+
+def _peak_bytes(path: Path, batch: int) -> int:
+    proc = subprocess.run([sys.executable, "-c", _PEAK, str(path), str(batch)],
+                          capture_output=True, text=True, timeout=600, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
+def _sequence_models(directory: Path) -> dict[str, Path]:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((400,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(2000, 32)(tokens)
+    x = keras.layers.LSTM(256, name="lstm")(x)
+    recurrent = keras.Model(tokens, keras.layers.Dense(3, name="out")(x))
+    tokens = keras.Input((256,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(2000, 32)(tokens)
+    x = keras.layers.MultiHeadAttention(8, 16, name="attention")(x, x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    attention = keras.Model(tokens, keras.layers.Dense(3, name="out")(x))
+    paths = {"recurrent": directory / "lstm.keras", "attention": directory / "mha.keras"}
+    recurrent.save(paths["recurrent"])
+    attention.save(paths["attention"])
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "attention"])
+def test_what_recurrent_and_attention_layers_keep_is_in_the_estimate(
+        kind: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Their outputs are a small part of a step (an LSTM's gates at every step, the
+    attention scores are not outputs): the estimate must still cover the measured
+    growth of a step per sample, without being wildly over."""
+    from gradaudit.load.loader import load_model
+
+    path = _sequence_models(tmp_path_factory.mktemp(kind))[kind]
+    model = load_model(str(path)).model
+    elements = model.output_elements(model.input_specs())
+    assert elements is not None
+    estimated = StepEstimate.of(elements, 0, 0).per_sample
+    small, large = _peak_bytes(path, 8), _peak_bytes(path, 64)
+    measured = (large - small) / 56
+    assert measured < estimated < 3 * measured, (small, large, estimated)

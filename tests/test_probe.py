@@ -13,21 +13,20 @@ from gradaudit.model.keras_graph import KerasModel
 from gradaudit.options import Options
 from gradaudit.probe.random_inputs import random_batches
 from gradaudit.probe.tape import probe
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, PEAK_RSS
 
-PEAK_RSS = """
-import json, resource, sys
+PEAK = PEAK_RSS + """
+import json, sys
 from gradaudit.pipeline import audit_paths
 from gradaudit.options import Options
 run = audit_paths([sys.argv[1]], Options(samples=int(sys.argv[2]), all_samples=True))
 assert not run.errors, run.errors
-print(json.dumps({"samples": run.models[0].samples,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"samples": run.models[0].samples, "peak_mb": peak_rss() / 2**20}))
 """
 
 
 def _peak(path: str, samples: int) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, path, str(samples)],
+    proc = subprocess.run([sys.executable, "-c", PEAK, path, str(samples)],
                           capture_output=True, text=True, timeout=600, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
