@@ -7,15 +7,17 @@ project's machine (peak RSS of one step at 4 and at 16 samples, TensorFlow 2.21,
 CPU): DenseNet121 at 224² holds 307 MB per sample for 190 MB of layer outputs
 (1.6×), EfficientNetB0 179 MB for 96 MB (1.9×). So a step is estimated, before
 the first one runs, as ``TAPE_FACTOR`` × the layer outputs of one sample (counted
-in the one-sample pass that sizes the inputs, :mod:`.sizing`) per sample, plus
+by :mod:`.sizing`, see below) per sample, plus
 ``VARIABLE_COPIES`` copies of the trainable variables (their gradients, the
 probe's running mean of them, and a temporary while it is updated). The batch
 is the largest that keeps what the process already holds plus that estimate
 inside the budget, never above ``--batch-size``.
 
-What the estimate leaves out: the internals a recurrent layer keeps per time
-step (an LSTM's gates) are not layer outputs, so a long recurrent sequence is
-under-counted.
+The values per sample come from :meth:`AuditedModel.output_elements` where the
+model's graph records its shapes (recurrent and attention layers adding what
+they keep inside: gates at every step, attention scores), else from one sample
+run through the model; a run sees layer outputs only, so there a long recurrent
+sequence or a wide attention is under-counted.
 """
 
 from __future__ import annotations
