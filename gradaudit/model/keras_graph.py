@@ -292,25 +292,27 @@ def _graph_output_elements(k: Any, model: Any) -> int | None:
             continue
         nodes = getattr(layer, "_inbound_nodes", None) or getattr(layer, "inbound_nodes", [])
         for node in nodes:
-            shapes = [_known(t.shape) for t in _tensors(getattr(node, "output_tensors", None))]
-            inputs = [_known(t.shape) for t in _tensors(getattr(node, "input_tensors", None))]
-            if any(shape is None for shape in [*shapes, *inputs]):
+            outputs = _known_shapes(getattr(node, "output_tensors", None))
+            inputs = _known_shapes(getattr(node, "input_tensors", None))
+            if outputs is None or inputs is None:
                 return None
-            total += sum(math.prod(shape) for shape in shapes if shape is not None)
-            total += _kept_inside(layer, [s for s in inputs if s is not None],
-                                  [s for s in shapes if s is not None])
+            total += sum(math.prod(shape) for shape in outputs) + _kept_inside(layer, inputs)
     return total
 
 
-def _known(shape: Any) -> tuple[int, ...] | None:
-    """A shape without its batch axis, or None if an axis is unknown."""
-    tail = _tail(shape)
-    known = tuple(d for d in tail if d is not None)
-    return known if len(known) == len(tail) else None
+def _known_shapes(tensors: Any) -> list[tuple[int, ...]] | None:
+    """The tensors' shapes without the batch axis, or None if an axis is unknown."""
+    shapes = []
+    for tensor in _tensors(tensors):
+        tail = _tail(tensor.shape)
+        known = tuple(d for d in tail if d is not None)
+        if len(known) < len(tail):
+            return None
+        shapes.append(known)
+    return shapes
 
 
-def _kept_inside(layer: Any, inputs: list[tuple[int, ...]],
-                 outputs: list[tuple[int, ...]]) -> int:
+def _kept_inside(layer: Any, inputs: list[tuple[int, ...]]) -> int:
     """Values one call of ``layer`` keeps inside for its gradient, beyond its outputs:
     a recurrent layer's gates at every time step, an attention layer's scores."""
     inner = getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)

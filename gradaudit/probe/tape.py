@@ -277,9 +277,7 @@ class _Step:
         n = tf.cast(tf.shape(tensors[0])[0], tf.float32)
         with tf.GradientTape() as tape:
             tape.watch(floats)
-            ran = self.model.run(tensors, training=self.training,
-                                 watched=[info for info, _ in self.watched
-                                          if info.name not in self.settled])
+            ran = self.model.run(tensors, training=self.training, watched=self._open())
             cotangents = self._cotangents(ran.outputs)
             terms = [self._term(o, c) for o, c in zip(ran.outputs, cotangents, strict=True)
                      if c is not None]
@@ -319,11 +317,13 @@ class _Step:
     def forward(self, tensors: list[tf.Tensor]) -> dict[str, Any]:
         """The step without the tape: the units and the outputs' ranges of one batch,
         once the gradients have said all they can (no lookups: those weigh gradients)."""
-        ran = self.model.run(tensors, training=self.training,
-                             watched=[info for info, _ in self.watched
-                                      if info.name not in self.settled])
+        ran = self.model.run(tensors, training=self.training, watched=self._open())
         return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
                 "lookups": [None] * len(self.row_variables)}
+
+    def _open(self) -> list[LayerInfo]:
+        """The watched layers a batch can still change the verdict of (not settled)."""
+        return [info for info, _ in self.watched if info.name not in self.settled]
 
     def nonzero_totals(self, exclude: set[int]) -> set[int]:
         """Indices of connected variables whose accumulated gradient is non-zero.
