@@ -25,7 +25,7 @@ from gradaudit.load import archive, config_layers, limits
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config
 from gradaudit.load.training_state import TrainingState, read_training_state
-from gradaudit.model.interface import AuditedModel, param_count, variable_label
+from gradaudit.model.interface import AuditedModel, Variable, param_count, variable_label
 from gradaudit.options import Options, Thresholds
 from gradaudit.report.types import (
     TRAINING_CHECKS,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from gradaudit.model.specs import InputSpec
-    from gradaudit.probe.evidence import LayerEvidence
+    from gradaudit.probe.evidence import Evidence, LayerEvidence
     from gradaudit.probe.supplied import SuppliedInputs
 
 
@@ -112,6 +112,7 @@ def audit_model(
     evidence = gather(model, result, float_inputs, token_ids, options.thresholds)
     findings = run_checks(evidence, options.thresholds)
     total, trainable = param_count(model.weights), param_count(model.trainable_variables)
+    unjudged = _unjudged(model, evidence)
     report = ModelReport(
         path=path,
         format=fmt,
@@ -127,10 +128,26 @@ def audit_model(
         findings=tuple(findings),
         unsafe=unsafe,
         inputs_source=planned.source,
-        notes=model.notes + planned.notes,
+        notes=model.notes + planned.notes + _unjudged_note(unjudged, trainable),
         imports=options.imports,
+        params_measured=trainable - param_count(unjudged),
     )
     return with_training(report, training, options.thresholds)
+
+
+def _unjudged(model: AuditedModel, evidence: Evidence) -> list[Variable]:
+    """Trainable variables whose gradient no check judged: owned by no layer the model
+    lists (a subclassed model's own weight), or created after the probe began."""
+    judged = {id(v.variable) for layer in evidence.layers for v in layer.variables}
+    return [v for v in model.trainable_variables if id(v) not in judged]
+
+
+def _unjudged_note(unjudged: list[Variable], trainable: int) -> tuple[str, ...]:
+    if not unjudged:
+        return ()
+    names = ", ".join(str(getattr(v, "path", None) or v.name) for v in unjudged)
+    return (f"the gradients of {param_count(unjudged):,} of the {trainable:,} trainable "
+            f"parameters were not judged (owned by no layer of the model): {names}",)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def test_stop_gradient_and_dead_relu_found_on_the_right_layers(
     model = stop_dead[writer]
     assert model["format"] == WRITERS[writer][1]
     assert {(f["code"], f["severity"], f["layer"]) for f in model["findings"]} == EXPECTED
-    assert model["summary"]["params"] == {"total": 203, "trainable": 203, "non_trainable": 0}
+    assert model["summary"]["params"] == {"total": 203, "trainable": 203, "non_trainable": 0,
+                                          "measured": 203}
     dead = next(row for row in model["layers"] if row["name"] == "dead")
     assert (dead["activation"], dead["units"], dead["dead_units"]) == ("relu", 4, 4)
     shared = next(row for row in model["layers"] if row["name"] == "shared")

@@ -154,7 +154,8 @@ def test_no_probe_reads_the_file_without_tensorflow() -> None:
     (model,) = document["models"]
     assert "EXIT 1" in fresh.stdout  # GA402 is an error
     assert model["summary"]["checks_run"] == ["GA4"] and model["summary"]["samples"] == 0
-    assert model["summary"]["params"] == {"total": 484, "trainable": 484, "non_trainable": 0}
+    assert model["summary"]["params"] == {"total": 484, "trainable": 484, "non_trainable": 0,
+                                          "measured": None}
     assert [(row["name"], row["type"], row["activation"], row["params"], row["stalled_units"])
             for row in model["layers"]] == [
         ("pre", "Dense", "relu", 144, 9), ("dead", "Dense", "relu", 272, 16),

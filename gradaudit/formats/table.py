@@ -63,7 +63,7 @@ def _model_block(report: ModelReport) -> str:
                           ["layer", "params", "why"], "every parameter is trainable")
         lines += _section("Disconnected paths", _disconnected_rows(report),
                           ["layer / input", "variables", "gradient", "cut at / cause"],
-                          "every trainable variable and input gets a gradient")
+                          _connected_text(report))
     history = training_rows(report)
     if history:
         lines += _section("Training history", history, TRAINING_HEADERS, "")
@@ -110,6 +110,19 @@ def _non_trainable_rows(report: ModelReport) -> list[list[object]]:
 def _routine(row: LayerRow) -> bool:
     """A trainable layer whose only non-trainable weights are moving statistics."""
     return row.trainable and row.non_trainable_reason == MOVING_STATISTICS
+
+
+def _connected_text(report: ModelReport) -> str:
+    """What no disconnected path means: every variable gets a gradient only where the
+    probe measured every one (a report read from JSON older than ``params.measured``
+    does not say so)."""
+    measured = report.params_measured
+    if measured == report.params_trainable:
+        return "every trainable variable and input gets a gradient"
+    if measured is None:
+        return "no cut path found; the report does not say which variables were measured"
+    return (f"found among the {measured:,} of {report.params_trainable:,} trainable "
+            "parameters whose gradient the probe measured")
 
 
 def _disconnected_rows(report: ModelReport) -> list[list[object]]:

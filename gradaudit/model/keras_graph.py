@@ -66,10 +66,15 @@ class KerasModel:
         self.k = keras_package(model)
         self.notes = notes
         self._input_keys: list[str] = []  # a subclassed model called with a dict
+        self._collect_layers()
+
+    def _collect_layers(self) -> None:
+        """The layers at any depth and the variables each owns, as the model holds them now."""
         self._placed: dict[str, _Placed] = {}
         self._traced: dict[str, tuple[TracedCall, int]] = {}  # name → (its layer's call, op index)
         layers: list[LayerInfo] = []
-        self._collect(model, prefix="", owners=(model,), anchor=None, frozen_by=None, out=layers)
+        self._collect(self.model, prefix="", owners=(self.model,), anchor=None, frozen_by=None,
+                      out=layers)
         self._layers = tuple(layers)
         # Depth order puts a layer before what it holds: the innermost holder wins,
         # and a custom layer keeps the variables it creates itself.
@@ -123,9 +128,25 @@ class KerasModel:
         names = list(built) or ["input"]
         check_shape_names(shapes, names)
         dtype = dtype_name(getattr(self.model, "input_dtype", None) or "float32")
-        return [InputSpec(name=name, shape=resolve_shape(name, built.get(name), shapes, names),
-                          dtype=dtype, declared=built.get(name) or ())
-                for name in names]
+        specs = [InputSpec(name=name, shape=resolve_shape(name, built.get(name), shapes, names),
+                           dtype=dtype, declared=built.get(name) or ())
+                 for name in names]
+        if not self.model.built:
+            self._build(specs[0])
+        return specs
+
+    def _build(self, spec: InputSpec) -> None:
+        """Build a subclassed model saved before it was built, from ``--input-shape``, and
+        collect its layers again: before, they had no variables to own, and every
+        gradient the probe measured would have belonged to no layer."""
+        import numpy as np
+
+        self.model(np.zeros((1, *spec.shape), spec.dtype), training=False)
+        self._collect_layers()
+        self.notes += (
+            f"built with input shape {list(spec.shape)} (--input-shape) before its variables "
+            "were read: it had never been built, so its weights are Keras's initial values "
+            "(a file saved unbuilt holds none)",)
 
     def _built_shapes(self) -> dict[str, tuple[int | None, ...]]:
         """Input name → shape without the batch axis, from a subclassed model's build config."""

@@ -128,6 +128,10 @@ class ModelReport:
     batch_size: int | None = None
     """Samples per probe step, as used: ``--batch-size``, or fewer to fit ``--max-memory``
     (None when no model ran)."""
+    params_measured: int | None = None
+    """Trainable parameters whose gradient the probe measured and the checks judged (owned
+    by a layer the report lists); None when no model ran. Below ``params_trainable``, no
+    table may say every variable gets a gradient."""
 
     @property
     def probed(self) -> bool:

@@ -54,3 +54,46 @@ def model(dead: int) -> keras.Model:
     outputs = keras.layers.Dense(1, activation=halve, name="out")(
         Block(16, dead, name="block")(inputs))
     return keras.Model(inputs, outputs, name=f"user_block_{dead}")
+
+
+
+@keras.saving.register_keras_serializable(package=__name__)
+class Branchy(keras.Model):
+    """A subclassed model: ``hidden`` (ReLU, bias ``bias``: -100 kills every unit) and a
+    ``side`` branch through ``stop_gradient`` (GA201), both into ``out``."""
+
+    def __init__(self, bias: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bias = bias
+        self.hidden = keras.layers.Dense(8, activation="relu", name="hidden",
+                                         bias_initializer=keras.initializers.Constant(bias))
+        self.side = keras.layers.Dense(4, name="side")
+        self.out = keras.layers.Dense(1, name="out")
+
+    def call(self, x: Any) -> Any:
+        return self.out(ops.concatenate([self.hidden(x), ops.stop_gradient(self.side(x))],
+                                        axis=-1))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "bias": self.bias}
+
+
+@keras.saving.register_keras_serializable(package=__name__)
+class Scaled(keras.Model):
+    """``out(x) * scale``: ``scale`` is the model's own variable, owned by none of its layers."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.out = keras.layers.Dense(3, name="out")
+        self.scale = self.add_weight(shape=(3,), name="scale", initializer="ones")
+
+    def call(self, x: Any) -> Any:
+        return self.out(x) * self.scale
+
+
+def subclassed(model: keras.Model, built: bool) -> keras.Model:
+    """``model``, called once on 5 features when ``built`` (its file then has a build
+    config and weights), else as constructed (its file has neither)."""
+    if built:
+        model(ops.zeros((1, 5)))
+    return model
