@@ -54,9 +54,9 @@ def budgeted(path: str, samples: int, batch_size: int, max_memory: str) -> dict[
     chosen: list[tuple[memory.StepEstimate, int, memory.BatchChoice]] = []
     choose = memory.choose_batch
 
-    def recorded(estimate: memory.StepEstimate, wanted: int, budget: int,
-                 held: int) -> memory.BatchChoice:
-        choice = choose(estimate, wanted, budget, held)
+    def recorded(estimate: memory.StepEstimate, wanted: int, budget: int, held: int,
+                 **limits: int | None) -> memory.BatchChoice:
+        choice = choose(estimate, wanted, budget, held, **limits)
         chosen.append((estimate, held, choice))
         return choice
 

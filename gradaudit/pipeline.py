@@ -166,17 +166,19 @@ class _PlannedInputs:
 def _plan_inputs(model: AuditedModel, options: Options,
                  supplied: SuppliedInputs | None) -> _PlannedInputs:
     """Random inputs sized so nothing in the model is empty, or the user's; in batches
-    that keep a probe step inside ``--max-memory``."""
+    that keep a probe step inside ``--max-memory`` and ``--max-input-elements``, or of
+    the one size a stateful model declares."""
+    from gradaudit.model.specs import fixed_batch
     from gradaudit.probe import random_inputs
     from gradaudit.probe.memory import batch_within, default_budget
     from gradaudit.probe.sizing import output_elements, size_unknown_axes
 
     specs = model.input_specs(synthesise=supplied is None, shapes=options.input_shape)
+    fixed = fixed_batch(specs)
     notes: tuple[str, ...] = ()
     if supplied is None:
         # Before any random input is drawn: the one-sample pass below draws some.
         limits.check_input_elements([spec.shape for spec in specs],
-                                    min(options.batch_size, options.samples),
                                     options.limits.max_input_elements)
         sized = size_unknown_axes(model, specs, options)
         specs, elements, rows = sized.specs, sized.output_elements, options.samples
@@ -184,9 +186,16 @@ def _plan_inputs(model: AuditedModel, options: Options,
     else:
         specs, arrays = supplied.matched(specs)
         elements, rows = output_elements(model, specs, options), supplied.rows
+    if fixed is not None:
+        rows, note = _whole_batches(fixed, rows, supplied is not None)
+        notes += (note,)
     choice = batch_within(options.max_memory or default_budget(),
-                          min(options.batch_size, rows), specs, elements,
-                          param_count(model.trainable_variables))
+                          fixed or min(options.batch_size, rows), specs, elements,
+                          param_count(model.trainable_variables),
+                          options.limits.max_input_elements)
+    if fixed is not None and choice.reason is not None:
+        raise AuditError(f"the model's stateful layers run only in batches of {fixed}, "
+                         f"and {choice.reason}")
     notes += (choice.note,) if choice.note else ()
     size = choice.batch_size
     if supplied is None:
@@ -197,6 +206,21 @@ def _plan_inputs(model: AuditedModel, options: Options,
     else:
         batches, source = supplied.batches(arrays, size), supplied.source
     return _PlannedInputs(specs, batches, source, size, math.ceil(rows / size), notes)
+
+
+def _whole_batches(fixed: int, rows: int, supplied: bool) -> tuple[int, str]:
+    """The samples to probe in whole batches of the ``fixed`` size a stateful model
+    declares, and the note that says so; AuditError for supplied rows that do not fill them."""
+    why = f"batches of {fixed}, the batch size the model declares (its stateful layers " \
+          "keep a state per sample)"
+    if supplied:
+        if rows % fixed:
+            raise AuditError(f"--inputs holds {rows} rows, not a multiple of {fixed}: "
+                             f"{why} run on no other size")
+        return rows, why
+    whole = math.ceil(rows / fixed) * fixed
+    return whole, why + ("" if whole == rows else
+                         f"; --samples {rows} rounded up to {whole}, whole batches")
 
 
 def _layer_row(layer: LayerEvidence) -> LayerRow:

@@ -207,8 +207,9 @@ HEALTHY = str(FIXTURES / "healthy_mlp.keras")  # 20 float inputs, 3754 parameter
 @pytest.mark.parametrize(("args", "code", "reason"), [
     (["--max-params", "3753"], 2, "declare 3754 values, more than --max-params 3753"),
     (["--max-params", "3754"], 0, None),
-    (["--max-input-elements", "1279"], 2, "holds 1280 values, more than --max-input-elements"),
-    (["--max-input-elements", "1279", "--batch-size", "32"], 0, None),
+    (["--max-input-elements", "19"], 2, "one sample of the model's inputs holds 20 values, "
+     "more than --max-input-elements 19"),
+    (["--max-input-elements", "20"], 0, None),  # batches of 1 (test_runs.py)
 ])
 def test_limit_flags(args: list[str], code: int, reason: str | None) -> None:
     result = run_cli("audit", HEALTHY, "-q", "--samples", "64", *args)

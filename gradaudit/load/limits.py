@@ -9,15 +9,16 @@ reads such datasets whole, so the sizes are measured first:
   ``StatelessScope`` that records each variable's shape and never creates its
   value (the same deserialisation code as the real load, so nothing is guessed);
 - the weight datasets in the file, from their HDF5 shapes (metadata only);
-- the probe batch: batch size × the elements of every input.
+- one probe sample: the elements of every input (a larger batch is made smaller).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool) -> int:
     pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
     rng_states = random.getstate(), np.random.get_state()
     try:
-        with StatelessScope(initialize_variables=False):
+        with StatelessScope(initialize_variables=False), _stateful_states_deferred():
             model = _model_from_config(copy.deepcopy(config), fmt, unsafe=unsafe)
             return sum(math.prod(int(d) for d in v.shape) for v in model.weights)
     finally:
@@ -54,6 +55,33 @@ def declared_params(config: dict[str, Any], fmt: str, *, unsafe: bool) -> int:
         global_state.set_global_attribute("uninitialized_variables", pending)
         random.setstate(rng_states[0])
         np.random.set_state(rng_states[1])
+
+
+@contextlib.contextmanager
+def _stateful_states_deferred() -> Iterator[None]:
+    """A stateful RNN makes its state variables (one row per sample of its fixed batch)
+    from values, which a ``StatelessScope`` refuses; while counting, they are made from
+    an initializer of the same shape. They are not weights: the count is the same."""
+    from keras.src import backend, tree
+    from keras.src.layers.rnn.rnn import RNN
+    from keras.src.utils import tracking
+
+    original = RNN._create_state_variables
+
+    def deferred(self: Any, batch_size: int) -> None:
+        with backend.name_scope(self.name, caller=self):
+            self.states = tree.map_structure(
+                lambda value: backend.Variable(
+                    "zeros", shape=value.shape, dtype=self.variable_dtype, trainable=False,
+                    name="rnn_state"),
+                self.get_initial_state(batch_size))
+
+    # Untracked, as Keras's own: the states must not join the layer's variables.
+    RNN._create_state_variables = tracking.no_automatic_dependency_tracking(deferred)
+    try:
+        yield
+    finally:
+        RNN._create_state_variables = original
 
 
 def _model_from_config(config: dict[str, Any], fmt: str, *, unsafe: bool) -> Any:
@@ -133,12 +161,15 @@ def _dataset_elements(group: Any, skip: Iterable[str]) -> int:
     return total
 
 
-def check_input_elements(shapes: Iterable[tuple[int, ...]], batch_size: int,
-                         max_input_elements: int) -> None:
-    """Refuse a probe batch (batch × every input) over ``max_input_elements`` values."""
-    count = batch_size * sum(math.prod(shape) for shape in shapes)
+def check_input_elements(shapes: Iterable[tuple[int, ...]], max_input_elements: int) -> None:
+    """Refuse a model of which one sample (every input) holds over ``max_input_elements``
+    values; a larger batch is made smaller instead (:mod:`gradaudit.probe.memory`)."""
+    count = sum(math.prod(shape) for shape in shapes)
     if count > max_input_elements:
-        raise AuditError(
-            f"one probe batch of the model's inputs holds {count} values, more than "
-            f"--max-input-elements {max_input_elements}; lower --batch-size or raise the limit"
-        )
+        raise AuditError(one_sample_over(count, max_input_elements))
+
+
+def one_sample_over(input_elements: int, max_input_elements: int) -> str:
+    """Why a model is refused whose one sample holds more input values than the limit."""
+    return (f"one sample of the model's inputs holds {input_elements} values, more than "
+            f"--max-input-elements {max_input_elements}; raise the limit")

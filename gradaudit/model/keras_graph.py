@@ -123,7 +123,10 @@ class KerasModel:
         if tensors:
             names = [_input_name(tensor) for tensor in tensors]
             check_shape_names(shapes, names)
-            return [_input_spec(self.k, tensor, synthesise, shapes, names) for tensor in tensors]
+            stateful = self._stateful
+            return [replace(_input_spec(self.k, tensor, synthesise, shapes, names),
+                            batch=_fixed_axis(tensor) if stateful else None)
+                    for tensor in tensors]
         built = self._built_shapes()
         names = list(built) or ["input"]
         check_shape_names(shapes, names)
@@ -147,6 +150,12 @@ class KerasModel:
             f"built with input shape {list(spec.shape)} (--input-shape) before its variables "
             "were read: it had never been built, so its weights are Keras's initial values "
             "(a file saved unbuilt holds none)",)
+
+    @property
+    def _stateful(self) -> bool:
+        """A layer keeps a state per sample between calls (``stateful=True``): the batch
+        size the model declares is the only one it runs with."""
+        return any(getattr(p.layer, "stateful", False) is True for p in self._placed.values())
 
     def _built_shapes(self) -> dict[str, tuple[int | None, ...]]:
         """Input name → shape without the batch axis, from a subclassed model's build config."""
@@ -467,6 +476,12 @@ def _input_spec(k: Any, tensor: Any, synthesise: bool, shapes: InputShapes,
             "synthesise; audit with real inputs (--inputs FILE)"
         )
     return InputSpec(name=name, shape=shape, dtype=dtype, vocab=vocab, declared=declared)
+
+
+def _fixed_axis(tensor: Any) -> int | None:
+    """The batch size an input tensor declares, None where any is accepted."""
+    batch = tensor.shape[0]
+    return None if batch is None else int(batch)
 
 
 def _input_name(tensor: Any) -> str:

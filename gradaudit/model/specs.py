@@ -24,6 +24,9 @@ class InputSpec:
     """For token ids (an input read by an Embedding, integer or float): the vocabulary."""
     declared: tuple[int | None, ...] = ()
     """The shape as the model declares it (None: any size); supplied data is checked against it."""
+    batch: int | None = None
+    """The batch size the model fixes, where a stateful layer keeps a state per sample of
+    exactly that many (``batch_shape``, Keras 2 ``batch_input_shape``); None: any."""
 
     @property
     def is_float(self) -> bool:
@@ -73,6 +76,18 @@ def resolve_shape(name: str, declared: tuple[int | None, ...] | None, shapes: In
         raise AuditError(f"--input-shape {','.join(map(str, shape))} does not fit input "
                          f"'{name}', declared ({wanted}) without the batch axis (? = any size)")
     return shape
+
+
+def fixed_batch(specs: list[InputSpec]) -> int | None:
+    """The one batch size every probe step must have, or None; AuditError if the inputs
+    fix different ones."""
+    from gradaudit.errors import AuditError
+
+    fixed = {spec.batch for spec in specs if spec.batch is not None}
+    if len(fixed) > 1:
+        raise AuditError(f"the model's inputs declare different batch sizes "
+                         f"({', '.join(map(str, sorted(fixed)))}); a probe step cannot have both")
+    return fixed.pop() if fixed else None
 
 
 def check_shape_names(shapes: InputShapes, names: list[str]) -> None:

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 
 from gradaudit.errors import AuditError
+from gradaudit.load.limits import one_sample_over
 from gradaudit.model.specs import InputSpec
 
 TAPE_FACTOR = 2.0
@@ -89,17 +90,21 @@ def resident_bytes() -> int:
 
 @dataclass(frozen=True)
 class StepEstimate:
-    """A probe step's memory: what every sample adds, and what the step adds at any size."""
+    """A probe step's memory: what every sample adds, and what the step adds at any size;
+    and the input values one sample holds (for ``--max-input-elements``)."""
 
     per_sample: int
     fixed: int
+    input_elements: int = 0
 
     @classmethod
-    def of(cls, output_elements: int, input_bytes: int, trainable_bytes: int) -> StepEstimate:
+    def of(cls, output_elements: int, input_bytes: int, trainable_bytes: int,
+           input_elements: int = 0) -> StepEstimate:
         """From one sample's layer-output values (float32), its input bytes and the
         trainable variables' bytes."""
         per_sample = math.ceil(TAPE_FACTOR * 4 * output_elements) + input_bytes
-        return cls(per_sample=per_sample, fixed=VARIABLE_COPIES * trainable_bytes)
+        return cls(per_sample=per_sample, fixed=VARIABLE_COPIES * trainable_bytes,
+                   input_elements=input_elements)
 
     def bytes(self, batch: int) -> int:
         return self.fixed + batch * self.per_sample
@@ -107,37 +112,59 @@ class StepEstimate:
 
 @dataclass(frozen=True)
 class BatchChoice:
-    """The batch size a probe step uses, and the note that says why when it is smaller."""
+    """The batch size a probe step uses, and why when it is smaller than asked."""
 
     batch_size: int
-    note: str | None = None
+    reason: str | None = None
+    """The limit the asked-for batch is over, with the figures (None: it fits)."""
+    wanted: int = 0
+
+    @property
+    def note(self) -> str | None:
+        return None if self.reason is None else (
+            f"batches of {self.batch_size}, not {self.wanted}: {self.reason}")
 
 
-def choose_batch(estimate: StepEstimate, wanted: int, budget: int, held: int) -> BatchChoice:
+def choose_batch(estimate: StepEstimate, wanted: int, budget: int, held: int, *,
+                 max_input_elements: int | None = None) -> BatchChoice:
     """The largest batch up to ``wanted`` whose step, on top of the ``held`` bytes the
-    process holds already, stays inside ``budget``; AuditError if one sample does not."""
+    process holds already, stays inside ``budget`` and whose inputs hold at most
+    ``max_input_elements`` values; AuditError if one sample does not fit."""
     room = budget - held - estimate.fixed
-    fits = room // estimate.per_sample if estimate.per_sample > 0 else wanted
-    if fits < 1:
+    by_memory = room // estimate.per_sample if estimate.per_sample > 0 else wanted
+    if by_memory < 1:
         step = f"a probe step of one sample needs about {format_size(estimate.bytes(1))} " \
                "(estimated)"
         raise AuditError(
             f"{step} and the process holds {format_size(held)} with the model loaded: over "
             f"--max-memory {format_size(budget)}; raise it if the machine has the memory")
-    if fits >= wanted:
-        return BatchChoice(wanted)
-    return BatchChoice(int(fits), note=(
-        f"batches of {fits}, not {wanted}: a step of {wanted} samples needs about "
-        f"{format_size(estimate.bytes(wanted))} (estimated), and {format_size(held)} is "
-        f"held already, over --max-memory {format_size(budget)}"))
+    by_elements = wanted
+    if max_input_elements is not None and estimate.input_elements > 0:
+        by_elements = max_input_elements // estimate.input_elements
+        if by_elements < 1:
+            raise AuditError(one_sample_over(estimate.input_elements, max_input_elements))
+    if min(by_memory, by_elements) >= wanted:
+        return BatchChoice(wanted, wanted=wanted)
+    if by_elements < by_memory:
+        return BatchChoice(int(by_elements), wanted=wanted, reason=(
+            f"{wanted} samples of the model's inputs hold "
+            f"{wanted * estimate.input_elements} values, over --max-input-elements "
+            f"{max_input_elements}"))
+    return BatchChoice(int(by_memory), wanted=wanted, reason=(
+        f"a step of {wanted} samples needs about {format_size(estimate.bytes(wanted))} "
+        f"(estimated), and {format_size(held)} is held already, over --max-memory "
+        f"{format_size(budget)}"))
 
 
 def batch_within(budget: int, wanted: int, specs: list[InputSpec], output_elements: int,
-                 trainable_params: int) -> BatchChoice:
+                 trainable_params: int, max_input_elements: int | None = None) -> BatchChoice:
     """The batch for a model whose one sample of ``specs`` has ``output_elements``
-    layer-output values, inside ``budget`` with what the process holds now."""
+    layer-output values, inside ``budget`` with what the process holds now, and inside
+    ``max_input_elements`` input values."""
     import numpy as np
 
     input_bytes = sum(math.prod(spec.shape) * np.dtype(spec.dtype).itemsize for spec in specs)
-    estimate = StepEstimate.of(output_elements, input_bytes, 4 * trainable_params)
-    return choose_batch(estimate, wanted, budget, resident_bytes())
+    estimate = StepEstimate.of(output_elements, input_bytes, 4 * trainable_params,
+                               sum(math.prod(spec.shape) for spec in specs))
+    return choose_batch(estimate, wanted, budget, resident_bytes(),
+                        max_input_elements=max_input_elements)

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from gradaudit.errors import AuditError, first_line
 from gradaudit.model.interface import AuditedModel
-from gradaudit.model.specs import DEFAULT_DIM, InputSpec
+from gradaudit.model.specs import DEFAULT_DIM, InputSpec, fixed_batch
 from gradaudit.options import Options
 from gradaudit.probe.random_inputs import random_batches
 
@@ -74,10 +74,9 @@ def size_unknown_axes(model: AuditedModel, specs: list[InputSpec], options: Opti
         if problem is None:
             break
         first_problem = first_problem or problem
-        batch = min(options.batch_size, options.samples)
-        elements = batch * sum(math.prod(2 * size if d is None else d for d in spec.declared)
-                               if spec.name in growable else math.prod(spec.shape)
-                               for spec in specs)
+        # One sample over --max-input-elements is refused; a batch is made smaller.
+        elements = sum(math.prod(2 * size if d is None else d for d in spec.declared)
+                       if spec.name in growable else math.prod(spec.shape) for spec in specs)
         if size * 2 > MAX_DIM or elements > options.limits.max_input_elements:
             raise AuditError(f"{problem} with every unknown input axis at {size}; give the "
                              "input's shape with --input-shape (without the batch axis)")
@@ -97,8 +96,10 @@ def output_elements(model: AuditedModel, specs: list[InputSpec], options: Option
 
 
 def _one_sample(model: AuditedModel, specs: list[InputSpec], options: Options) -> _Trial:
-    """One sample of ``specs`` through the model in inference mode, every leaf layer watched."""
-    (batch,) = random_batches(specs, 1, 1, options.seed, options.input_dist, options.input_range)
+    """One sample of ``specs`` through the model in inference mode, every leaf layer watched
+    (one batch of the size a stateful model fixes, counted per sample)."""
+    n = fixed_batch(specs) or 1
+    (batch,) = random_batches(specs, n, n, options.seed, options.input_dist, options.input_range)
     watched = [info for info in model.layers if info.op is None and not info.is_container]
     try:
         result = model.run([tf.constant(x) for x in batch], training=False, watched=watched)
@@ -109,4 +110,4 @@ def _one_sample(model: AuditedModel, specs: list[InputSpec], options: Options) -
     named += [(f"output {index} is empty", output) for index, output in enumerate(result.outputs)]
     shapes = [(what, tuple(value.shape)) for what, value in named]
     problem = next((f"{what} {shape[1:]}" for what, shape in shapes if 0 in shape), None)
-    return _Trial(problem, sum(math.prod(shape) for _, shape in shapes))
+    return _Trial(problem, sum(math.prod(shape) for _, shape in shapes) // n)
