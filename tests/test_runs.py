@@ -5,6 +5,7 @@ measure (issue 18 §3, §4)."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import keras
 import pytest
 
-from tests.conftest import UserModels, run_cli
+from tests.conftest import FIXTURES, UserModels, run_cli
 
 
 def _audit(path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -93,3 +94,104 @@ def test_the_table_says_every_variable_gets_a_gradient_only_when_all_were_measur
         "gradient the probe measured).")
     assert _disconnected_line(user_models.healthy, *module) == (
         "Disconnected paths: none (every trainable variable and input gets a gradient).")
+
+
+# --- a stateful recurrent model: batches of the size it declares --------------------------
+
+STATEFUL_NOTE = ("batches of 200, the batch size the model declares (its stateful layers keep "
+                 "a state per sample); --samples 256 rounded up to 400, whole batches")
+
+
+def _stateful_keras3(path: Path, bias: float) -> Path:
+    """``batch_shape=(200, 10, 3)`` → stateful LSTM(8) → ``head`` (ReLU, bias ``bias``) → out."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(batch_shape=(200, 10, 3), name="seq")
+    x = keras.layers.LSTM(8, stateful=True, name="lstm")(inputs)
+    x = keras.layers.Dense(4, activation="relu", name="head",
+                           bias_initializer=keras.initializers.Constant(bias))(x)
+    keras.Model(inputs, keras.layers.Dense(1, name="out")(x), name="stateful").save(path)
+    return path
+
+
+def _stateful_keras2(path: Path, bias: float) -> Path:
+    """The same in Keras 2 (tf_keras), declared by ``batch_input_shape`` and saved as .h5."""
+    tf_keras = pytest.importorskip("tf_keras")
+    tf_keras.utils.set_random_seed(0)
+    tf_keras.Sequential([
+        tf_keras.layers.LSTM(8, stateful=True, batch_input_shape=(200, 10, 3), name="lstm"),
+        tf_keras.layers.Dense(4, activation="relu", name="head",
+                              bias_initializer=tf_keras.initializers.Constant(bias)),
+        tf_keras.layers.Dense(1, name="out")], name="stateful").save(path)
+    return path
+
+
+DEAD_HEAD = {("GA102", "error", "head"), ("GA202", "error", "head"),
+             ("GA202", "error", "lstm"), ("GA202", "error", "out")}
+
+
+@pytest.mark.parametrize("build", [_stateful_keras3, _stateful_keras2])
+def test_a_stateful_model_is_probed_in_batches_of_the_size_it_declares(
+        build: Any, tmp_path: Path) -> None:
+    suffix = ".keras" if build is _stateful_keras3 else ".h5"
+    code, dead, _ = _audit(build(tmp_path / f"dead{suffix}", -100.0), "--all-samples")
+    assert code == 1 and _findings(dead) == DEAD_HEAD
+    assert dead["summary"]["batch_size"] == 200 and dead["summary"]["samples"] == 400
+    assert STATEFUL_NOTE in dead["notes"]
+    code, healthy, _ = _audit(build(tmp_path / f"healthy{suffix}", 0.0))
+    assert code == 0 and healthy["findings"] == [], healthy["findings"]
+    assert healthy["summary"]["batch_size"] == 200 and STATEFUL_NOTE in healthy["notes"]
+
+
+def test_a_stateful_batch_over_a_limit_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    path = _stateful_keras3(tmp_path / "stateful.keras", 0.0)
+    result = run_cli("audit", str(path), "-q", "--max-input-elements", "1000")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"gradaudit: error: {path}: the model's stateful layers run only in batches of 200, "
+        "and 200 samples of the model's inputs hold 6000 values, over --max-input-elements "
+        "1000\n")
+
+
+# --- --max-input-elements: a smaller batch, refused only when one sample is over ---------
+
+@pytest.mark.parametrize(("fixture", "expected"), [
+    ("dead_relu.keras", {("GA102", "error", "dead"), ("GA202", "error", "pre"),
+                         ("GA202", "error", "dead"), ("GA202", "error", "out")}),
+    ("healthy_mlp.keras", set()),
+])
+def test_a_batch_over_max_input_elements_is_made_smaller_with_the_same_findings(
+        fixture: str, expected: set[tuple[str, str, str]]) -> None:
+    path = FIXTURES / fixture
+    _, whole, _ = _audit(path, "--all-samples")
+    inputs = sum(math.prod(i["shape"]) for i in whole["summary"]["inputs"])
+    limit = 64 * inputs // 5  # a fifth of the 64-sample batch: batches of 12
+    _, smaller, _ = _audit(path, "--all-samples", "--max-input-elements", str(limit))
+    assert _findings(whole) == _findings(smaller) == expected
+    assert whole["summary"]["batch_size"] == 64 and smaller["summary"]["batch_size"] == 12
+    assert (f"batches of 12, not 64: 64 samples of the model's inputs hold {64 * inputs} "
+            f"values, over --max-input-elements {limit}") in smaller["notes"]
+    assert whole["summary"]["samples"] == smaller["summary"]["samples"] == 256
+
+
+def test_one_sample_over_max_input_elements_is_exit_2_with_one_line() -> None:
+    path = FIXTURES / "dead_relu.keras"  # 8 input values per sample
+    result = run_cli("audit", str(path), "-q", "--max-input-elements", "7")
+    assert result.exit_code == 2 and result.stderr == (
+        f"gradaudit: error: {path}: one sample of the model's inputs holds 8 values, more "
+        "than --max-input-elements 7; raise the limit\n")
+
+
+def test_the_batch_names_the_limit_that_made_it_smaller() -> None:
+    from gradaudit.errors import AuditError
+    from gradaudit.probe.memory import StepEstimate, choose_batch
+
+    estimate = StepEstimate(per_sample=10, fixed=100, input_elements=4)
+    by_memory = choose_batch(estimate, 64, budget=1_355, held=1_000, max_input_elements=200)
+    assert by_memory.batch_size == 25 and "--max-memory" in str(by_memory.note)
+    by_elements = choose_batch(estimate, 64, budget=1_355, held=1_000, max_input_elements=80)
+    assert by_elements.note == ("batches of 20, not 64: 64 samples of the model's inputs "
+                                "hold 256 values, over --max-input-elements 80")
+    assert choose_batch(estimate, 64, budget=10_000, held=1_000,
+                        max_input_elements=256).note is None
+    with pytest.raises(AuditError, match="one sample of the model's inputs holds 4 values"):
+        choose_batch(estimate, 64, budget=10_000, held=1_000, max_input_elements=3)
