@@ -194,7 +194,8 @@ def audit(
         options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
         shards = discovery.Shard.parse(shard) if shard is not None else None
         known = baseline_mod.read_keys(baseline) if baseline is not None else frozenset()
-        _require_plotting(fmt, plot)
+        if plot is not None:  # before anything is audited
+            grad_flow.require("--plot")
         supplied = None
         if inputs_file is not None and options.no_probe:
             raise AuditError("--inputs feeds the probe; --no-probe runs no model")
@@ -242,7 +243,6 @@ def merge_reports(
     from gradaudit.report.merge import merge
 
     with _usage_errors():
-        _require_plotting(fmt, None)
         run = merge(reports)
     _finish(replace(run, fail_on=fail_on), fmt, output, quiet)
 
@@ -321,14 +321,6 @@ def _refuse_overwriting_inputs(output: Path, paths: list[str], option: str) -> N
         typer.echo(f"gradaudit: error: {option} {output} is one of the models being "
                    "audited; refusing to overwrite it", err=True)
         raise typer.Exit(2)
-
-
-def _require_plotting(fmt: Format, plot: Path | None) -> None:
-    """AuditError before anything is audited if a picture is asked for without matplotlib."""
-    if plot is not None:
-        grad_flow.require("--plot")
-    if fmt is Format.HTML:
-        grad_flow.require("--format html")
 
 
 def _write_atomically(path: Path, text: str | bytes, option: str = "--output") -> None:

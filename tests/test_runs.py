@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import pytest
 
-from tests.conftest import FIXTURES, UserModels, run_cli
+from tests.conftest import FIXTURES, FreshRun, UserModels, run_cli, run_fresh
 
 
 def _audit(path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -195,3 +195,45 @@ def test_the_batch_names_the_limit_that_made_it_smaller() -> None:
                         max_input_elements=256).note is None
     with pytest.raises(AuditError, match="one sample of the model's inputs holds 4 values"):
         choose_batch(estimate, 64, budget=10_000, held=1_000, max_input_elements=3)
+
+
+# --- without matplotlib ------------------------------------------------------------------
+
+WITHOUT_MATPLOTLIB = "import sys\nsys.modules['matplotlib'] = None  # as if not installed\n"
+
+
+def _cli_without_matplotlib(*args: str) -> FreshRun:
+    return run_fresh(WITHOUT_MATPLOTLIB + "from gradaudit.cli import app\n"
+                     f"app({list(args)!r}, prog_name='gradaudit')", watch=("matplotlib",))
+
+
+def test_html_without_matplotlib_renders_without_the_picture_and_says_how_to_add_it(
+        tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    fresh = _cli_without_matplotlib("audit", str(FIXTURES / "dead_relu.keras"), "-f", "html",
+                                    "-o", str(page), "-q")
+    assert "EXIT 1" in fresh.stdout and "Traceback" not in fresh.stderr, fresh.stderr
+    text = page.read_text(encoding="utf-8")
+    assert "<img" not in text and "GA102" in text and "<h3>Layers</h3>" in text
+    assert ("<p>No picture: matplotlib is not installed. To add it: pip install "
+            "&#x27;gradaudit[plot]&#x27; (in a clone of gradaudit&#x27;s repository: pip "
+            "install -e &#x27;.[plot]&#x27;).</p>") in text
+
+
+def test_plot_without_matplotlib_names_both_install_commands(tmp_path: Path) -> None:
+    target = tmp_path / "flow.png"
+    fresh = _cli_without_matplotlib("audit", str(FIXTURES / "dead_relu.keras"), "--plot",
+                                    str(target))
+    assert "EXIT 2" in fresh.stdout and not target.exists()
+    assert fresh.stderr.splitlines()[-1] == (
+        "gradaudit: error: --plot needs matplotlib, which is not installed: pip install "
+        "'gradaudit[plot]' (in a clone of gradaudit's repository: pip install -e '.[plot]')")
+
+
+def test_html_with_matplotlib_still_embeds_the_picture(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    result = run_cli("audit", str(FIXTURES / "dead_relu.keras"), "-f", "html", "-o", str(page),
+                     "-q")
+    assert result.exit_code == 1
+    text = page.read_text(encoding="utf-8")
+    assert 'src="data:image/png;base64,' in text and "No picture" not in text

@@ -62,7 +62,6 @@ def _model_section(model: ModelReport) -> str:
     facts += [f"note: {note}" for note in model.notes]
     if model.unsafe:
         facts.append("UNSAFE: loaded with --unsafe, code from the file may have run")
-    image = base64.b64encode(plot.png([model])).decode("ascii")
     findings = finding_rows(model.findings)
     parts = [
         f"<section>\n<h2>{escape(model.path)} ({escape(model.format)})</h2>",
@@ -70,7 +69,7 @@ def _model_section(model: ModelReport) -> str:
         "<h3>Findings</h3>",
         _table(findings, FINDING_HEADERS) if findings else "<p>No findings.</p>",
         "<h3>Gradient flow</h3>",
-        f'<img alt="gradient flow of {escape(model.path)}" src="data:image/png;base64,{image}">',
+        _picture(model),
         "<h3>Layers</h3>",
         _table(_layer_rows(model), LAYER_HEADERS),
     ]
@@ -79,6 +78,16 @@ def _model_section(model: ModelReport) -> str:
         parts += ["<h3>Training history</h3>", _table(history, TRAINING_HEADERS)]
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _picture(model: ModelReport) -> str:
+    """The gradient-flow plot as an embedded PNG; without matplotlib, how to add it (the
+    rest of the page needs none)."""
+    if not plot.available():
+        return (f"<p>No picture: matplotlib is not installed. To add it: "
+                f"{escape(plot.INSTALL_HINT)}.</p>")
+    image = base64.b64encode(plot.png([model])).decode("ascii")
+    return f'<img alt="gradient flow of {escape(model.path)}" src="data:image/png;base64,{image}">'
 
 
 def _layer_rows(model: ModelReport) -> list[list[object]]:

@@ -23,7 +23,8 @@ from gradaudit.report.types import Finding, LayerRow, ModelReport, Severity
 if TYPE_CHECKING:
     from matplotlib.figure import Figure, SubFigure
 
-INSTALL_HINT = "pip install 'gradaudit[plot]'"
+INSTALL_HINT = ("pip install 'gradaudit[plot]' (in a clone of gradaudit's repository: "
+                "pip install -e '.[plot]')")
 COLOURS = {Severity.ERROR: "#d62728", Severity.WARNING: "#ff7f0e", Severity.INFO: "#1f77b4"}
 DPI = 100
 HEIGHT = 5.5  # inches per model
@@ -32,13 +33,19 @@ DISCONNECTED = "GA201"  # a variable with no gradient at all: no RMS to draw
 ZERO = "GA202"  # a variable whose gradient is exactly zero, though the layer's RMS may not be
 
 
-def require(what: str) -> None:
-    """AuditError naming ``what`` (``--plot``, ``--format html``) if matplotlib is missing."""
+def available() -> bool:
+    """Whether matplotlib can be imported (the ``plot`` extra is installed)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise AuditError(f"{what} needs matplotlib, which is not installed: "
-                         f"{INSTALL_HINT}") from None
+        return False
+    return True
+
+
+def require(what: str) -> None:
+    """AuditError naming ``what`` (``--plot``, ``plotting``) if matplotlib is missing."""
+    if not available():
+        raise AuditError(f"{what} needs matplotlib, which is not installed: {INSTALL_HINT}")
 
 
 def png(models: Sequence[ModelReport]) -> bytes:
