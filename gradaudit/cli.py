@@ -112,8 +112,9 @@ def audit(
         "declare more parameters than this (checked before anything is allocated).")
     ] = Limits.max_params,
     max_input_elements: Annotated[int, typer.Option(
-        "--max-input-elements", min=1, help="Refuse a model when one probe batch of its "
-        "inputs (batch size × every input's elements) holds more values than this.")
+        "--max-input-elements", min=1, help="Values one probe batch of inputs may hold "
+        "(batch size × every input's elements): a larger batch is made smaller; a model "
+        "one sample of which holds more is refused.")
     ] = Limits.max_input_elements,
     max_memory: Annotated[str | None, typer.Option(
         "--max-memory", metavar="SIZE", help="Memory the audit may use while probing "

@@ -73,7 +73,7 @@ class Limits:
     weights + gradients + load buffers near 6 GB in float32."""
     max_input_elements: int = 100_000_000
     """Values in one probe batch over all inputs (400 MB in float32): 64 images of
-    224×224×3 need 9.6e6; a larger input needs a smaller --batch-size."""
+    224×224×3 need 9.6e6; a larger batch is made smaller, one sample over it refused."""
 
 
 @dataclass(frozen=True)
