@@ -215,8 +215,8 @@ def _whole_batches(fixed: int, rows: int, supplied: bool) -> tuple[int, str]:
           "keep a state per sample)"
     if supplied:
         if rows % fixed:
-            raise AuditError(f"--inputs holds {rows} rows, not a multiple of {fixed}: "
-                             f"{why} run on no other size")
+            raise AuditError(f"the model runs only in {why}; the {rows} rows of --inputs "
+                             f"(at most --samples) are not a multiple of {fixed}")
         return rows, why
     whole = math.ceil(rows / fixed) * fixed
     return whole, why + ("" if whole == rows else

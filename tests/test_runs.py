@@ -237,3 +237,18 @@ def test_html_with_matplotlib_still_embeds_the_picture(tmp_path: Path) -> None:
     assert result.exit_code == 1
     text = page.read_text(encoding="utf-8")
     assert 'src="data:image/png;base64,' in text and "No picture" not in text
+
+
+def test_supplied_inputs_must_fill_whole_stateful_batches(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = _stateful_keras3(tmp_path / "stateful.keras", 0.0)
+    rows = np.random.default_rng(0).standard_normal((400, 10, 3)).astype("float32")
+    np.savez(tmp_path / "seq.npz", seq=rows)
+    code, model, _ = _audit(path, "--inputs", str(tmp_path / "seq.npz"), "--samples", "400")
+    assert code == 0 and model["summary"]["batch_size"] == 200
+    result = run_cli("audit", str(path), "-q", "--inputs", str(tmp_path / "seq.npz"))
+    assert result.exit_code == 2 and result.stderr == (
+        f"gradaudit: error: {path}: the model runs only in batches of 200, the batch size "
+        "the model declares (its stateful layers keep a state per sample); the 256 rows of "
+        "--inputs (at most --samples) are not a multiple of 200\n")
