@@ -69,7 +69,7 @@ def test_json_shape(audited: dict[str, Any]) -> None:
     assert set(model) >= {"path", "format", "summary", "layers", "findings"}
     summary = model["summary"]
     assert set(summary) >= {"params", "layers", "samples", "seed"}
-    assert set(summary["params"]) == {"total", "trainable", "non_trainable"}
+    assert set(summary["params"]) == {"total", "trainable", "non_trainable", "measured"}
     assert (summary["samples"], summary["seed"]) == (64, 0)  # healthy: decided after one batch
     assert summary["layers"] == len(model["layers"])
     dense = next(row for row in model["layers"] if row["name"] == "dense")
