@@ -128,6 +128,11 @@ class ModelReport:
     batch_size: int | None = None
     """Samples per probe step, as used: ``--batch-size``, or fewer to fit ``--max-memory``
     (None when no model ran)."""
+    objective: str = "projection"
+    """What the probe differentiated: "loss" (the compiled loss, on at least one output)
+    or "projection" (a random projection of every output)."""
+    objectives: dict[str, str] | None = None
+    """Output name → "loss" or "projection", only where the outputs differ."""
 
     @property
     def probed(self) -> bool:
