@@ -60,7 +60,19 @@ def compiled_losses(config: Any, raw_compile: Any, notes: tuple[str, ...] = ()
     outputs = output_names(config)
     specs, problems = loss_specs(raw_compile, outputs)
     classes = {head.output: head.units for head in heads(config)}
-    return CompiledLosses(tuple(outputs), specs, classes, notes + tuple(problems))
+    return CompiledLosses(_run_order(config, outputs), specs, classes,
+                          notes + tuple(problems))
+
+
+def _run_order(config: Any, outputs: list[str]) -> tuple[str, ...]:
+    """``outputs`` in the order the model returns them: Keras flattens a dict of outputs
+    by sorted key (``keras.tree.flatten``), whatever order the config lists them in."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    declared = inner.get("output_layers") if isinstance(inner, dict) else None
+    if not isinstance(declared, dict) or len(declared) != len(outputs):
+        return tuple(outputs)
+    by_key = dict(zip(declared, outputs, strict=True))
+    return tuple(by_key[key] for key in sorted(by_key))
 
 
 def loss_specs(raw: Any, outputs: list[str]) -> tuple[dict[str, LossSpec], list[str]]:
