@@ -6,6 +6,7 @@ real probe (real gradients through Keras's own losses).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,30 @@ def test_live_compiled_model_uses_its_loss() -> None:
     assert report.objective == "loss"
     assert not [f for f in report.findings if f.code == "GA202"]
     assert [f.layer for f in projected.findings if f.code == "GA202"] == ["head"]
+
+
+CUSTOM_LOSS = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="objtest")
+class HalfSquare(keras.losses.Loss):
+    def call(self, y_true, y_pred):
+        return 0.5 * keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+'''
+
+
+def test_a_loss_registered_by_an_import_is_used(tmp_path: Path) -> None:
+    module = tmp_path / "objtest_losses.py"
+    module.write_text(CUSTOM_LOSS)
+    spec = importlib.util.spec_from_file_location("objtest_losses", module)
+    assert spec is not None and spec.loader is not None
+    losses = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(losses)  # registers objtest>HalfSquare, as the saving script did
+    path = _save(_sigmoid_head(stddev=0.05), tmp_path / "custom.keras",
+                 loss=losses.HalfSquare())
+    code, document, stderr = _audit(str(path), "--samples", "32", "--import", str(module))
+    assert code == 0, (stderr, document.get("errors"))
+    model = document["models"][0]
+    assert model["summary"]["objective"] == "loss"
+    assert not [note for note in model["notes"] if "cannot be rebuilt" in note]
