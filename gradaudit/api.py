@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradaudit.formats import Format, render
 from gradaudit.load.imports import parse_imports
 from gradaudit.model.specs import parse_input_shape
-from gradaudit.options import Options, Thresholds
+from gradaudit.options import ObjectiveKind, Options, Thresholds
 from gradaudit.probe.memory import parse_size
 from gradaudit.probe.supplied import SuppliedInputs, array_inputs, read_inputs_file
 from gradaudit.report import json_io
@@ -28,6 +28,7 @@ from gradaudit.report.types import AuditRun, ModelReport
 if TYPE_CHECKING:
     import keras
 
+    from gradaudit.load.loss_config import CompiledLosses
     from gradaudit.probe.supplied import Arrays
 
     Inputs = str | os.PathLike[str] | Arrays
@@ -83,6 +84,7 @@ def audit(
     input_shape: Sequence[str] = (),
     no_probe: bool = Options.no_probe,
     max_memory: int | str | None = Options.max_memory,
+    objective: ObjectiveKind | None = Options.objective,
 ) -> Report:
     """Audit one model (a ``keras.Model`` or a model file) and return its report.
 
@@ -100,6 +102,9 @@ def audit(
     only, no ``inputs``) runs only the checks that read the file, without
     TensorFlow, as ``--no-probe``. ``max_memory`` (bytes, or ``"4GiB"`` as for
     ``--max-memory``) caps what a probe step may bring the process to.
+    ``objective`` ("loss" or "projection", as ``--objective``) chooses what the probe
+    differentiates; by default a compiled model's (or file's) loss, with labels drawn
+    from the seed or given in ``inputs`` under ``y`` / ``y:<output>``.
 
     Raises ``AuditError`` (one-line reason) when the model or the inputs cannot
     be audited, ``ValueError`` for a bad argument.
@@ -109,7 +114,7 @@ def audit(
                       thresholds=thresholds or Thresholds(),
                       select=parse_codes(select), ignore=parse_codes(ignore),
                       input_shape=tuple(parse_input_shape(text) for text in input_shape),
-                      no_probe=no_probe,
+                      no_probe=no_probe, objective=_objective(objective),
                       max_memory=parse_size(max_memory) if isinstance(max_memory, str)
                       else max_memory)
     selection = Selection(options.select, options.ignore)
@@ -140,7 +145,32 @@ def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None)
                         f"{type(model).__name__}")
     audited = KerasModel(model)
     return audit_model(audited, options, path=f"<{model.name}>", fmt=IN_MEMORY,
-                       supplied=supplied, training=live_training_state(audited, model))
+                       supplied=supplied, training=live_training_state(audited, model),
+                       losses=_live_losses(model))
+
+
+def _live_losses(model: Any) -> CompiledLosses | None:
+    """A compiled model's losses, read from its compile config as a saved file's are (so
+    a model and its file get the same objective); None when it is not compiled."""
+    from gradaudit.load.loss_config import compiled_losses
+
+    try:
+        raw = model.get_compile_config() if hasattr(model, "get_compile_config") else None
+        if not raw:
+            return None
+        config = {"class_name": type(model).__name__, "config": model.get_config()}
+    except Exception as exc:  # a subclassed model's get_config may raise anything
+        return compiled_losses(None, None, (f"the compile config cannot be read "
+                                            f"({type(exc).__name__}): the probe "
+                                            "differentiates a random projection",))
+    return compiled_losses(config, raw)
+
+
+def _objective(value: str | None) -> ObjectiveKind | None:
+    """``objective=`` checked as the config key is (ValueError)."""
+    from gradaudit.settings import PARSERS
+
+    return None if value is None else PARSERS["objective"](value)  # type: ignore[return-value]
 
 
 def _supplied(inputs: Inputs | None, samples: int) -> SuppliedInputs | None:

@@ -22,7 +22,7 @@ from gradaudit.formats import Format, render
 from gradaudit.formats import plot as grad_flow
 from gradaudit.load import discovery
 from gradaudit.load.imports import import_modules
-from gradaudit.options import DISTRIBUTIONS, Limits, Options
+from gradaudit.options import DISTRIBUTIONS, OBJECTIVES, Limits, Options
 from gradaudit.report import baseline as baseline_mod
 from gradaudit.report.catalogue import CATALOGUE, lookup
 from gradaudit.report.selection import Selection
@@ -139,6 +139,11 @@ def audit(
         "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
         "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
         "or 0,255.".format(*Options.input_range))] = None,
+    objective: Annotated[str | None, typer.Option(
+        "--objective", metavar="|".join(OBJECTIVES), help="What the probe differentiates: "
+        "each output's compiled loss (the default where the file has one; labels drawn "
+        "from the seed or given in --inputs as y / y:OUTPUT) or a random projection of the "
+        "outputs (the default otherwise).", show_default=False)] = None,
     input_shape: Annotated[list[str] | None, typer.Option(
         "--input-shape", metavar="[NAME=]SHAPE", help="The shape of an input without the "
         "batch axis (128,40,1), for a model that does not record it (a subclassed model) "

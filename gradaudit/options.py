@@ -11,6 +11,9 @@ from gradaudit.report.types import FailOn
 Distribution = Literal["normal", "uniform"]
 """How random float inputs are drawn (``--input-dist``)."""
 DISTRIBUTIONS: tuple[Distribution, ...] = get_args(Distribution)
+ObjectiveKind = Literal["loss", "projection"]
+"""What the probe differentiates (``--objective``): the compiled loss or a random projection."""
+OBJECTIVES: tuple[ObjectiveKind, ...] = get_args(ObjectiveKind)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,10 @@ class Options:
     """Bytes the process may hold during a probe step (``--max-memory``): the batch is
     made smaller until the estimated step fits. None: the smaller of 4 GiB and a
     quarter of physical memory (``probe.memory.default_budget``)."""
+    objective: ObjectiveKind | None = None
+    """``--objective``: None differentiates each output's compiled loss where the model
+    has one and a random projection otherwise; "loss" / "projection" force one (a model
+    without a compiled loss still gets the projection, with a note)."""
     signature: str | None = None
     """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -40,6 +40,7 @@ from gradaudit.report.types import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from gradaudit.load.loss_config import CompiledLosses
     from gradaudit.model.specs import InputSpec
     from gradaudit.probe.evidence import Evidence, LayerEvidence
     from gradaudit.probe.supplied import SuppliedInputs
@@ -78,6 +79,7 @@ def audit_path(
     if options.no_probe:
         return audit_file(path, options)
     from gradaudit.load.loader import load_model
+    from gradaudit.load.loss_config import file_losses
 
     with _quiet_library_output():
         loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
@@ -85,26 +87,35 @@ def audit_path(
                             seed=options.seed)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
-                           training=file_training_state(path, loaded.format, loaded.config))
+                           training=file_training_state(path, loaded.format, loaded.config),
+                           losses=file_losses(path, loaded.format, loaded.config))
 
 
 def audit_model(
     model: AuditedModel, options: Options, *, path: str = "", fmt: str = "keras",
     unsafe: bool = False, supplied: SuppliedInputs | None = None,
     on_step: Step | None = None, training: TrainingState | None = None,
+    losses: CompiledLosses | None = None,
 ) -> ModelReport:
     """Inputs → probe → evidence → checks → report, for any loaded model; then the
-    ``training`` state's history and findings (:func:`with_training`)."""
+    ``training`` state's history and findings (:func:`with_training`). The probe
+    differentiates the compiled ``losses`` where there are any (``options.objective``)."""
     from gradaudit.checks import run_checks
+    from gradaudit.probe import objective as objective_mod
     from gradaudit.probe.evidence import gather
     from gradaudit.probe.tape import probe
 
     step = on_step or (lambda _: None)
+    # Before anything runs: supplied labels that do not fit the loss are a usage error.
+    objective = objective_mod.build(losses, options.objective, options.seed,
+                                    supplied.labels if supplied is not None else {})
+    kinds = objective.kinds(list(losses.outputs) if losses is not None else [])
     step("sizing")
     planned = _plan_inputs(model, options, supplied)
     with reported_as("running the model on probe inputs failed: {reason}"):
-        result = probe(model, planned.batches, options, on_batch=lambda samples: step(
-            f"probing batch {math.ceil(samples / planned.batch_size)}/{planned.batch_count}"))
+        result = probe(model, planned.batches, options, objective=objective,
+                       on_batch=lambda samples: step(f"probing batch "
+                       f"{math.ceil(samples / planned.batch_size)}/{planned.batch_count}"))
     step("checks")
     specs = planned.specs
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]
@@ -128,9 +139,12 @@ def audit_model(
         findings=tuple(findings),
         unsafe=unsafe,
         inputs_source=planned.source,
-        notes=model.notes + planned.notes + _unjudged_note(unjudged, trainable),
+        notes=model.notes + planned.notes + objective.notes
+        + _unjudged_note(unjudged, trainable),
         imports=options.imports,
         params_measured=trainable - param_count(unjudged),
+        objective="loss" if objective.uses_loss else "projection",
+        objectives=kinds if len(set(kinds.values())) > 1 else None,
     )
     return with_training(report, training, options.thresholds)
 

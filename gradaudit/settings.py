@@ -22,7 +22,15 @@ from typing import Any
 from gradaudit.errors import AuditError
 from gradaudit.load.imports import anchored, parse_imports
 from gradaudit.model.specs import InputShapes, parse_input_shape
-from gradaudit.options import DISTRIBUTIONS, Distribution, Limits, Options, Thresholds
+from gradaudit.options import (
+    DISTRIBUTIONS,
+    OBJECTIVES,
+    Distribution,
+    Limits,
+    ObjectiveKind,
+    Options,
+    Thresholds,
+)
 from gradaudit.probe.memory import SIZE_FORMS, parse_size
 from gradaudit.report.selection import parse_codes, split_list
 from gradaudit.report.types import FailOn
@@ -99,6 +107,13 @@ def _distribution(value: object) -> Distribution:
     raise ValueError(f"expected one of {', '.join(DISTRIBUTIONS)}")
 
 
+def _objective(value: object) -> ObjectiveKind:
+    for name in OBJECTIVES:
+        if value == name:
+            return name
+    raise ValueError(f"expected one of {', '.join(OBJECTIVES)}")
+
+
 def _input_shapes(value: object) -> InputShapes:
     """One ``[NAME=]SHAPE`` or a list of them (``--input-shape`` is repeatable)."""
     items = [value] if isinstance(value, str) else value
@@ -137,6 +152,7 @@ PARSERS: dict[str, Callable[[Any], object]] = {
     "imports": parse_imports,
     "no_probe": _boolean,
     "max_memory": _size,
+    "objective": _objective,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
 }
 """The config-file keys, each with the parser that checks its value (flags use them too)."""

@@ -50,6 +50,8 @@ def _model_block(report: ModelReport) -> str:
     ]
     if report.inputs_source:
         lines.append(f"inputs from: {inputs_text(report.inputs_source)}")
+    if report.probed:
+        lines.append(f"objective: {_objective_text(report)}")
     if report.training is not None:
         lines.append(f"training: {training_text(report.training)}")
     lines += [f"note: {note}" for note in report.notes]
@@ -69,6 +71,20 @@ def _model_block(report: ModelReport) -> str:
         lines += _section("Training history", history, TRAINING_HEADERS, "")
     lines += _section("Findings", finding_rows(report.findings), FINDING_HEADERS, "no findings")
     return "\n".join(lines)
+
+
+def _objective_text(report: ModelReport) -> str:
+    """``compiled loss (binary_crossentropy)``, per output where they differ, or
+    ``random projection``."""
+    if report.objective != "loss":
+        return "random projection"
+    losses = report.training.loss if report.training is not None else None
+    kinds = report.objectives or dict.fromkeys(losses or {}, "loss")
+    named = {output: (losses or {}).get(output) or "loss" if kind == "loss"
+             else "random projection" for output, kind in kinds.items()}
+    if len(set(named.values())) == 1:
+        return f"compiled loss ({next(iter(named.values()))})" if named else "compiled loss"
+    return "compiled loss (" + "; ".join(f"{o}: {n}" for o, n in named.items()) + ")"
 
 
 def _section(title: str, rows: Sequence[Sequence[object]], headers: list[str],

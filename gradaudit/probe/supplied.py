@@ -8,6 +8,10 @@ the model's input spec (count, shape without the batch axis, dtype castable,
 token ids below the vocabulary) before anything is probed, so a mismatch is one
 clear error instead of a failure deep inside the model. Files are read with
 ``allow_pickle=False``: an inputs file cannot run code.
+
+Labels for the compiled loss (:mod:`gradaudit.probe.objective`) may come with the
+inputs: key ``y`` for a single-output model, ``y:<output name>`` for several. They
+are not model inputs and take no part in matching the inputs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class SuppliedInputs:
     rows: int
 
     @property
+    def labels(self) -> dict[str, np.ndarray]:
+        """The label arrays (``y``, ``y:<output>``), by key."""
+        return {key: array for key, array in self.arrays.items() if is_label_key(key)}
+
+    @property
     def source(self) -> dict[str, Any]:
         """Where the inputs came from, for the report (``summary.inputs_source``)."""
         return {"kind": "file", "path": self.path, "rows": self.rows}
@@ -57,7 +66,7 @@ class SuppliedInputs:
     def _match(self, specs: list[InputSpec]) -> list[np.ndarray]:
         """One array per spec: by input name, else by ``arr_<i>`` position."""
         names = [spec.name for spec in specs]
-        keys = sorted(self.arrays)
+        keys = sorted(key for key in self.arrays if not is_label_key(key))
         if len(keys) != len(specs):
             raise AuditError(
                 f"--inputs {self.path} holds {len(keys)} array(s) ({', '.join(keys)}) but the "
@@ -106,6 +115,11 @@ class ArrayInputs(SuppliedInputs):
     @property
     def source(self) -> dict[str, Any]:
         return {"kind": "arrays", "rows": self.rows}
+
+
+def is_label_key(key: str) -> bool:
+    """``y`` or ``y:<output>``: labels for the loss, not a model input."""
+    return key == "y" or key.startswith("y:")
 
 
 NPY_MAGIC = b"\x93NUMPY"

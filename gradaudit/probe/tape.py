@@ -1,9 +1,11 @@
 """The tape: one forward and backward pass per probe batch, statistics reduced
 as they stream.
 
-The objective is ``mean over samples of sum over outputs of <output, c>`` with
-one fixed random cotangent ``c`` per output (seeded normal). A plain
-``sum(output)`` would be constant for a softmax and would make a healthy
+The objective is the sum over outputs of each output's term
+(:mod:`gradaudit.probe.objective`): its compiled loss × loss weight where the
+model has one, as training differentiates it, else the mean over samples of
+``<output, c>`` with one fixed random cotangent ``c`` per output (seeded normal).
+A plain ``sum(output)`` would be constant for a softmax and would make a healthy
 classifier look dead; averaging over samples keeps gradient magnitudes the same
 at any number of samples. The model hands back the outputs of the layers the
 probe watches with each batch (:meth:`AuditedModel.run`); per-unit
@@ -27,6 +29,7 @@ import tensorflow as tf
 from gradaudit.model.interface import AuditedModel, LayerInfo, Variable
 from gradaudit.model.rules import CONSTANT_EPSILONS, FLOAT32_EPSILON, UnitRule
 from gradaudit.options import Options
+from gradaudit.probe.objective import Objective
 
 
 @dataclass
@@ -135,6 +138,7 @@ def probe(
     *,
     compiled: bool | None = None,
     on_batch: Callable[[int], None] | None = None,
+    objective: Objective | None = None,
 ) -> ProbeResult:
     """Run the model over ``batches`` under a GradientTape and reduce statistics.
 
@@ -154,16 +158,19 @@ def probe(
     only, without the tape: the gradient statistics are those of the batches
     before (an eager step; a traced one keeps its whole step). ``compiled``
     traces the step with ``tf.function`` instead of running eagerly (default:
-    as the model prefers). ``on_batch`` is told the samples
-    probed so far after each batch (progress).
+    as the model prefers; always under a loss ``objective``, as ``fit`` traces its
+    step, so that Keras's rule of differentiating a sigmoid/softmax head under a
+    crossentropy through its logits applies exactly as in training). ``on_batch`` is
+    told the samples probed so far after each batch (progress). ``objective``: what is
+    differentiated per output (None: the projection for every output).
     """
     thresholds = options.thresholds
     max_samples = options.samples
     watched = [(info, info.unit_rule) for info in model.layers if info.unit_rule is not None]
     step = _Step(model, watched, options.seed, thresholds.saturation_eps,
-                 not options.inference, max_samples)
+                 not options.inference, max_samples, objective)
     if compiled is None:
-        compiled = model.prefers_tracing
+        compiled = model.prefers_tracing or step.objective.uses_loss
     run = tf.function(step, reduce_retracing=True) if compiled else step
     unit_stats: dict[str, UnitStats] = {}
     output_stats: dict[int, OutputStats] = {}
@@ -177,8 +184,10 @@ def probe(
     with _restoring(model.state_variables):
         for batch in batches:
             tensors = [tf.constant(x) for x in batch]
-            result = step.forward(tensors) if forward_only else run(tensors)
             n = int(batch[0].shape[0])
+            result = step.forward(tensors) if forward_only else run(
+                tensors, step.objective.batch_labels(samples, n),
+                tf.constant(samples, tf.int64))
             samples += n
             graded += 0 if forward_only else n
             if on_batch is not None:
@@ -236,9 +245,10 @@ class _Step:
     """
 
     def __init__(self, model: AuditedModel, watched: list[tuple[LayerInfo, UnitRule]],
-                 seed: int, eps: float,
-                 training: bool, max_samples: int) -> None:
+                 seed: int, eps: float, training: bool, max_samples: int,
+                 objective: Objective | None = None) -> None:
         self.model = model
+        self.objective = objective or Objective((), (), seed)
         self.watched = watched
         self.eps = eps
         self.training = training
@@ -270,7 +280,10 @@ class _Step:
         self.variables_connected: list[bool] = []
         self.inputs_connected: list[bool] | None = None
 
-    def __call__(self, tensors: list[tf.Tensor]) -> dict[str, Any]:
+    def __call__(self, tensors: list[tf.Tensor], labels: list[tf.Tensor | None],
+                 offset: tf.Tensor) -> dict[str, Any]:
+        """One batch: ``labels`` per output (None: drawn from the seed for the samples
+        from ``offset``) feed the outputs whose term is their loss."""
         # Whether an input reaches an output is structural: ask the tape once.
         floats = ([t for t in tensors if t.dtype.is_floating]
                   if self.inputs_connected is None else [])
@@ -278,9 +291,7 @@ class _Step:
         with tf.GradientTape() as tape:
             tape.watch(floats)
             ran = self.model.run(tensors, training=self.training, watched=self._open())
-            cotangents = self._cotangents(ran.outputs)
-            terms = [self._term(o, c) for o, c in zip(ran.outputs, cotangents, strict=True)
-                     if c is not None]
+            terms = self._terms(ran.outputs, labels, offset)
             objective = tf.add_n(terms) if terms else tf.constant(0.0)
         grads = tape.gradient(objective, self.variables + floats)
         var_grads = grads[: len(self.variables)]
@@ -376,9 +387,11 @@ class _Step:
 
     def sensitivities(self, tensors: list[tf.Tensor], indices: list[int]) -> dict[int, float]:
         """Per output in ``indices``: the largest gradient RMS, over the trainable
-        variables, of that output's own term of the objective, per unit of its
-        cotangent's RMS (one more eager pass over ``tensors``). Outputs share the
-        objective, so its gradient cannot say which output moves a variable."""
+        variables, of that output's projection term, per unit of its cotangent's RMS
+        (one more eager pass over ``tensors``). Outputs share the objective, so its
+        gradient cannot say which output moves a variable. The projection even under a
+        loss objective: GA206 asks whether the weights move the output at all, which is
+        the output's own property; a loss through its logits measures the logits."""
         with tf.GradientTape(persistent=True) as tape:
             ran = self.model.run(tensors, training=self.training, watched=[])
             cotangents = self._cotangents(ran.outputs)
@@ -393,6 +406,22 @@ class _Step:
             result[index] = largest / scale
         del tape
         return result
+
+    def _terms(self, outputs: list[tf.Tensor], labels: list[tf.Tensor | None],
+               offset: tf.Tensor) -> list[tf.Tensor]:
+        """Each float output's term: its loss where the objective has one, else its
+        projection."""
+        # The compile config names the outputs in the order the model returns them; a
+        # model that returns another number of outputs is not matched by position.
+        losses = self.objective.losses if len(self.objective.losses) == len(outputs) else ()
+        cotangents = self._cotangents(outputs)
+        terms = []
+        for index, (output, cotangent) in enumerate(zip(outputs, cotangents, strict=True)):
+            if losses and losses[index] is not None:
+                terms.append(self.objective.term(index, output, labels[index], offset))
+            elif cotangent is not None:
+                terms.append(self._term(output, cotangent))
+        return terms
 
     def _cotangents(self, outputs: list[tf.Tensor]) -> list[np.ndarray | None]:
         """One fixed random cotangent per float output (integer/bool outputs carry no

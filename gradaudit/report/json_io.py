@@ -66,6 +66,8 @@ def summary(model: ModelReport) -> dict[str, Any]:
         "samples": model.samples,
         "batch_size": model.batch_size,
         "seed": model.seed,
+        "objective": model.objective,
+        **({} if model.objectives is None else {"objectives": dict(model.objectives)}),
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype}
                    for i in model.inputs],
         "findings": {str(s): model.count(s) for s in reversed(Severity)},
@@ -169,6 +171,8 @@ def _model(entry: dict[str, Any]) -> ModelReport:
         imports=tuple(summary.get("imports", ())),
         training=_training(summary.get("training")),
         checks_run=tuple(summary.get("checks_run", PROBE_CHECKS)),
+        objective=summary.get("objective", "projection"),
+        objectives=summary.get("objectives"),
     )
 
 

@@ -132,6 +132,11 @@ class ModelReport:
     """Trainable parameters whose gradient the probe measured and the checks judged (owned
     by a layer the report lists); None when no model ran. Below ``params_trainable``, no
     table may say every variable gets a gradient."""
+    objective: str = "projection"
+    """What the probe differentiated: "loss" (the compiled loss, on at least one output)
+    or "projection" (a random projection of every output)."""
+    objectives: dict[str, str] | None = None
+    """Output name → "loss" or "projection", only where the outputs differ."""
 
     @property
     def probed(self) -> bool:
