@@ -332,7 +332,9 @@ def _collapses(chain: list[dict[str, Any]], prefix: str) -> Iterator[Finding]:
             continue
         if len(run) >= 2:
             names = [prefix + _name(lay) for lay in run]
-            kinds = ", ".join(f"{prefix}{_name(lay)} ({_class(lay)})" for lay in run)
+            shown = [f"{prefix}{_name(lay)} ({_class(lay)})" for lay in run]
+            kinds = ", ".join(shown if len(shown) <= 4 else [
+                *shown[:2], f"… {len(shown) - 3} more", shown[-1]])
             yield dataclasses.replace(_finding(
                 "GA412", names[-1],
                 f"{kinds} follow one another with no nonlinearity between them: they "
