@@ -18,7 +18,7 @@ import keras
 import pytest
 from keras import layers
 
-from gradaudit.checks.heads import HEAD_LOSS, table_markdown, table_text
+from gradaudit.checks.head_table import HEAD_LOSS, table_markdown, table_text
 from gradaudit.load.compile_info import accuracy_by_loss
 from gradaudit.load.training_state import CompileConfig, Head, TrainingState
 from gradaudit.options import Options

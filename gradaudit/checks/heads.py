@@ -3,9 +3,9 @@
 Pure functions over plain data, no TensorFlow: ``--no-probe`` gives the same findings.
 
 - :func:`check` judges every output of a compiled file — the activation it ends in, its
-  units, the loss (``from_logits``) and metrics — against one table, :data:`HEAD_LOSS`:
-  the first row that fits gives the finding. ``gradaudit explain GA412`` and the README
-  print that table (:func:`table_markdown`), so the three cannot drift apart.
+  units, the loss (``from_logits``) and metrics — against one table,
+  :data:`~gradaudit.checks.head_table.HEAD_LOSS`: the first row that fits gives the
+  finding. ``gradaudit explain GA412`` and the README print that same table.
 - :func:`architecture` reads the model config alone (compiled or not): affine layers
   that collapse into one linear map, a Dropout or BatchNormalization around a
   sigmoid/softmax head, a squashing activation applied twice. It walks back from each
@@ -16,36 +16,24 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
+from gradaudit.checks.head_table import (
+    ACCURACY,
+    BINARY_LOSSES,
+    CLASS_METRICS,
+    HEAD_LOSS,
+    PROBABILITY_ACTIVATIONS,
+    REGRESSION_LOSSES,
+    SIGMOIDS,
+    Output,
+    Pairing,
+)
 from gradaudit.load import compile_info
 from gradaudit.load.training_types import CompileConfig, Head, TrainingState
+from gradaudit.report.catalogue import finding
 from gradaudit.report.types import Finding, Severity
-
-PROBABILITY_ACTIVATIONS = frozenset({"softmax", "sigmoid", "hard_sigmoid"})
-"""Heads whose outputs are probabilities in [0, 1]: what a probability crossentropy reads."""
-SIGMOIDS = frozenset({"sigmoid", "hard_sigmoid"})
-PROBABILITY_LOSSES = frozenset({
-    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-    "binary_focal_crossentropy", "categorical_focal_crossentropy",
-})
-"""Losses that read the output as probabilities unless ``from_logits=True``."""
-BINARY_LOSSES = frozenset({"binary_crossentropy", "binary_focal_crossentropy"})
-"""Crossentropies that score every unit as its own yes/no."""
-CLASS_LOSSES = frozenset({
-    "categorical_crossentropy", "sparse_categorical_crossentropy",
-    "categorical_focal_crossentropy",
-})
-"""Losses normalised over the class axis: over one unit the class is certain for any input."""
-REGRESSION_LOSSES = frozenset({
-    "mean_squared_error", "mean_absolute_error", "huber", "log_cosh", "poisson",
-    "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
-})
-"""Losses that score a real-valued target (Keras's canonical names)."""
-CLASS_METRICS = frozenset({"auc", "precision", "recall", "f1_score", "fbeta_score"})
-"""Metrics, besides the accuracies, that only make sense for a classifier."""
 
 AFFINE = frozenset({
     "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
@@ -67,99 +55,6 @@ MAX_CHAIN = 256
 """Layers walked back from an output; a hostile config cannot make the walk longer."""
 
 
-@dataclass(frozen=True)
-class Output:
-    """One output as the table reads it: what the file shows about its head and loss."""
-
-    layer: str
-    activation: str
-    units: int | None
-    loss: str | None
-    from_logits: bool
-    metrics: tuple[str, ...]
-    accuracy: str | None
-    """What the ``accuracy`` metric resolves to, per the writer's rule; None if absent."""
-
-
-@dataclass(frozen=True)
-class Pairing:
-    """One row of the head/loss table: the first row that fits an output judges it."""
-
-    head: str
-    loss: str
-    code: str
-    verdict: str
-    instead: str
-    fits: Callable[[Output], bool]
-
-
-def _classifier(output: Output) -> bool:
-    """Whether the metrics show a classifier (an accuracy, AUC, precision, recall)."""
-    return any(m.endswith("accuracy") or m in CLASS_METRICS or m in compile_info.ACCURACY
-               for m in output.metrics)
-
-
-HEAD_LOSS: tuple[Pairing, ...] = (
-    Pairing("softmax over 1 unit", "any", "GA411",
-            "a softmax over one unit is 1 for every input: the output says nothing and its "
-            "derivative is zero (Keras on TensorFlow trains the logits under a crossentropy, "
-            "but the model still outputs 1)",
-            "one sigmoid unit with binary_crossentropy, or a softmax over 2 units with "
-            "categorical_crossentropy",
-            lambda o: o.activation == "softmax" and o.units == 1),
-    Pairing("any head over 1 unit", "categorical or sparse categorical crossentropy", "GA411",
-            "normalised over one class, the prediction is certain for every input: the loss "
-            "is constant and gives no gradient",
-            "one sigmoid unit with binary_crossentropy",
-            lambda o: o.units == 1 and o.loss in CLASS_LOSSES),
-    Pairing("softmax or sigmoid", "a crossentropy with from_logits=True", "GA412",
-            "the loss squashes the probabilities a second time (JAX, PyTorch; Keras on "
-            "TensorFlow quietly uses the logits, so the file trains differently elsewhere)",
-            "from_logits=False, or a linear head with from_logits=True",
-            lambda o: (o.activation in PROBABILITY_ACTIVATIONS and o.from_logits
-                       and o.loss in PROBABILITY_LOSSES)),
-    Pairing("softmax over > 1 units", "binary crossentropy", "GA412",
-            "independent Bernoullis on a categorical task: each unit is scored as its own "
-            "yes/no while the softmax ties them together",
-            "categorical_crossentropy (one-hot labels) or sparse_categorical_crossentropy "
-            "(class ids)",
-            lambda o: o.activation == "softmax" and (o.units or 0) > 1 and o.loss in BINARY_LOSSES),
-    Pairing("sigmoid over > 1 units", "categorical or sparse categorical crossentropy", "GA412",
-            "the loss renormalises the sigmoids by their sum: not a distribution the model "
-            "outputs",
-            "a softmax with categorical crossentropy (one class per sample), or "
-            "binary_crossentropy (several labels per sample)",
-            lambda o: o.activation in SIGMOIDS and (o.units or 0) > 1 and o.loss in CLASS_LOSSES),
-    Pairing("linear, relu, tanh or another non-probability head",
-            "a crossentropy with from_logits=False", "GA412",
-            "the loss reads probabilities: values outside [ε, 1 - ε] are clipped, and a clipped "
-            "value has zero gradient",
-            "from_logits=True on the linear head, or a sigmoid/softmax head",
-            lambda o: (o.activation not in PROBABILITY_ACTIVATIONS and not o.from_logits
-                       and o.loss in PROBABILITY_LOSSES)),
-    Pairing("softmax, or sigmoid with a classification metric",
-            "a regression loss (mse, mae, huber, log_cosh, poisson, mape, msle)", "GA412",
-            "its gradient vanishes as the head saturates, and a softmax's outputs sum to 1",
-            "a crossentropy for classes; a linear head for real-valued targets",
-            lambda o: o.loss in REGRESSION_LOSSES and (
-                o.activation == "softmax" or (o.activation in SIGMOIDS and _classifier(o)))),
-)
-"""The head/loss table, in the order it is read."""
-
-
-def table_markdown() -> str:
-    """:data:`HEAD_LOSS` as the README's markdown table."""
-    rows = ["| head | loss | verdict | use instead |", "|---|---|---|---|"]
-    rows += [f"| {p.head} | {p.loss} | {p.code}: {p.verdict} | {p.instead} |" for p in HEAD_LOSS]
-    return "\n".join(rows)
-
-
-def table_text() -> str:
-    """:data:`HEAD_LOSS` as ``gradaudit explain`` prints it, one row a line."""
-    return "\n".join(f"- {p.head} + {p.loss} → {p.code}: {p.verdict}; use {p.instead}."
-                     for p in HEAD_LOSS)
-
-
 # --- head, loss and metrics ---------------------------------------------------------
 
 
@@ -178,13 +73,13 @@ def check(state: TrainingState) -> list[Finding]:
         loss = compiled.losses.get(name)
         weight = compiled.loss_weights.get(name, 1.0)
         if loss and weight == 0:
-            findings.append(_finding(
+            findings.append(finding(
                 "GA413", layer,
                 f"the loss weight of this output is 0: its {_loss_name(loss)} contributes "
                 "nothing, and what only this output uses does not train",
                 loss=_loss_name(loss), loss_weight=weight))
         elif not loss and with_loss:
-            findings.append(_finding(
+            findings.append(finding(
                 "GA413", layer,
                 f"this output has no loss (while {', '.join(with_loss)} have): what only this "
                 "output uses does not train", loss=None, loss_weight=weight))
@@ -221,7 +116,7 @@ def _accuracy(metrics: tuple[str, ...], units: int | None, loss: str | None, *,
     resolved = [m for m in metrics if m.endswith("_accuracy")]
     if resolved:
         return resolved[0]
-    if not compile_info.ACCURACY & set(metrics):
+    if not ACCURACY & set(metrics):
         return None
     if units == 1 or (by_loss and loss in BINARY_LOSSES):
         return "binary_accuracy"
@@ -243,7 +138,7 @@ def _judged(output: Output) -> Finding | None:
     if output.loss is not None:
         shown += f" into {output.loss} (from_logits={output.from_logits})"
     message = f"{shown}: {pairing.verdict}{_metric_note(output, pairing)}; use {pairing.instead}"
-    return _finding(pairing.code, output.layer, message, activation=output.activation,
+    return finding(pairing.code, output.layer, message, activation=output.activation,
                     units=output.units, loss=output.loss, from_logits=output.from_logits,
                     metrics=list(output.metrics), accuracy=output.accuracy)
 
@@ -259,7 +154,7 @@ def _metric_note(output: Output, pairing: Pairing) -> str:
         return (f"; its accuracy metric resolves to {output.accuracy} (Keras 3 and tf.keras ≥ "
                 "2.2 choose it from the label shape; Keras ≤ 2.3 chose binary accuracy here)")
     if output.loss in REGRESSION_LOSSES and output.activation in SIGMOIDS:
-        shown = [m for m in output.metrics if m in compile_info.ACCURACY
+        shown = [m for m in output.metrics if m in ACCURACY
                  or m.endswith("accuracy") or m in CLASS_METRICS]
         return f" (the metrics {', '.join(shown)} show a classifier)"
     return ""
@@ -335,7 +230,7 @@ def _collapses(chain: list[dict[str, Any]], prefix: str) -> Iterator[Finding]:
             shown = [f"{prefix}{_name(lay)} ({_class(lay)})" for lay in run]
             kinds = ", ".join(shown if len(shown) <= 4 else [
                 *shown[:2], f"… {len(shown) - 3} more", shown[-1]])
-            yield dataclasses.replace(_finding(
+            yield dataclasses.replace(finding(
                 "GA412", names[-1],
                 f"{kinds} follow one another with no nonlinearity between them: they "
                 "collapse into one linear map; put an activation between them, or drop one",
@@ -368,7 +263,7 @@ def _around_head(chain: list[dict[str, Any]], prefix: str) -> Iterator[Finding]:
             f"between {prefix}{_name(tail[0])} and its {head}")
         effect = ("zeroes some outputs and scales the rest by 1/(1 - rate) in training"
                   if kind in NOISE else "rescales them by batch statistics")
-        yield _finding(
+        yield finding(
             "GA412", prefix + _name(layer),
             f"{kind} {where}: it {effect}, so the loss no longer reads the "
             f"{'probabilities' if i > squash else 'logits'} the model computes; move it "
@@ -382,7 +277,7 @@ def _twice(chain: list[dict[str, Any]], prefix: str) -> Iterator[Finding]:
     for layer in chain:
         activation = _nonlinear(layer)
         if activation in SQUASHING and before is not None and _class(layer) in ACTIVATION_LAYERS:
-            yield _finding(
+            yield finding(
                 "GA412", prefix + _name(layer),
                 f"{activation} applied to the {_nonlinear(before)} output of "
                 f"{prefix}{_name(before)}: the values are squashed twice, and the gradient "
@@ -391,11 +286,3 @@ def _twice(chain: list[dict[str, Any]], prefix: str) -> Iterator[Finding]:
             before = layer
         elif activation is not None or not _keeps(layer):
             before = None
-
-
-def _finding(code: str, layer: str, message: str, **metrics: Any) -> Finding:
-    """A finding from the catalogue. Imported here, not at the top: the catalogue
-    prints :data:`HEAD_LOSS`, so it imports this module."""
-    from gradaudit.report.catalogue import finding
-
-    return finding(code, layer, message, **metrics)

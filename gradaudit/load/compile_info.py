@@ -35,8 +35,6 @@ PASS_THROUGH = frozenset({"Activation", "Dropout", "ActivityRegularization", "Ga
 """Layers that keep their input's units: a head's size is its input's."""
 MAX_HOPS = 8
 MAX_NAME = 80
-ACCURACY = frozenset({"accuracy", "acc"})
-"""The metric names Keras resolves to binary, categorical or sparse categorical accuracy."""
 
 
 class Garbled(Exception):
