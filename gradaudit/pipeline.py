@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradaudit.checks import ordered
+from gradaudit.checks import heads, ordered
 from gradaudit.checks.training import LayerHistory, check, history
 from gradaudit.errors import AuditError, reported_as
 from gradaudit.load import archive, config_layers, limits
@@ -85,10 +85,11 @@ def audit_path(
         loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
                             signature=options.signature, imports=options.imports,
                             seed=options.seed)
-        return audit_model(loaded.model, options, path=path, fmt=loaded.format,
-                           unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
-                           training=file_training_state(path, loaded.format, loaded.config),
-                           losses=file_losses(path, loaded.format, loaded.config))
+        report = audit_model(loaded.model, options, path=path, fmt=loaded.format,
+                             unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
+                             training=file_training_state(path, loaded.format, loaded.config),
+                             losses=file_losses(path, loaded.format, loaded.config))
+        return with_architecture(report, loaded.config)
 
 
 def audit_model(
@@ -358,7 +359,15 @@ def audit_file(path: str, options: Options) -> ModelReport:
         inputs=(), layers=rows, findings=(), checks_run=(),
         notes=() if state is not None else (
             "the file holds no training state (saved without compile): nothing to check",))
-    return with_training(report, state, options.thresholds)
+    return with_architecture(with_training(report, state, options.thresholds), config)
+
+
+def with_architecture(report: ModelReport, config: dict[str, Any] | None) -> ModelReport:
+    """``report`` with GA412's findings from the layer order in the model ``config``
+    (:func:`gradaudit.checks.heads.architecture`), compiled or not."""
+    found = [] if config is None else heads.architecture(config)
+    depth = {row.name: i for i, row in enumerate(report.layers)}
+    return replace(report, findings=tuple(ordered([*report.findings, *found], depth)))
 
 
 def _state_rows(state: TrainingState, config: dict[str, Any]) -> tuple[LayerRow, ...]:

@@ -20,29 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gradaudit.load.training_state import CompileConfig, Head, TrainingState, VariableState
+from gradaudit.checks import heads
+from gradaudit.load.training_state import TrainingState, VariableState
 from gradaudit.options import USUAL_LEARNING_RATES, Thresholds
 from gradaudit.report.catalogue import finding
 from gradaudit.report.types import Finding, Severity
 
-PROBABILITY_ACTIVATIONS = frozenset({"softmax", "sigmoid", "hard_sigmoid"})
-"""Heads whose outputs are probabilities in [0, 1]: what a probability crossentropy reads."""
-PROBABILITY_LOSSES = frozenset({
-    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-    "binary_focal_crossentropy", "categorical_focal_crossentropy",
-})
-"""Losses that read the output as probabilities unless ``from_logits=True``."""
-CLASS_LOSSES = frozenset({
-    "categorical_crossentropy", "sparse_categorical_crossentropy",
-    "categorical_focal_crossentropy",
-})
-"""Losses normalised over the class axis: over one unit the class is certain for any input."""
 CLIPS = ("clipnorm", "clipvalue", "global_clipnorm")
 _TINY = float(np.finfo(np.float32).smallest_subnormal)
 """The smallest positive slot value float32 holds: an activity of 0 is at most this."""
@@ -120,7 +108,7 @@ def check(state: TrainingState, thresholds: Thresholds, model: str = "") -> list
     ``model`` names the model for the findings about it as a whole (GA404, GA414),
     as GA302 does.
     """
-    findings = [*_settings(state, thresholds, model), *_heads(state)]
+    findings = [*_settings(state, thresholds, model), *heads.check(state)]
     steps = state.iterations or 0
     if steps < 1 or not any(_has_slots(v) for v in state.variables):
         return [_no_history(state, model), *findings]
@@ -261,83 +249,6 @@ def _no_history(state: TrainingState, model: str) -> Finding:
         why = "the file holds no optimizer state (saved without the optimizer?)"
     return finding("GA404", model, f"no training history: {why}; the training checks were "
                    "skipped", optimizer=state.optimizer, iterations=state.iterations)
-
-
-# --- the compile config --------------------------------------------------------
-
-
-def _loss_name(name: str) -> str:
-    """``keras.losses.BinaryCrossentropy`` or ``binary_crossentropy`` → ``binary_crossentropy``."""
-    base = name.rsplit(".", 1)[-1]
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
-
-
-def _heads(state: TrainingState) -> list[Finding]:
-    """GA411–GA413: each output layer against the loss compiled for it."""
-    compiled = state.compile
-    if compiled is None:
-        return []
-    findings = []
-    # Output name (the compile config's key) → the layer a finding is reported on.
-    outputs = {head.output: head.layer for head in state.heads} or {
-        name: name for name in compiled.losses}
-    with_loss = [layer for name, layer in outputs.items()
-                 if compiled.losses.get(name) and compiled.loss_weights.get(name, 1.0) != 0]
-    for name, layer in outputs.items():
-        loss = compiled.losses.get(name)
-        weight = compiled.loss_weights.get(name, 1.0)
-        if loss and weight == 0:
-            findings.append(finding(
-                "GA413", layer,
-                f"the loss weight of this output is 0: its {_loss_name(loss)} contributes "
-                "nothing, and what only this output uses does not train",
-                loss=_loss_name(loss), loss_weight=weight))
-        elif not loss and with_loss:
-            findings.append(finding(
-                "GA413", layer,
-                f"this output has no loss (while {_join(with_loss)} have): what only this "
-                "output uses does not train", loss=None, loss_weight=weight))
-    for head in state.heads:
-        mismatch = _head_against_loss(head, compiled)
-        if mismatch is not None:
-            findings.append(mismatch)
-    return findings
-
-
-def _head_against_loss(head: Head, compiled: CompileConfig) -> Finding | None:
-    """GA411 or GA412 for one output layer, or None when the pair fits."""
-    activation = (head.activation or "linear").lower()
-    raw = compiled.losses.get(head.output)
-    loss = _loss_name(raw) if raw else None
-    logits = compiled.from_logits.get(head.output, False)
-    metrics = dict(activation=activation, units=head.units, loss=loss, from_logits=logits)
-    if activation == "softmax" and head.units == 1:
-        return finding(
-            "GA411", head.layer,
-            "softmax over a single unit is 1 for every input: the output says nothing and "
-            "its derivative is zero (Keras 3 on TensorFlow trains the logits under a "
-            "crossentropy instead, but the model still outputs 1)", **metrics)
-    if loss is None:
-        return None
-    if loss in CLASS_LOSSES and head.units == 1:
-        return finding(
-            "GA411", head.layer,
-            f"{loss} over a single unit: normalised over one class, the prediction is "
-            "certain for every input, so the loss cannot tell one input from another",
-            **metrics)
-    if loss in PROBABILITY_LOSSES and logits and activation in PROBABILITY_ACTIVATIONS:
-        return finding(
-            "GA412", head.layer,
-            f"{activation} output into {loss} with from_logits=True: the loss squashes the "
-            "probabilities a second time (JAX, PyTorch; Keras 3 on TensorFlow quietly "
-            "uses the logits instead)", **metrics)
-    if loss in PROBABILITY_LOSSES and not logits and activation not in PROBABILITY_ACTIVATIONS:
-        return finding(
-            "GA412", head.layer,
-            f"{activation} output into {loss}, which reads probabilities (from_logits="
-            "False): values outside [ε, 1 - ε] are clipped, and a clipped value has zero "
-            "gradient", **metrics)
-    return None
 
 
 # --- the optimizer settings ----------------------------------------------------

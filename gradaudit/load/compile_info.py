@@ -1,5 +1,5 @@
-"""The compile config (loss per output, ``from_logits``, loss weights) and the
-layers that produce the outputs, read from the model config as saved.
+"""The compile config (loss per output, ``from_logits``, loss weights, metrics) and
+the layers that produce the outputs, read from the model config as saved.
 
 Keras accepts a loss as one name or object for every output, a list in output
 order or a dict by output name; a loss object is saved as ``{"class_name",
@@ -7,6 +7,9 @@ order or a dict by output name; a loss object is saved as ``{"class_name",
 name or as ``{"class_name": "function", "config": name}``. Anything else is a
 garbled config: the compile config is then not returned (a note says why), so
 that no check judges a head against a loss the file does not really state.
+Metrics come in the same three forms (tf_keras writes a list per output, of the
+metric objects it resolved); metrics that cannot be read are a note, and the
+losses are still judged.
 """
 
 from __future__ import annotations
@@ -44,8 +47,13 @@ def snake(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def compile_config(raw: Any, outputs: list[str]) -> tuple[CompileConfig | None, list[str]]:
-    """The compile config for the model's ``outputs`` (names in output order)."""
+def compile_config(raw: Any, outputs: list[str], *, keras_version: str | None = None
+                   ) -> tuple[CompileConfig | None, list[str]]:
+    """The compile config for the model's ``outputs`` (names in output order).
+
+    ``keras_version`` is the writer's (an HDF5 file's attribute; None: Keras 3): it
+    tells which rule resolved ``accuracy`` (:func:`accuracy_by_loss`).
+    """
     if raw is None:
         return None, []
     try:
@@ -58,11 +66,36 @@ def compile_config(raw: Any, outputs: list[str]) -> tuple[CompileConfig | None, 
     except Garbled as garbled:
         return None, [f"the compile config is garbled ({garbled}): the head and loss checks "
                       "are skipped"]
+    notes = []
+    try:
+        metrics = _metrics(raw.get("metrics"), outputs)
+    except Garbled as garbled:
+        metrics = {}
+        notes.append(f"the metrics in the compile config cannot be read ({garbled}): "
+                     "they are not judged")
     return CompileConfig(
         losses={name: parsed.get(name, (None, False))[0] for name in outputs},
         from_logits={name: parsed.get(name, (None, False))[1] for name in outputs},
         loss_weights=loss_weights,
-    ), []
+        metrics=metrics,
+        accuracy_by_loss=accuracy_by_loss(keras_version),
+    ), notes
+
+
+def accuracy_by_loss(keras_version: str | None) -> bool:
+    """Whether the writer resolved ``accuracy`` from the loss, not from the label shape.
+
+    Standalone Keras ≤ 2.3 (``training_utils.get_metric_function``) and tf.keras ≤ 2.1
+    (``2.2.4-tf``) took binary accuracy for one output unit *or* a binary crossentropy;
+    tf.keras ≥ 2.2 (``2.3.0-tf``, ``2.4.0`` …), tf_keras and Keras 3 decide from the
+    shapes alone (``is_binary_or_sparse_categorical`` in ``trainers/compile_utils.py``).
+    """
+    version = keras_version or ""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found is None:
+        return False
+    release = (int(found[1]), int(found[2]))
+    return release < (2, 3) or (release == (2, 3) and not version.endswith("-tf"))
 
 
 def _is_object(item: Any) -> bool:
@@ -110,6 +143,38 @@ def _loss(item: Any) -> tuple[str | None, bool]:
     return _canonical(snake(item["class_name"].split(">")[-1])), logits
 
 
+def _metrics(item: Any, outputs: list[str]) -> dict[str, tuple[str, ...]]:
+    """Metric names per output: one metric or a list of them for every output, a list
+    of such lists in output order, or a dict by output name."""
+    if item is None:
+        return {}
+    nested = isinstance(item, list) and bool(item) and all(
+        entry is None or isinstance(entry, list) for entry in item)
+    if isinstance(item, dict) or nested:
+        return {name: _metric_names(entry)
+                for name, entry in _per_output(item, outputs, "metrics").items()}
+    return dict.fromkeys(outputs, _metric_names(item))
+
+
+def _metric_names(item: Any) -> tuple[str, ...]:
+    """``accuracy``, ``auc``, ``categorical_accuracy`` (tf_keras's resolved ``fn``)."""
+    entries = item if isinstance(item, list) else [] if item is None else [item]
+    names = []
+    for entry in entries:
+        if isinstance(entry, str):
+            names.append(entry[:MAX_NAME].lower())
+            continue
+        if not _is_object(entry):
+            raise Garbled(f"a metric is a {type(entry).__name__}, not a name or a metric object")
+        config = entry.get("config")
+        inner = config.get("fn") if isinstance(config, dict) else config
+        if entry["class_name"] in ("function", "MeanMetricWrapper") and isinstance(inner, str):
+            names.append(_canonical(inner))
+        else:
+            names.append(_canonical(entry["class_name"]))
+    return tuple(names)
+
+
 def _canonical(name: str) -> str:
     short = name[:MAX_NAME].split(">")[-1].split(".")[-1]
     return ALIASES.get(short.lower(), short if short.islower() else snake(short))
@@ -127,9 +192,15 @@ def _weight(item: Any) -> float:
 
 def heads(config: Any) -> list[Head]:
     """The layer producing each output of the model, in output order."""
-    return [Head(output=output, layer=path, activation=_activation(layer),
+    return [Head(output=output, layer=path, activation=_head_activation(model, layer),
                  units=_units(model, layer))
             for output, layer, path, model in _outputs(config, "")]
+
+
+def outputs(config: Any) -> list[tuple[str, Any, Any]]:
+    """(qualified name, layer config, the model config holding it) of the layer that
+    produces each output, in output order: where a walk back from the head starts."""
+    return [(path, layer, model) for _, layer, path, model in _outputs(config, "")]
 
 
 def output_names(config: Any) -> list[str]:
@@ -181,7 +252,22 @@ def _layer_name(layer: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _activation(layer: Any) -> str | None:
+def _head_activation(model: Any, layer: Any) -> str | None:
+    """The activation the output ends in: the layer's own, or, through layers that keep
+    their input (a Dropout, a linear Activation), the first one before them."""
+    for _ in range(MAX_HOPS):
+        if not isinstance(layer, dict):
+            return None
+        activation = activation_of(layer)
+        if activation not in (None, "linear") or layer.get("class_name") not in PASS_THROUGH:
+            return activation
+        layer = input_layer(model, layer)
+    return None
+
+
+def activation_of(layer: Any) -> str | None:
+    """The activation a layer config applies (``linear`` for a Dense or Conv without
+    one; ``softmax`` for a Softmax layer); None for a layer that has none."""
     cls = layer.get("class_name")
     if cls in ACTIVATION_LAYERS:
         return ACTIVATION_LAYERS[cls]
@@ -209,11 +295,11 @@ def _units(model: Any, layer: Any) -> int | None:
                 return value
         if layer.get("class_name") not in PASS_THROUGH:
             return None
-        layer = _input_layer(model, layer)
+        layer = input_layer(model, layer)
     return None
 
 
-def _input_layer(model: Any, layer: dict[str, Any]) -> Any:
+def input_layer(model: Any, layer: dict[str, Any]) -> Any:
     """The layer feeding ``layer`` in ``model`` (its one inbound tensor), or None."""
     layers = [lay for lay in model_layers(model) or [] if isinstance(lay, dict)]
     inbound = layer.get("inbound_nodes")

@@ -87,7 +87,7 @@ def _read(path: Path, fmt: str, max_params: int,
         raw_compile, version = _h5_attributes(path, notes)
     outputs = compile_info.output_names(config)
     heads = tuple(compile_info.heads(config))
-    compiled, problems = compile_info.compile_config(raw_compile, outputs)
+    compiled, problems = compile_info.compile_config(raw_compile, outputs, keras_version=version)
     notes += problems
     raw_optimizer = (raw_compile.get("optimizer" if fmt == "keras" else "optimizer_config")
                      if isinstance(raw_compile, dict) else None)

@@ -66,7 +66,7 @@ class VariableState:
 
 @dataclass(frozen=True)
 class CompileConfig:
-    """The compile config as saved: loss per output, ``from_logits``, loss weights.
+    """The compile config as saved: loss per output, ``from_logits``, loss weights, metrics.
 
     Keyed by output name: the name of the layer that gives the output at the
     top level of the model (a nested model's name when the output comes from
@@ -80,6 +80,12 @@ class CompileConfig:
     """Output name → the loss's ``from_logits`` (False where not given)."""
     loss_weights: dict[str, float]
     """Output name → loss weight (1.0 where not given)."""
+    metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Output name → metric names as compiled (``accuracy``, ``auc``; tf_keras saves the
+    one it resolved, ``categorical_accuracy``); absent where none."""
+    accuracy_by_loss: bool = False
+    """Whether the writer resolved ``accuracy`` from the loss (standalone Keras ≤ 2.3,
+    tf.keras ≤ 2.1: binary accuracy under a binary crossentropy), not from the shapes."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,8 @@ class Head:
     layer: str
     """Qualified name of the layer that computes it (``decoder/probs``)."""
     activation: str | None
-    """Its activation (``softmax``, ``sigmoid``, ``linear`` …); None if not known."""
+    """The activation the output ends in (``softmax``, ``sigmoid``, ``linear`` …), also
+    through a separate Activation layer and a Dropout after it; None if not known."""
     units: int | None
     """Size of its last axis (Dense ``units``, Conv ``filters``); None if not known."""
 

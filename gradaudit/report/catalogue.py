@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gradaudit.checks.head_table import table_text
 from gradaudit.model.rules import CONSTANT_EPSILONS, FLOAT32_EPSILON, RELU_FAMILY, SATURATING
 from gradaudit.options import USUAL_LEARNING_RATES, Thresholds
 from gradaudit.report.types import Finding, Severity
@@ -407,9 +408,10 @@ CATALOGUE: tuple[Rule, ...] = (
         explanation=(
             "The output layer and its compiled loss together give no usable gradient: a "
             "softmax over one unit is 1 for every input, so its derivative is zero (Keras "
-            "3 on TensorFlow trains the logits under a crossentropy, but the model still "
-            "outputs 1); a categorical crossentropy over one unit normalises the single "
-            "class to certainty, so the loss is the same for every input."
+            "on TensorFlow trains the logits under a crossentropy, but the model still "
+            "outputs 1); a categorical or sparse categorical crossentropy over one unit "
+            "normalises the single class to certainty, so the loss is constant. Judged "
+            "with GA412 against one head/loss table (`gradaudit explain GA412`)."
         ),
         fix=(
             "For two classes use one sigmoid unit with binary_crossentropy, or two "
@@ -424,19 +426,26 @@ CATALOGUE: tuple[Rule, ...] = (
         severity=Severity.WARNING,
         title="Output head and loss disagree",
         explanation=(
-            "The output's activation does not match what its loss expects: a softmax or "
-            "sigmoid output into a crossentropy with from_logits=True squashes the "
-            "probabilities twice (on JAX and PyTorch; Keras 3 on TensorFlow quietly uses "
-            "the logits, so the same file trains differently elsewhere); a ReLU, linear "
-            "or other output into a probability crossentropy (from_logits=False) is "
-            "clipped to [ε, 1 - ε], and a clipped value has zero gradient."
+            "Each output's head — the activation it ends in (also a separate Activation "
+            "or Softmax layer after the last Dense/Conv, through a Dropout), its units — "
+            "is read with its compiled loss (from_logits) and metrics; the first row of "
+            "this table that fits gives the finding:\n" + table_text() + "\n"
+            "From the model config alone, compiled or not: a Dropout or "
+            "BatchNormalization between the last affine layer and its separate "
+            "sigmoid/softmax, or after the head (warning); a sigmoid, softmax or tanh "
+            "applied twice in a row (warning); two or more Dense/Conv layers with only "
+            "shape-keeping linear layers between them, which collapse into one linear "
+            "map (info)."
         ),
         fix=(
-            "Either end the model in sigmoid/softmax and use from_logits=False, or end it "
-            "in a linear layer and use from_logits=True."
+            "Use the pair the finding names: end the model in sigmoid/softmax with "
+            "from_logits=False, or in a linear layer with from_logits=True; softmax with "
+            "a categorical crossentropy for one class per sample, sigmoid with "
+            "binary_crossentropy for several; a linear head for a regression loss."
         ),
-        source="Keras source: backend crossentropies (the logits shortcut and the "
-        "clip to [epsilon, 1 - epsilon]).",
+        source="Keras source: backend crossentropies (the logits shortcut, the clip to "
+        "[epsilon, 1 - epsilon], the renormalisation by the sum); get_metric in "
+        "trainers/compile_utils.py (what `accuracy` resolves to).",
     ),
     Rule(
         code="GA413",
