@@ -18,9 +18,9 @@ import keras
 import pytest
 from keras import layers
 
-from gradaudit.checks.head_table import HEAD_LOSS, table_markdown, table_text
 from gradaudit.load.compile_info import accuracy_by_loss
 from gradaudit.load.training_state import CompileConfig, Head, TrainingState
+from gradaudit.model.head_table import HEAD_LOSS, table_markdown, table_text
 from gradaudit.options import Options
 from gradaudit.pipeline import audit_path
 from gradaudit.report.catalogue import lookup

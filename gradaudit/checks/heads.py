@@ -4,7 +4,7 @@ Pure functions over plain data, no TensorFlow: ``--no-probe`` gives the same fin
 
 - :func:`check` judges every output of a compiled file — the activation it ends in, its
   units, the loss (``from_logits``) and metrics — against one table,
-  :data:`~gradaudit.checks.head_table.HEAD_LOSS`: the first row that fits gives the
+  :data:`~gradaudit.model.head_table.HEAD_LOSS`: the first row that fits gives the
   finding. ``gradaudit explain GA412`` and the README print that same table.
 - :func:`architecture` reads the model config alone (compiled or not): affine layers
   that collapse into one linear map, a Dropout or BatchNormalization around a
@@ -19,7 +19,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from gradaudit.checks.head_table import (
+from gradaudit.load import compile_info
+from gradaudit.load.training_types import CompileConfig, Head, TrainingState
+from gradaudit.model.head_table import (
     ACCURACY,
     BINARY_LOSSES,
     CLASS_METRICS,
@@ -30,8 +32,6 @@ from gradaudit.checks.head_table import (
     Output,
     Pairing,
 )
-from gradaudit.load import compile_info
-from gradaudit.load.training_types import CompileConfig, Head, TrainingState
 from gradaudit.report.catalogue import finding
 from gradaudit.report.types import Finding, Severity
 

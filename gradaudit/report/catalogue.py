@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gradaudit.checks.head_table import table_text
+from gradaudit.model.head_table import table_text
 from gradaudit.model.rules import CONSTANT_EPSILONS, FLOAT32_EPSILON, RELU_FAMILY, SATURATING
 from gradaudit.options import USUAL_LEARNING_RATES, Thresholds
 from gradaudit.report.types import Finding, Severity

@@ -1,7 +1,8 @@
 """The head/loss table: one source for the check, ``gradaudit explain GA412`` and the README.
 
-Plain data and no imports from the rest of gradaudit, so that the catalogue can print
-it without an import cycle (:mod:`gradaudit.checks.heads` judges with it).
+Plain data beside the activation rules, upstream of both its readers: the checks
+(:mod:`gradaudit.checks.heads` judges with it) and the catalogue (which prints it), so
+that neither reaches back into the other.
 """
 
 from __future__ import annotations
