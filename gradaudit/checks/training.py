@@ -120,10 +120,16 @@ def check(state: TrainingState, thresholds: Thresholds, model: str = "") -> list
     ``model`` names the model for the findings about it as a whole (GA404, GA414),
     as GA302 does.
     """
-    findings = [*_settings(state, thresholds, model), *_heads(state)]
+    trained = _trained(state, thresholds, model)
+    return [*trained, *_settings(state, thresholds, model, _harm(state, trained)),
+            *_heads(state)]
+
+
+def _trained(state: TrainingState, thresholds: Thresholds, model: str) -> list[Finding]:
+    """GA401–GA403 from the optimizer state, or GA404 when it has no history."""
     steps = state.iterations or 0
     if steps < 1 or not any(_has_slots(v) for v in state.variables):
-        return [_no_history(state, model), *findings]
+        return [_no_history(state, model)]
     never = dict(_never_updated(state))
     trained: list[Finding] = [
         finding("GA403", layer,
@@ -156,7 +162,7 @@ def check(state: TrainingState, thresholds: Thresholds, model: str = "") -> list
                 f"{row.stalled_units} of {row.units} units ({fraction:.0%}) received no "
                 f"gradient in the last steps before the save{since}, per the "
                 f"{state.optimizer} state", **metrics))
-    return [*trained, *findings]
+    return trained
 
 
 # --- the optimizer state -------------------------------------------------------
@@ -343,9 +349,10 @@ def _head_against_loss(head: Head, compiled: CompileConfig) -> Finding | None:
 # --- the optimizer settings ----------------------------------------------------
 
 
-def _settings(state: TrainingState, thresholds: Thresholds, model: str) -> list[Finding]:
-    """GA414: a learning rate or clip that stops learning (error), or one far off (warning)."""
-    config = state.optimizer_config
+def _settings(state: TrainingState, thresholds: Thresholds, model: str,
+              harm: Sequence[str]) -> list[Finding]:
+    """GA414: a learning rate ≤ 0 or a clip that stops learning (error); a rate far from
+    the usual one: a warning when ``harm`` (the file's evidence) agrees, else info."""
     findings = []
     rate = _learning_rate(state)
     if rate is not None and rate <= 0:
@@ -354,24 +361,77 @@ def _settings(state: TrainingState, thresholds: Thresholds, model: str) -> list[
             "GA414", model, f"learning rate {rate:g}: {effect}",
             optimizer=state.optimizer, learning_rate=rate))
     elif rate is not None and state.optimizer in USUAL_LEARNING_RATES:
-        usual, source = USUAL_LEARNING_RATES[state.optimizer]
-        ratio = max(rate / usual, usual / rate)
-        if ratio > thresholds.learning_rate_factor:
-            side = "above" if rate > usual else "below"
+        findings += _far_rate(state, rate, thresholds, model, harm)
+    findings += _zero_clips(state, model)
+    return findings
+
+
+def _far_rate(state: TrainingState, rate: float, thresholds: Thresholds, model: str,
+              harm: Sequence[str]) -> list[Finding]:
+    """A rate far above the usual one with harm in the file (warning), or far off on
+    its own (info: a fine-tuning rate is far below on purpose)."""
+    assert state.optimizer is not None
+    usual, source = USUAL_LEARNING_RATES[state.optimizer]
+    ratio = max(rate / usual, usual / rate)
+    side = "above" if rate > usual else "below"
+    said = f"learning rate {rate:g} is {ratio:.0f}× {side} the usual {usual:g} for " \
+        f"{state.optimizer} ({source})"
+    metrics = dict(optimizer=state.optimizer, learning_rate=rate, usual=usual, source=source)
+    if side == "above" and harm and ratio > thresholds.learning_rate_harm_factor:
+        return [dataclasses.replace(finding(
+            "GA414", model, f"{said}, and the file shows what a too-high rate does: "
+            f"{'; '.join(harm)}", evidence=list(harm), **metrics),
+            severity=Severity.WARNING)]
+    if ratio > thresholds.learning_rate_factor:
+        return [dataclasses.replace(finding(
+            "GA414", model, f"{said}; {_no_harm(state)}", evidence=[], **metrics),
+            severity=Severity.INFO)]
+    return []
+
+
+def _no_harm(state: TrainingState) -> str:
+    """Why a far rate is only info: what the file was searched for, or that it has nothing."""
+    if any(_has_slots(v) for v in state.variables):
+        return "the optimizer state shows no harm from it (no stalled units, no NaN or Inf)"
+    return "the file holds no per-unit optimizer state that could show harm from it"
+
+
+def _harm(state: TrainingState, trained: Sequence[Finding]) -> list[str]:
+    """What in the file a too-high learning rate would explain: stalled units (GA401,
+    GA402) and optimizer slots holding NaN or Inf."""
+    harm = [f"{f.metrics['stalled_units']} of {f.metrics['units']} units of {f.layer} "
+            "stalled" for f in trained if f.code in ("GA401", "GA402")]
+    broken = [f"{v.layer}/{v.variable}" for v in state.variables if not v.finite]
+    if broken:
+        harm.append(f"NaN or Inf in the optimizer slots of {_join(broken)}")
+    return harm
+
+
+def _zero_clips(state: TrainingState, model: str) -> list[Finding]:
+    """GA414 for a clip of 0 the writer's optimizer applies: an error unless the optimizer
+    state shows gradients reached the weights, which the evidence wins (then info)."""
+    if not _zero_clip_zeroes(state.optimizer_config, state.keras_version):
+        return []
+    moved = [v for v in state.variables if v.nonzero]
+    findings = []
+    for key in CLIPS:
+        if _number(state.optimizer_config.get(key)) != 0:
+            continue
+        if moved:
             findings.append(dataclasses.replace(finding(
                 "GA414", model,
-                f"learning rate {rate:g} is {ratio:.0f}× {side} the usual {usual:g} for "
-                f"{state.optimizer} ({source})",
-                optimizer=state.optimizer, learning_rate=rate, usual=usual, source=source),
-                severity=Severity.WARNING))
-    if _zero_clip_zeroes(config):
-        for key in CLIPS:
-            if _number(config.get(key)) == 0:
-                findings.append(finding(
-                    "GA414", model,
-                    f"{key} = 0 in a Keras 2 optimizer (optimizer_v2) clips every gradient to "
-                    "zero: no step moves the weights",
-                    optimizer=state.optimizer, setting=key))
+                f"{key} = 0 in the optimizer config, which a Keras 2 optimizer_v2 would apply "
+                f"as a clip to zero, but the {state.optimizer} state shows gradients reached "
+                f"the weights (non-zero slots in {len(moved)} of {len(state.variables)} "
+                "variables): the clip was not applied",
+                optimizer=state.optimizer, setting=key, moved_variables=len(moved)),
+                severity=Severity.INFO))
+        else:
+            findings.append(finding(
+                "GA414", model,
+                f"{key} = 0 in a Keras 2 optimizer (optimizer_v2) clips every gradient to "
+                "zero: no step moves the weights",
+                optimizer=state.optimizer, setting=key))
     return findings
 
 
@@ -386,17 +446,28 @@ def _learning_rate(state: TrainingState) -> float | None:
     return state.learning_rate if state.learning_rate is not None else _number(configured)
 
 
-def _zero_clip_zeroes(config: dict[str, object]) -> bool:
+def _zero_clip_zeroes(config: dict[str, object], keras_version: str | None) -> bool:
     """Whether the optimizer applies a clip of 0 and so zeroes every gradient.
 
     tf.keras's optimizer_v2 (TensorFlow ≤ 2.10, ``tf_keras.optimizers.legacy``) does;
-    Keras 3, the newer tf_keras optimizers and standalone Keras skip a clip that is not
-    > 0. optimizer_v2 configs say ``is_legacy_optimizer: true`` (TensorFlow ≥ 2.11) or,
-    older, carry ``decay`` and ``learning_rate`` (standalone Keras wrote ``lr``).
+    Keras 3, the newer tf_keras optimizers and standalone Keras ≤ 2.3 skip a clip that
+    is not > 0. optimizer_v2 configs say ``is_legacy_optimizer: true`` (TensorFlow ≥
+    2.11) or, older, carry ``decay`` and ``learning_rate`` — as standalone Keras 2.3
+    did, which only the file's ``keras_version`` (no ``-tf``, below 2.4) tells apart.
     """
+    if _standalone_keras(keras_version):
+        return False
     if "is_legacy_optimizer" in config:
         return config["is_legacy_optimizer"] is True
     return "decay" in config and "learning_rate" in config
+
+
+def _standalone_keras(version: str | None) -> bool:
+    """Whether ``keras_version`` names standalone Keras (≤ 2.3): tf.keras wrote
+    ``2.x.y-tf``, and from 2.4 on Keras was tf.keras (tf_keras writes ``2.21.0``)."""
+    match = re.match(r"(\d+)\.(\d+)", version or "")
+    return (match is not None and "-tf" not in (version or "")
+            and (int(match[1]), int(match[2])) < (2, 4))
 
 
 def _number(value: object) -> float | None:

@@ -93,7 +93,7 @@ def _read(path: Path, fmt: str, max_params: int,
                      if isinstance(raw_compile, dict) else None)
     optimizer, problem = optimizer_slots.optimizer_of(raw_optimizer)
     notes += [problem] if problem else []
-    base = TrainingState(compile=compiled, heads=heads)
+    base = TrainingState(compile=compiled, heads=heads, keras_version=version)
     if optimizer is None:
         if isinstance(raw_compile, dict) and not problem:
             notes.append("the compile config names no optimizer")

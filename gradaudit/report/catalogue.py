@@ -460,11 +460,18 @@ CATALOGUE: tuple[Rule, ...] = (
         title="Optimizer settings that stop learning",
         explanation=(
             "Error: a learning rate ≤ 0, or a clipnorm/clipvalue/global_clipnorm of 0 in "
-            "a Keras 2 optimizer_v2 (which clips every gradient to zero; Keras 3 skips a "
-            "clip of 0). Warning: a learning rate more than `learning_rate_factor` "
-            f"(default {_DEFAULT.learning_rate_factor:g}) times above or below the "
-            f"optimizer's usual rate ({_rates()}). A schedule is judged by its initial "
-            "rate."
+            "a Keras 2 optimizer_v2 (which clips every gradient to zero; Keras 3 and "
+            "standalone Keras ≤ 2.3, told by the HDF5 `keras_version` without `-tf`, skip "
+            "a clip of 0) — unless the optimizer state shows gradients reached the "
+            "weights (non-zero slots): the evidence wins, and the setting is then info. "
+            "Warning: a learning rate more than `learning_rate_harm_factor` (default "
+            f"{_DEFAULT.learning_rate_harm_factor:g}) times above the optimizer's usual "
+            "rate when the file shows what a too-high rate does (stalled units, GA401/"
+            "GA402; NaN or Inf in the optimizer slots), named in the finding. Info: a rate "
+            f"more than `learning_rate_factor` (default {_DEFAULT.learning_rate_factor:g}) "
+            "times above or below the usual one with no such evidence (fine-tuning runs "
+            f"far below on purpose). Usual rates: {_rates()}. A schedule is judged by its "
+            "initial rate."
         ),
         fix=(
             "Set a positive learning rate near the optimizer's usual one, and leave "

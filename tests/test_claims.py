@@ -1,0 +1,167 @@
+"""Claims the file itself confirms (issue 18 §3): a finding derived from the config is
+checked against the evidence in the same file, and the evidence wins.
+
+Every model here is trained by Keras in the test's tmp_path (tf_keras for the Keras 2
+optimizer_v2 files) or is a committed fixture; nothing of TensorFlow is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+from gradaudit.checks.training import check
+from gradaudit.load.training_state import TrainingState, VariableState, read_training_state
+from gradaudit.options import Thresholds
+from gradaudit.report.types import Finding
+from tests.conftest import FIXTURES
+
+DEFAULTS = Thresholds()
+
+
+def _ga414(path: Path) -> list[Finding]:
+    state = read_training_state(str(path), "h5" if path.suffix == ".h5" else "keras")
+    return [f for f in check(state, DEFAULTS, model="m") if f.code == "GA414"]
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    return x, x.sum(axis=1, keepdims=True)
+
+
+def _tf_keras_sgd(path: Path, clipnorm: float | None) -> Path:
+    """A tf_keras MLP trained 8 steps with the legacy (optimizer_v2) SGD and momentum."""
+    import tf_keras
+    from tf_keras.optimizers import legacy
+
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([tf_keras.layers.Dense(8, activation="relu", input_shape=(4,)),
+                                 tf_keras.layers.Dense(1)])
+    model.compile(legacy.SGD(0.01, momentum=0.9, clipnorm=clipnorm), "mse")
+    model.fit(*_data(), epochs=2, batch_size=16, verbose=0)
+    model.save(path)
+    return path
+
+
+def _edit(source: Path, target: Path, *, keras_version: str | None = None,
+          clipnorm: float | None = None) -> Path:
+    """A copy of an HDF5 model with its writer's version or its optimizer's clipnorm changed."""
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as handle:
+        if keras_version is not None:
+            handle.attrs["keras_version"] = keras_version
+        if clipnorm is not None:
+            training = json.loads(handle.attrs["training_config"])
+            training["optimizer_config"]["config"]["clipnorm"] = clipnorm
+            handle.attrs["training_config"] = json.dumps(training)
+    return target
+
+
+@pytest.fixture(scope="module")
+def clipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """clipnorm = 0 applied by optimizer_v2 (every slot stays zero), and a run without a
+    clip whose config says clipnorm = 0 (the slots show gradients flowed); each also
+    re-labelled as written by standalone Keras 2.3.1."""
+    folder = tmp_path_factory.mktemp("clip")
+    zeroed = _tf_keras_sgd(folder / "zeroed.h5", clipnorm=0.0)
+    moved = _edit(_tf_keras_sgd(folder / "trained.h5", clipnorm=None), folder / "moved.h5",
+                  clipnorm=0.0)
+    return {"zeroed": zeroed, "moved": moved,
+            "zeroed_231": _edit(zeroed, folder / "zeroed_231.h5", keras_version="2.3.1"),
+            "moved_231": _edit(moved, folder / "moved_231.h5", keras_version="2.3.1")}
+
+
+def test_a_zero_clip_that_optimizer_v2_applied_is_an_error(clipped: dict[str, Path]) -> None:
+    state = read_training_state(str(clipped["zeroed"]), "h5")
+    assert state.keras_version == "2.21.0" and state.variables
+    assert not any(v.nonzero for v in state.variables)  # the clip zeroed every gradient
+    (finding,) = _ga414(clipped["zeroed"])
+    assert str(finding.severity) == "error" and "no step moves the weights" in finding.message
+    assert finding.metrics["setting"] == "clipnorm"
+
+
+def test_standalone_keras_skips_a_zero_clip(clipped: dict[str, Path]) -> None:
+    """Keras ≤ 2.3 applied a clip only when > 0: no clip finding, whatever the slots say."""
+    assert read_training_state(str(clipped["zeroed_231"]), "h5").keras_version == "2.3.1"
+    assert _ga414(clipped["zeroed_231"]) == []
+    assert _ga414(clipped["moved_231"]) == []
+
+
+def test_slots_that_show_gradients_flowed_win_over_a_zero_clip(
+        clipped: dict[str, Path]) -> None:
+    state = read_training_state(str(clipped["moved"]), "h5")
+    assert state.optimizer_config["clipnorm"] == 0.0 and all(v.nonzero for v in state.variables)
+    (finding,) = _ga414(clipped["moved"])
+    assert str(finding.severity) == "info" and "no step moves" not in finding.message
+    assert "non-zero slots in 4 of 4 variables" in finding.message
+    assert "the clip was not applied" in finding.message
+
+
+# --- the learning rate: far off is info, a warning only with the file's evidence --------
+
+
+def test_a_high_rate_with_stalled_units_is_a_warning_naming_them() -> None:
+    (finding,) = _ga414(FIXTURES / "trained" / "adam_dying.keras")
+    assert str(finding.severity) == "warning" and "50× above the usual 0.001" in finding.message
+    assert finding.metrics["evidence"] == ["20 of 32 units of h1 stalled"]
+    assert "20 of 32 units of h1 stalled" in finding.message
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory: pytest.TempPathFactory) -> dict[float, Path]:
+    """A frozen base and a new head trained with Adam at fine-tuning rates."""
+    import keras
+
+    folder, saved = tmp_path_factory.mktemp("fine"), {}
+    x, y = _data()
+    for rate in (1e-5, 5e-6):
+        keras.utils.set_random_seed(0)
+        base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu")],
+                                name="base")
+        base.trainable = False
+        model = keras.Sequential([base, keras.layers.Dense(1, name="head")], name="tuned")
+        model.compile(keras.optimizers.Adam(rate), "mse")
+        model.fit(x, y, epochs=4, batch_size=16, verbose=0)
+        saved[rate] = folder / f"tuned_{rate:g}.keras"
+        model.save(saved[rate])
+    return saved
+
+
+def test_a_fine_tuning_rate_with_no_harm_is_at_most_info(fine_tuned: dict[float, Path]) -> None:
+    for rate, said in ((1e-5, "100× below"), (5e-6, "200× below")):  # float32: 1e-5 - ε
+        (finding,) = _ga414(fine_tuned[rate])
+        assert str(finding.severity) == "info" and said in finding.message
+        assert finding.metrics["evidence"] == []
+        assert "the optimizer state shows no harm" in finding.message
+
+
+def _adam(layer: str, activity: list[float], finite: bool = True) -> VariableState:
+    values = np.asarray(activity)
+    return VariableState(layer=layer, variable="kernel", shape=(4, values.size),
+                         activity=values if finite else None, decay=0.9005, relative=False,
+                         grad_rms=0.1 if finite else None, nonzero=True, finite=finite)
+
+
+@pytest.mark.parametrize(("rate", "severity"), [(0.05, "warning"), (0.005, None), (0.5, "warning")])
+def test_non_finite_slots_are_evidence_of_a_high_rate(rate: float, severity: str | None) -> None:
+    """Above `learning_rate_harm_factor` (10) with NaN slots: a warning naming them;
+    5× above is no finding, even with them."""
+    import keras
+
+    config: dict[str, Any] = keras.optimizers.Adam(rate).get_config()
+    state = TrainingState(optimizer="Adam", optimizer_config=config, learning_rate=rate,
+                          iterations=100, variables=(_adam("bad", [0.0], finite=False),
+                                                     _adam("good", [0.3, 0.5])))
+    found = [(str(f.severity), f.message) for f in check(state, DEFAULTS, model="m")
+             if f.code == "GA414"]
+    if severity is None:
+        assert found == []
+    else:
+        ((got, message),) = found
+        assert got == severity and "NaN or Inf in the optimizer slots of bad/kernel" in message
