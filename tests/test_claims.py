@@ -165,3 +165,25 @@ def test_non_finite_slots_are_evidence_of_a_high_rate(rate: float, severity: str
     else:
         ((got, message),) = found
         assert got == severity and "NaN or Inf in the optimizer slots of bad/kernel" in message
+
+
+# --- --no-probe counts the trainable parameters of a file saved without compile ------
+
+
+@pytest.mark.parametrize("name", ["healthy_mlp.keras", "healthy_mlp.h5", "frozen_layer.keras",
+                                  "batchnorm.keras", "trained/adam_dying.keras"])
+def test_no_probe_counts_trainable_parameters_as_keras_does(name: str) -> None:
+    """From the config's ``trainable`` flags and the weight datasets: the frozen layer's
+    kernel and the moving statistics are non-trainable, as Keras itself counts them."""
+    import keras
+
+    from tests.conftest import run_cli
+
+    summary = json.loads(run_cli("audit", str(FIXTURES / name), "--no-probe", "--format",
+                                 "json").stdout)["models"][0]["summary"]["params"]
+    model = keras.saving.load_model(FIXTURES / name, compile=False)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert summary == {"total": model.count_params(), "trainable": trainable,
+                       "non_trainable": model.count_params() - trainable}
+    assert trainable > 0 and (summary["non_trainable"] > 0) == (name in (
+        "frozen_layer.keras", "batchnorm.keras"))
