@@ -187,3 +187,46 @@ def test_no_probe_counts_trainable_parameters_as_keras_does(name: str) -> None:
                        "non_trainable": model.count_params() - trainable}
     assert trainable > 0 and (summary["non_trainable"] > 0) == (name in (
         "frozen_layer.keras", "batchnorm.keras"))
+
+
+# --- a class defined in the saving script ----------------------------------------------
+
+SCRIPT = """
+import sys
+import keras
+
+@keras.saving.register_keras_serializable()
+class Scale(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+
+inputs = keras.Input((4,))
+keras.Model(inputs, keras.layers.Dense(1)(Scale()(inputs))).save(sys.argv[1])
+"""
+
+
+def test_a_class_defined_in_the_saving_script_says_to_move_it_into_a_module(
+        tmp_path: Path) -> None:
+    """Keras writes ``"module": null`` for a class defined in ``__main__``: refused before
+    Keras runs, in one line saying how to make it importable; once an ``--import``ed
+    module registers the same name, it loads."""
+    import subprocess
+    import sys
+
+    from tests.conftest import run_cli
+
+    script, saved = tmp_path / "train.py", tmp_path / "scripted.keras"
+    script.write_text(SCRIPT)
+    subprocess.run([sys.executable, str(script), str(saved)], check=True, capture_output=True)
+    result = run_cli("audit", str(saved), "-q")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"gradaudit: error: {saved}: refused to load: class 'Scale' was defined in the script "
+        "that saved the model (its module is null). A class defined in the saving script "
+        "cannot be imported from anywhere: move it into a module (a .py file) that registers "
+        "it with @keras.saving.register_keras_serializable(), save the model again from a "
+        "script that imports it, and pass --import with that module"]
+    module = tmp_path / "scalelayers_q.py"
+    module.write_text(SCRIPT.split("inputs =")[0])
+    moved = run_cli("audit", str(saved), "--import", str(module), "-q", "--samples", "8")
+    assert moved.exit_code in (0, 1) and "refused" not in moved.stderr
