@@ -230,3 +230,44 @@ def test_a_class_defined_in_the_saving_script_says_to_move_it_into_a_module(
     module.write_text(SCRIPT.split("inputs =")[0])
     moved = run_cli("audit", str(saved), "--import", str(module), "-q", "--samples", "8")
     assert moved.exit_code in (0, 1) and "refused" not in moved.stderr
+
+
+# --- where a cut no graph records is -----------------------------------------------------
+
+
+def _cut_model(name: str) -> Any:
+    import keras
+
+    class Cut(keras.Model):
+        """Dense ``a``'s output reaches the output only through a stop_gradient."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.a, self.b = keras.layers.Dense(4, name="a"), keras.layers.Dense(1, name="b")
+            self.c = keras.layers.Dense(1, name="c")
+
+        def call(self, x: Any) -> Any:
+            return self.b(keras.ops.stop_gradient(self.a(x))) + self.c(x)
+
+    model = Cut(name=name)
+    model(np.zeros((2, 3), "float32"))
+    return model
+
+
+def test_a_cut_inside_a_subclassed_call_names_that_call() -> None:
+    """No graph is recorded inside a subclassed model's call: the finding says the cut is
+    in it (was: "cut at unknown"), at the top level and nested in a functional model."""
+    import keras
+
+    import gradaudit
+
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    inner = _cut_model("inner")
+    inputs = keras.Input((3,))
+    nested = keras.Model(inputs, keras.layers.Dense(1, name="head")(inner(inputs)), name="outer")
+    for model, layer, where in ((_cut_model("top"), "a", "top"),
+                                (nested, "inner/a", "inner")):
+        (cut,) = [f for f in gradaudit.audit(model, x).findings if f.code == "GA201"]
+        assert (cut.layer, cut.metrics["cut_at"]) == (
+            layer, f"an operation in {where}'s call (a subclassed model records no graph of it)")
+        assert "unknown" not in cut.message
