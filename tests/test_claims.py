@@ -271,3 +271,78 @@ def test_a_cut_inside_a_subclassed_call_names_that_call() -> None:
         assert (cut.layer, cut.metrics["cut_at"]) == (
             layer, f"an operation in {where}'s call (a subclassed model records no graph of it)")
         assert "unknown" not in cut.message
+
+
+# --- GA401/GA402: "received no gradient" only where the state shows it ------------------
+
+
+def test_stalled_units_are_worded_by_what_the_state_shows() -> None:
+    """adam_dying: 18 of h1's 20 stalled units decayed to the floor (silent), 2 only fell
+    ≥1000× below their own past; RMSprop's √v forgets within tens of steps, so a
+    trickle cannot be told from nothing there: no "received no gradient" claim."""
+    trained = FIXTURES / "trained"
+    adam = read_training_state(str(trained / "adam_dying.keras"), "keras")
+    (h1,) = [f for f in check(adam, DEFAULTS) if f.code == "GA401"]
+    assert (h1.layer, h1.metrics["stalled_units"], h1.metrics["silent_units"]) == ("h1", 20, 18)
+    assert "their gradient fell ≥1,000× below their own past level" in h1.message
+    assert "18 of them received no gradient at all" in h1.message
+    rmsprop = read_training_state(str(trained / "rmsprop_dying.keras"), "keras")
+    (h1,) = [f for f in check(rmsprop, DEFAULTS) if f.code == "GA401"]
+    assert h1.metrics["silent_units"] == 0 and "received no gradient" not in h1.message
+    assert "fell below 1e-06× the model's most active unit's" in h1.message
+    silent = TrainingState(optimizer="Adam", iterations=300, variables=(
+        _adam("dense", [0.0, 1e-20, 0.3, 0.4, 1e-30]),))
+    (finding,) = check(silent, DEFAULTS)
+    assert finding.message.startswith("3 of 5 units (60%) received no gradient in the last "
+                                      "steps before the save (the median one last got one ≈")
+
+
+def test_steps_since_the_last_gradient_match_a_per_step_record(tmp_path: Path) -> None:
+    """adam_dying's recipe re-trained step by step, recording which units of h1/h2 got a
+    non-zero gradient: the file's estimate of the steps since each silent unit's last
+    gradient is within 5% at the median (measured over 4 seeds: -2.8%, was -6.6%
+    before the warm-up of the slots was modelled; 90th percentile 4.9%)."""
+    import keras
+    import tensorflow as tf
+
+    from fixtures.make_fixtures import TRAIN_BATCH, TRAIN_EPOCHS, _mlp, training_data
+    from gradaudit.checks import training
+
+    keras.utils.set_random_seed(0)
+    model = _mlp(keras, "clock")
+    model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
+    x, y = training_data()
+    loss = keras.losses.BinaryCrossentropy()
+    order = np.random.default_rng(0)
+    last = {name: np.full(32, -1) for name in ("h1", "h2")}
+    step = 0
+    for _ in range(TRAIN_EPOCHS):
+        shuffled = order.permutation(len(x))
+        for start in range(0, len(x), TRAIN_BATCH):
+            batch = shuffled[start:start + TRAIN_BATCH]
+            with tf.GradientTape() as tape:
+                value = loss(y[batch], model(x[batch], training=True))
+            grads = tape.gradient(value, model.trainable_variables)
+            for name in last:
+                layer = model.get_layer(name)
+                kernel, bias = (np.abs(g.numpy()) for v, g in zip(
+                    model.trainable_variables, grads, strict=True)
+                    if v is layer.kernel or v is layer.bias)
+                last[name][np.maximum(kernel.max(axis=0), bias) > 0] = step
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            step += 1
+    path = tmp_path / "clock.keras"
+    model.save(path)
+    state = read_training_state(str(path), "keras")
+    rows = training._units(state)
+    clock = training._clock(rows, DEFAULTS, state, step)
+    errors = []
+    for row in rows:
+        if row.layer not in last:
+            continue
+        for unit in np.flatnonzero((row.activity > 0) & (row.activity <= clock.floor)):
+            true = step - 1 - last[row.layer][unit]
+            estimate = training._steps_since(row.activity[[unit]], clock, step)
+            assert estimate is not None and true >= clock.window / 2  # silent: no recent gradient
+            errors.append((estimate - true) / true)
+    assert len(errors) >= 10 and abs(float(np.median(errors))) <= 0.05, np.median(errors)

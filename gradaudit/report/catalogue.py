@@ -326,7 +326,8 @@ CATALOGUE: tuple[Rule, ...] = (
         title="Units that stopped getting a gradient during training",
         explanation=(
             f"At least `dead_warn` (default {_DEFAULT.dead_warn:.0%}) of a layer's units "
-            "received no gradient during the last steps before the model was saved, as "
+            "stopped getting a gradient (none, or one ≥1000× below their past) during the "
+            "last steps before the model was saved, as "
             "the optimizer state in the file shows: a slot that gets no gradient shrinks "
             "by a fixed factor at every step (Adam's |m|/√v by β1/√β2 ≈ 0.9, RMSprop's "
             "√v by √ρ, SGD's momentum by the momentum). A unit is stalled when Adam's "
@@ -335,7 +336,13 @@ CATALOGUE: tuple[Rule, ...] = (
             f"`stall_relative` (default {_power(_DEFAULT.stall_relative)}) × the most "
             "active unit of the model; and only once the file's steps are enough for a "
             "live unit to decay that far (before that, only slots that are exactly zero "
-            "count). This is what the training data did, which the probe's random inputs "
+            "count). It says a unit \"received no gradient\" only where the state shows "
+            "it: slots exactly zero, or Adam's ratio decayed at the no-gradient rate as far "
+            "again past the threshold; other stalled units are worded by how far their "
+            "gradient fell (≥1/`stall_ratio` below their own past for Adam; below "
+            "`stall_relative` × the most active unit for a magnitude, which cannot tell a "
+            "trickle from nothing). "
+            "This is what the training data did, which the probe's random inputs "
             "may not show: usually dying ReLU units after a too-high learning rate, or "
             "units cut off by dead layers after them."
         ),
