@@ -54,10 +54,12 @@ class GradAuditCallback(keras.callbacks.Callback):
     and ``train_grad_rms/<layer>``, and ``findings/<severity>``, at step = epoch.
 
     New findings (not in the previous audit) are logged to the ``gradaudit``
-    logger at their severity's level; every report is kept in ``reports``,
-    keyed by epoch (0-based, as Keras counts; logs say ``epoch N`` 1-based, as
-    the progress bar does). ``stopped_epoch`` is the epoch training was
-    stopped at, or None.
+    logger at their severity's level; every report is kept in ``reports``.
+    Epochs are numbered one way in the data: Keras's 0-based index, as
+    ``on_epoch_end``, ``History.epoch`` and ``EarlyStopping.stopped_epoch`` give
+    it — the keys of ``reports``, ``stopped_epoch`` (where training was stopped,
+    or None) and the TensorBoard step. A log line names both, ``epoch 7 (index
+    6)``: the progress bar's 1-based count, then that index.
     """
 
     def __init__(
@@ -105,8 +107,8 @@ class GradAuditCallback(keras.callbacks.Callback):
             self.model.stop_training = True
             self.stopped_epoch = epoch
             failing = sum(1 for f in report.findings if fails(f.severity, self.fail_on))
-            LOGGER.error("epoch %d: stopping training: %d finding(s) at or above %s",
-                         epoch + 1, failing, self.fail_on.value)
+            LOGGER.error("%s: stopping training: %d finding(s) at or above %s",
+                         _epoch(epoch), failing, self.fail_on.value)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:
@@ -117,10 +119,10 @@ class GradAuditCallback(keras.callbacks.Callback):
         seen = {_key(f) for f in previous.findings} if previous is not None else set()
         for finding in report.findings:
             if _key(finding) not in seen:
-                LOGGER.log(LEVELS[finding.severity], "epoch %d: %s %s %s: %s", epoch + 1,
+                LOGGER.log(LEVELS[finding.severity], "%s: %s %s %s: %s", _epoch(epoch),
                            finding.severity, finding.code, finding.layer, finding.message)
         counts = ", ".join(f"{report.count(s)} {s}" for s in reversed(Severity))
-        LOGGER.info("epoch %d: gradaudit: %s", epoch + 1, counts)
+        LOGGER.info("%s: gradaudit: %s", _epoch(epoch), counts)
 
     def _write_scalars(self, epoch: int, report: Report) -> None:
         values = {f"{name}/{row.name}": getattr(row, name) for row in report.layers
@@ -150,3 +152,8 @@ def _scalar(tag: str, value: float) -> None:
 
 def _key(finding: Finding) -> tuple[str, str]:
     return finding.code, finding.layer
+
+
+def _epoch(index: int) -> str:
+    """How a log line names an epoch: 1-based as the progress bar, then Keras's index."""
+    return f"epoch {index + 1} (index {index})"

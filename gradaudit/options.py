@@ -48,8 +48,12 @@ class Thresholds:
     about four orders of magnitude below the most active one (SGD's momentum, a signed
     average, the most); 1e-6 matched the units dead on the training data best."""
     learning_rate_factor: float = 100.0
-    """GA414 warns when the learning rate is more than this factor above or below
+    """GA414 notes (info) a learning rate more than this factor above or below
     the optimizer's usual rate (its paper's or Keras's default)."""
+    learning_rate_harm_factor: float = 10.0
+    """GA414 warns on a learning rate more than this factor above the usual one when
+    the file shows harm a too-high rate does (stalled units, NaN/Inf in the slots);
+    a rate far off on its own is info only (fine-tuning runs far below on purpose)."""
 
 
 USUAL_LEARNING_RATES: dict[str, tuple[float, str]] = {

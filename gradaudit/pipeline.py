@@ -24,7 +24,7 @@ from gradaudit.errors import AuditError, reported_as
 from gradaudit.load import archive, config_layers, limits
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config
-from gradaudit.load.training_state import TrainingState, read_training_state
+from gradaudit.load.training_state import TrainingState, read_training_state, trainable_params
 from gradaudit.model.interface import AuditedModel, Variable, param_count, variable_label
 from gradaudit.options import Options, Thresholds
 from gradaudit.report.types import (
@@ -338,7 +338,9 @@ def audit_file(path: str, options: Options) -> ModelReport:
     The gates that guard reading stay (archive members, weight dataset sizes); the
     ones that guard running code do not apply, since nothing runs. The layers are
     those the optimizer state covers, typed from the config, with the trainable
-    parameters the state holds; the model's parameters are the file's weight datasets.
+    parameters the state holds; the model's parameters are the file's weight datasets,
+    the trainable ones those the config's ``trainable`` flags leave (the state's when
+    the config cannot tell: a subclassed model).
     """
     file = Path(path)
     fmt = detect_format(file)
@@ -351,7 +353,8 @@ def audit_file(path: str, options: Options) -> ModelReport:
     total = limits.check_weight_datasets(file, fmt, options.limits.max_params)
     state = file_training_state(path, fmt, config)
     rows = () if state is None else _state_rows(state, config)
-    trainable = sum(row.trainable_params for row in rows)
+    counted = trainable_params(path, fmt, config)  # also without compile or optimizer state
+    trainable = counted if counted is not None else sum(row.trainable_params for row in rows)
     report = ModelReport(
         path=path, format=fmt, model_name=config_layers.model_name(config, file.stem),
         params_total=total, params_trainable=trainable,

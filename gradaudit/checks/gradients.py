@@ -27,7 +27,8 @@ def check(evidence: Evidence, thresholds: Thresholds) -> list[Finding]:
         zero = [v.label for v in layer.variables
                 if v.grad.connected and v.grad.finite and not v.grad.nonzero]
         if missing:
-            cut = evidence.model.cut_of(layer.info) or "unknown"
+            cut = (evidence.model.cut_of(layer.info)
+                   or "an operation inside a layer's call, which the recorded graph does not show")
             findings.append(finding(
                 "GA201", name,
                 f"no gradient reaches {_join(missing)}: the path to the outputs is cut "

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,12 +46,19 @@ class LayerHistory:
     """Optimizer iterations the file records."""
     units: int
     stalled_units: int
-    """Units that received no gradient during the last steps before the save."""
+    """Units whose gradient fell below the stall threshold in the last steps before
+    the save: to nothing, or to a trickle the state cannot tell from nothing."""
     steps_since_gradient: float | None
-    """Estimated steps since a stalled unit last got a gradient (median over the
-    layer's stalled units); None when none is stalled or the optimizer cannot tell."""
+    """Estimated steps since a stalled unit last got a gradient, if it got none since
+    (median over the layer's stalled units); None when none is stalled or the
+    optimizer cannot tell."""
     train_grad_rms: float | None
     """RMS of the gradient over training, from the second moment, bias-corrected."""
+    silent_units: int = 0
+    """The stalled units the state shows got no gradient: slots exactly zero, or (a
+    ratio: Adam's) decayed at the no-gradient rate to the clock's floor (see
+    :class:`_Clock`). A magnitude (RMSprop's √v, SGD's momentum) forgets within tens
+    of steps, so it cannot tell a trickle from nothing: only exact zeros count."""
 
     @property
     def stalled_fraction(self) -> float:
@@ -69,6 +77,22 @@ class _Clock:
     """Per silent step; None when the slot does not shrink without a gradient (no clock)."""
     window: float | None
     """Silent steps a live unit needs to fall below ``threshold``; None: no clock."""
+    relative: bool = False
+    """A magnitude (RMSprop, SGD, Lion), judged against the most active unit."""
+    log_fade: np.ndarray | None = None
+    """``log(activity / live)`` after ``k`` silent steps, k = 0, 1, …: the decay, and
+    the level the unit started from when it stopped (a slot is still warming up
+    early in training: Adam's uncorrected |m|/√v is higher then, RMSprop's √v and
+    SGD's momentum lower). Non-increasing; None: no clock."""
+
+    @property
+    def floor(self) -> float:
+        """Below this a stalled unit is silent: it has kept decaying at the no-gradient
+        rate for ``window`` steps past ``threshold`` (a trickle of gradient levels off
+        well above it; measured on adam_dying's recipe: at 1e-4 to 7e-4, against 3e-6)."""
+        if self.decay is None or self.window is None or self.relative:
+            return 0.0
+        return float(self.threshold * self.decay ** self.window)
 
 
 @dataclass(frozen=True)
@@ -90,15 +114,16 @@ def history(state: TrainingState, thresholds: Thresholds) -> tuple[LayerHistory,
     rows = _units(state)
     if steps < 1 or not rows:
         return ()
-    clock = _clock(rows, thresholds)
+    clock = _clock(rows, thresholds, state, steps)
     result = []
     for row in rows:
         stalled = row.activity[_stalled(row.activity, clock, steps)]
+        silent = stalled[stalled <= clock.floor]
         result.append(LayerHistory(
             layer=row.layer, steps=steps, units=row.activity.size,
             stalled_units=int(stalled.size),
             steps_since_gradient=_steps_since(stalled, clock, steps),
-            train_grad_rms=_grad_rms(row.variables)))
+            train_grad_rms=_grad_rms(row.variables), silent_units=int(silent.size)))
     return tuple(result)
 
 
@@ -108,10 +133,16 @@ def check(state: TrainingState, thresholds: Thresholds, model: str = "") -> list
     ``model`` names the model for the findings about it as a whole (GA404, GA414),
     as GA302 does.
     """
-    findings = [*_settings(state, thresholds, model), *heads.check(state)]
+    trained = _trained(state, thresholds, model)
+    return [*trained, *_settings(state, thresholds, model, _harm(state, trained)),
+            *heads.check(state)]
+
+
+def _trained(state: TrainingState, thresholds: Thresholds, model: str) -> list[Finding]:
+    """GA401–GA403 from the optimizer state, or GA404 when it has no history."""
     steps = state.iterations or 0
     if steps < 1 or not any(_has_slots(v) for v in state.variables):
-        return [_no_history(state, model), *findings]
+        return [_no_history(state, model)]
     never = dict(_never_updated(state))
     trained: list[Finding] = [
         finding("GA403", layer,
@@ -126,25 +157,41 @@ def check(state: TrainingState, thresholds: Thresholds, model: str = "") -> list
         if never.get(row.layer) == [v.variable for v in groups[row.layer] if _has_slots(v)]:
             continue  # GA403 says more: not one step ever reached the layer
         fraction = row.stalled_fraction
-        since = ("" if row.steps_since_gradient is None
-                 else f" (the median one last got one ≈{row.steps_since_gradient:.0f} of "
-                 f"{steps} steps ago)")
+        said = _stall_words(row, state, thresholds)
         metrics = dict(units=row.units, stalled_units=row.stalled_units,
                        stalled_fraction=round(fraction, 4), steps=steps,
                        steps_since_gradient=row.steps_since_gradient,
-                       optimizer=state.optimizer)
+                       optimizer=state.optimizer, silent_units=row.silent_units)
         if row.stalled_units == row.units:
             trained.append(finding(
-                "GA402", row.layer,
-                f"all {row.units} units received no gradient in the last steps before the "
-                f"save{since}, per the {state.optimizer} state", **metrics))
+                "GA402", row.layer, f"all {row.units} units {said}, per the "
+                f"{state.optimizer} state", **metrics))
         elif fraction >= thresholds.dead_warn:
             trained.append(finding(
-                "GA401", row.layer,
-                f"{row.stalled_units} of {row.units} units ({fraction:.0%}) received no "
-                f"gradient in the last steps before the save{since}, per the "
-                f"{state.optimizer} state", **metrics))
-    return [*trained, *findings]
+                "GA401", row.layer, f"{row.stalled_units} of {row.units} units "
+                f"({fraction:.0%}) {said}, per the {state.optimizer} state", **metrics))
+    return trained
+
+
+def _stall_words(row: LayerHistory, state: TrainingState, thresholds: Thresholds) -> str:
+    """What the state shows of a layer's stalled units: "received no gradient" only for
+    silent ones (exact zeros, or decayed to the floor); the rest by how far their
+    gradient fell, which is what the threshold measures."""
+    when = "in the last steps before the save"
+    ago = row.steps_since_gradient
+    if row.silent_units == row.stalled_units:
+        since = "" if ago is None else (
+            f" (the median one last got one ≈{ago:.0f} of {row.steps} steps ago)")
+        return f"received no gradient {when}{since}"
+    relative = next((v.relative for v in state.variables if v.layer == row.layer), False)
+    fell = (f"their gradient fell below {thresholds.stall_relative:g}× the model's most "
+            "active unit's" if relative else
+            f"their gradient fell ≥{1 / thresholds.stall_ratio:,.0f}× below their own past "
+            f"level (|m|/√v < {thresholds.stall_ratio:g})")
+    since = "" if ago is None else f" (≈{ago:.0f} of {row.steps} steps ago, if none since)"
+    silent = (f"; {row.silent_units} of them received no gradient at all"
+              if row.silent_units else "")
+    return f"stalled {when}: {fell}{since}{silent}"
 
 
 # --- the optimizer state -------------------------------------------------------
@@ -181,8 +228,9 @@ def _units(state: TrainingState) -> list[_Units]:
     return rows
 
 
-def _clock(rows: Sequence[_Units], thresholds: Thresholds) -> _Clock:
-    """The threshold, live level and decay for the model, from all of its units."""
+def _clock(rows: Sequence[_Units], thresholds: Thresholds, state: TrainingState,
+           steps: int) -> _Clock:
+    """The threshold, live level, decay and fade for the model, from all of its units."""
     first = next(v for row in rows for v in row.variables
                  if v.finite and v.activity is not None and v.decay is not None)
     every = np.concatenate([row.activity for row in rows])
@@ -195,8 +243,46 @@ def _clock(rows: Sequence[_Units], thresholds: Thresholds) -> _Clock:
     live = float(np.median(live_units)) if live_units.size else fallback
     decay = first.decay if first.decay is not None and 0.0 < first.decay < 1.0 else None
     if decay is None or not live > threshold > 0.0:
-        return _Clock(threshold, live, decay, None)
-    return _Clock(threshold, live, decay, math.log(threshold / live) / math.log(decay))
+        return _Clock(threshold, live, decay, None, first.relative)
+    return _Clock(threshold, live, decay, math.log(threshold / live) / math.log(decay),
+                  first.relative, _log_fade(state, decay, steps))
+
+
+MAX_CLOCK_STEPS = 100_000
+"""Silent steps the fade is tabulated for; a longer silence reads as this many."""
+
+
+def _log_fade(state: TrainingState, decay: float, steps: int) -> np.ndarray:
+    """``log(activity / live)`` of a unit silent for the last ``k`` steps, k = 0 …
+    ``steps``: it stopped at step ``s = steps - k`` at the level live units had then,
+    ``live · w(s) / w(steps)``, and decayed ``decay^k`` since. ``w`` is the slot's
+    warm-up from its zero start (Keras keeps the moments uncorrected): Adam
+    ``(1 - β1^s) / √(1 - β2^s)``, RMSprop ``√(1 - ρ^s)``, SGD ``1 - μ^s``."""
+    k = np.arange(min(steps, MAX_CLOCK_STEPS) + 1, dtype=np.float64)
+    warm = _warmup(state)
+    fade = k * math.log(decay) + np.log(warm(np.maximum(steps - k, 1.0)) / warm(
+        np.array([float(steps)])))
+    return np.minimum.accumulate(fade)
+
+
+def _warmup(state: TrainingState) -> Callable[[np.ndarray], np.ndarray]:
+    """The level of a slot after ``s`` steps of a steady gradient, relative to its
+    limit, for the optimizer of ``state`` (1 where it is not known)."""
+    config = state.optimizer_config
+
+    def rate(key: str) -> float | None:
+        value = _number(config.get(key))
+        return value if value is not None and 0.0 <= value < 1.0 else None
+
+    beta_1, beta_2, rho, momentum = (rate(k) for k in ("beta_1", "beta_2", "rho", "momentum"))
+    if state.optimizer in ("Adam", "AdamW", "Nadam") and beta_1 is not None \
+            and beta_2 is not None:
+        return lambda s: (1 - beta_1 ** s) / np.sqrt(1 - beta_2 ** s)
+    if state.optimizer == "RMSprop" and rho is not None:
+        return lambda s: np.sqrt(1 - rho ** s)
+    if state.optimizer == "SGD" and momentum is not None:
+        return lambda s: 1 - momentum ** s
+    return np.ones_like
 
 
 def _stalled(activity: np.ndarray, clock: _Clock, steps: int) -> np.ndarray:
@@ -206,14 +292,15 @@ def _stalled(activity: np.ndarray, clock: _Clock, steps: int) -> np.ndarray:
     return np.asarray((activity == 0.0) | (decayed & (activity < clock.threshold)))
 
 
-def _steps_since(stalled: np.ndarray, clock: _Clock, steps: int) -> float | None:
-    """Median over stalled units of ``k`` in ``activity = live · decay^k``, at most
-    ``steps``; a unit whose slots are exactly zero counts as silent all along."""
-    if not stalled.size or clock.decay is None:
+def _steps_since(silent: np.ndarray, clock: _Clock, steps: int) -> float | None:
+    """Median over silent units of the ``k`` whose fade reaches their activity (see
+    :func:`_log_fade`), at most ``steps``; exactly zero slots count as silent all along."""
+    if not silent.size or clock.log_fade is None:
         return None
-    silent = np.log(np.maximum(stalled, _TINY) / clock.live) / math.log(clock.decay)
-    silent = np.where(stalled > 0.0, np.clip(silent, 0.0, steps), steps)
-    return float(round(float(np.median(silent))))
+    level = np.log(np.maximum(silent, _TINY) / clock.live)
+    found = np.searchsorted(-clock.log_fade, -level).astype(np.float64)
+    since = np.where(silent > 0.0, np.minimum(found, steps), steps)
+    return float(round(float(np.median(since))))
 
 
 def _grad_rms(variables: Sequence[VariableState]) -> float | None:
@@ -254,9 +341,10 @@ def _no_history(state: TrainingState, model: str) -> Finding:
 # --- the optimizer settings ----------------------------------------------------
 
 
-def _settings(state: TrainingState, thresholds: Thresholds, model: str) -> list[Finding]:
-    """GA414: a learning rate or clip that stops learning (error), or one far off (warning)."""
-    config = state.optimizer_config
+def _settings(state: TrainingState, thresholds: Thresholds, model: str,
+              harm: Sequence[str]) -> list[Finding]:
+    """GA414: a learning rate ≤ 0 or a clip that stops learning (error); a rate far from
+    the usual one: a warning when ``harm`` (the file's evidence) agrees, else info."""
     findings = []
     rate = _learning_rate(state)
     if rate is not None and rate <= 0:
@@ -265,24 +353,77 @@ def _settings(state: TrainingState, thresholds: Thresholds, model: str) -> list[
             "GA414", model, f"learning rate {rate:g}: {effect}",
             optimizer=state.optimizer, learning_rate=rate))
     elif rate is not None and state.optimizer in USUAL_LEARNING_RATES:
-        usual, source = USUAL_LEARNING_RATES[state.optimizer]
-        ratio = max(rate / usual, usual / rate)
-        if ratio > thresholds.learning_rate_factor:
-            side = "above" if rate > usual else "below"
+        findings += _far_rate(state, rate, thresholds, model, harm)
+    findings += _zero_clips(state, model)
+    return findings
+
+
+def _far_rate(state: TrainingState, rate: float, thresholds: Thresholds, model: str,
+              harm: Sequence[str]) -> list[Finding]:
+    """A rate far above the usual one with harm in the file (warning), or far off on
+    its own (info: a fine-tuning rate is far below on purpose)."""
+    assert state.optimizer is not None
+    usual, source = USUAL_LEARNING_RATES[state.optimizer]
+    ratio = max(rate / usual, usual / rate)
+    side = "above" if rate > usual else "below"
+    said = f"learning rate {rate:g} is {ratio:.0f}× {side} the usual {usual:g} for " \
+        f"{state.optimizer} ({source})"
+    metrics = dict(optimizer=state.optimizer, learning_rate=rate, usual=usual, source=source)
+    if side == "above" and harm and ratio > thresholds.learning_rate_harm_factor:
+        return [dataclasses.replace(finding(
+            "GA414", model, f"{said}, and the file shows what a too-high rate does: "
+            f"{'; '.join(harm)}", evidence=list(harm), **metrics),
+            severity=Severity.WARNING)]
+    if ratio > thresholds.learning_rate_factor:
+        return [dataclasses.replace(finding(
+            "GA414", model, f"{said}; {_no_harm(state)}", evidence=[], **metrics),
+            severity=Severity.INFO)]
+    return []
+
+
+def _no_harm(state: TrainingState) -> str:
+    """Why a far rate is only info: what the file was searched for, or that it has nothing."""
+    if any(_has_slots(v) for v in state.variables):
+        return "the optimizer state shows no harm from it (no stalled units, no NaN or Inf)"
+    return "the file holds no per-unit optimizer state that could show harm from it"
+
+
+def _harm(state: TrainingState, trained: Sequence[Finding]) -> list[str]:
+    """What in the file a too-high learning rate would explain: stalled units (GA401,
+    GA402) and optimizer slots holding NaN or Inf."""
+    harm = [f"{f.metrics['stalled_units']} of {f.metrics['units']} units of {f.layer} "
+            "stalled" for f in trained if f.code in ("GA401", "GA402")]
+    broken = [f"{v.layer}/{v.variable}" for v in state.variables if not v.finite]
+    if broken:
+        harm.append(f"NaN or Inf in the optimizer slots of {_join(broken)}")
+    return harm
+
+
+def _zero_clips(state: TrainingState, model: str) -> list[Finding]:
+    """GA414 for a clip of 0 the writer's optimizer applies: an error unless the optimizer
+    state shows gradients reached the weights, which the evidence wins (then info)."""
+    if not _zero_clip_zeroes(state.optimizer_config, state.keras_version):
+        return []
+    moved = [v for v in state.variables if v.nonzero]
+    findings = []
+    for key in CLIPS:
+        if _number(state.optimizer_config.get(key)) != 0:
+            continue
+        if moved:
             findings.append(dataclasses.replace(finding(
                 "GA414", model,
-                f"learning rate {rate:g} is {ratio:.0f}× {side} the usual {usual:g} for "
-                f"{state.optimizer} ({source})",
-                optimizer=state.optimizer, learning_rate=rate, usual=usual, source=source),
-                severity=Severity.WARNING))
-    if _zero_clip_zeroes(config):
-        for key in CLIPS:
-            if _number(config.get(key)) == 0:
-                findings.append(finding(
-                    "GA414", model,
-                    f"{key} = 0 in a Keras 2 optimizer (optimizer_v2) clips every gradient to "
-                    "zero: no step moves the weights",
-                    optimizer=state.optimizer, setting=key))
+                f"{key} = 0 in the optimizer config, which a Keras 2 optimizer_v2 would apply "
+                f"as a clip to zero, but the {state.optimizer} state shows gradients reached "
+                f"the weights (non-zero slots in {len(moved)} of {len(state.variables)} "
+                "variables): the clip was not applied",
+                optimizer=state.optimizer, setting=key, moved_variables=len(moved)),
+                severity=Severity.INFO))
+        else:
+            findings.append(finding(
+                "GA414", model,
+                f"{key} = 0 in a Keras 2 optimizer (optimizer_v2) clips every gradient to "
+                "zero: no step moves the weights",
+                optimizer=state.optimizer, setting=key))
     return findings
 
 
@@ -297,17 +438,28 @@ def _learning_rate(state: TrainingState) -> float | None:
     return state.learning_rate if state.learning_rate is not None else _number(configured)
 
 
-def _zero_clip_zeroes(config: dict[str, object]) -> bool:
+def _zero_clip_zeroes(config: dict[str, object], keras_version: str | None) -> bool:
     """Whether the optimizer applies a clip of 0 and so zeroes every gradient.
 
     tf.keras's optimizer_v2 (TensorFlow ≤ 2.10, ``tf_keras.optimizers.legacy``) does;
-    Keras 3, the newer tf_keras optimizers and standalone Keras skip a clip that is not
-    > 0. optimizer_v2 configs say ``is_legacy_optimizer: true`` (TensorFlow ≥ 2.11) or,
-    older, carry ``decay`` and ``learning_rate`` (standalone Keras wrote ``lr``).
+    Keras 3, the newer tf_keras optimizers and standalone Keras ≤ 2.3 skip a clip that
+    is not > 0. optimizer_v2 configs say ``is_legacy_optimizer: true`` (TensorFlow ≥
+    2.11) or, older, carry ``decay`` and ``learning_rate`` — as standalone Keras 2.3
+    did, which only the file's ``keras_version`` (no ``-tf``, below 2.4) tells apart.
     """
+    if _standalone_keras(keras_version):
+        return False
     if "is_legacy_optimizer" in config:
         return config["is_legacy_optimizer"] is True
     return "decay" in config and "learning_rate" in config
+
+
+def _standalone_keras(version: str | None) -> bool:
+    """Whether ``keras_version`` names standalone Keras (≤ 2.3): tf.keras wrote
+    ``2.x.y-tf``, and from 2.4 on Keras was tf.keras (tf_keras writes ``2.21.0``)."""
+    match = re.match(r"(\d+)\.(\d+)", version or "")
+    return (match is not None and "-tf" not in (version or "")
+            and (int(match[1]), int(match[2])) < (2, 4))
 
 
 def _number(value: object) -> float | None:

@@ -111,11 +111,16 @@ def _read_h5_config(path: Path) -> bytes | str:
 class Remedy(enum.IntEnum):
     """How to get past a refusal, in the order the message gives them."""
 
+    MOVE = 0
     IMPORT = 1
     UNSAFE = 2
 
 
 REMEDIES = {
+    Remedy.MOVE: "A class defined in the saving script cannot be imported from anywhere: move "
+                 "it into a module (a .py file) that registers it with "
+                 "@keras.saving.register_keras_serializable(), save the model again from a "
+                 "script that imports it, and pass --import with that module",
     Remedy.IMPORT: "For your own layer classes, pass --import with the module that registers "
                    "them (a module name or a .py file)",
     Remedy.UNSAFE: "Pass --unsafe only if you trust this file",
@@ -171,12 +176,28 @@ def _node_references(node: dict[str, Any], provided: Provided) -> Iterator[tuple
     if class_name == LAMBDA_TAG:
         yield "a Python lambda stored in the file (bytecode that would run)", Remedy.UNSAFE
     module = node.get("module")
+    if ("module" in node and module is None) or module == "__main__":
+        yield from _script_class(module, class_name, node, provided)
+        return
     if not isinstance(module, str):
         return
     if module.split(".")[0] in SAFE_MODULE_ROOTS:
         yield from _keras_reference(module, class_name, inner)
     else:
         yield from _user_reference(module, class_name, node, provided)
+
+
+def _script_class(module: str | None, class_name: str | None, node: dict[str, Any],
+                  provided: Provided) -> Iterator[tuple[str, Remedy]]:
+    """A class defined in the script that saved the model: Keras 3 writes its module as
+    null (``__main__`` elsewhere), so nothing can import it — unless an ``--import``ed
+    module registers it under the same registered name, which Keras resolves."""
+    key = node.get("registered_name", class_name)
+    if provided.module_of(key) is not None:
+        return
+    where = "null" if module is None else "'__main__'"
+    yield (f"class '{class_name}' was defined in the script that saved the model (its module "
+           f"is {where})"), Remedy.MOVE
 
 
 def _user_reference(module: str, class_name: str | None, node: dict[str, Any],

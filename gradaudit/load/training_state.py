@@ -24,6 +24,7 @@ model's optimizer state is two or three times its weights.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -47,7 +48,7 @@ from gradaudit.load.training_types import (
 from gradaudit.options import Limits
 
 __all__ = ["OPTIMIZERS", "CompileConfig", "Head", "TrainingState", "VariableState",
-           "read_training_state"]
+           "read_training_state", "trainable_params"]
 
 LSO_OWN_VARIABLES = 4
 """A Keras 3 LossScaleOptimizer's own variables before its inner optimizer's:
@@ -69,6 +70,25 @@ def read_training_state(path: str, fmt: str, *, max_params: int = Limits().max_p
         return _read(Path(path), fmt, max_params, config)
     except Exception as exc:  # a hostile file may make h5py or json fail anywhere
         return TrainingState(notes=(f"the training state could not be read ({first_line(exc)})",))
+
+
+def trainable_params(path: str, fmt: str, config: dict[str, Any]) -> int | None:
+    """The trainable parameters of a ``.keras`` or ``.h5`` model, from its config's
+    ``trainable`` flags and its weight datasets (h5py, nothing run): what a file saved
+    without compile, which holds no optimizer state, says. None when it cannot tell
+    (a subclassed model's config lists no layers). ``config`` is past the size gates."""
+    file = Path(path)
+    opener: AbstractContextManager[Any] = (
+        h5read.zip_member(file, limits.WEIGHTS_MEMBER) if fmt == "keras" else _h5_file(file))
+    with opener as handle:
+        if handle is None:
+            return None
+        try:
+            blocks = (keras_blocks(config, handle) if fmt == "keras"
+                      else h5_blocks(config, h5read.group(handle, "model_weights")))
+        except Unmapped:
+            return None
+    return sum(math.prod(w.shape) for block in blocks for w in block.flat())
 
 
 def _read(path: Path, fmt: str, max_params: int,
@@ -93,7 +113,7 @@ def _read(path: Path, fmt: str, max_params: int,
                      if isinstance(raw_compile, dict) else None)
     optimizer, problem = optimizer_slots.optimizer_of(raw_optimizer)
     notes += [problem] if problem else []
-    base = TrainingState(compile=compiled, heads=heads)
+    base = TrainingState(compile=compiled, heads=heads, keras_version=version)
     if optimizer is None:
         if isinstance(raw_compile, dict) and not problem:
             notes.append("the compile config names no optimizer")

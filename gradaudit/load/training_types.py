@@ -120,3 +120,6 @@ class TrainingState:
     """What could not be read or mapped, in words (the report shows them)."""
     heads: tuple[Head, ...] = ()
     """The layers producing the model's outputs, in output order (for GA411–GA413)."""
+    keras_version: str | None = None
+    """The ``keras_version`` a legacy ``.h5`` records of its writer (``2.3.1`` for
+    standalone Keras, ``2.x.y-tf`` for old tf.keras): which optimizer applied the config."""

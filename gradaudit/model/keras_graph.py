@@ -197,12 +197,22 @@ class KerasModel:
         """The first operations after the layer through which no gradient passes.
 
         Walks the Keras functional graph from the layer towards the outputs of its
-        model, and on through enclosing models. Returns ``None`` when no graph is
-        recorded (subclassed models) or no cutting operation is found.
+        model, and on through enclosing models. Where an enclosing model records no
+        graph (a subclassed model) and none was found before it, the cut is in that
+        model's call, and is named so; ``None`` when no cutting operation is found.
         """
         placed = self._placed[layer.name]
         starts = [t for node in placed.anchor._inbound_nodes for t in _tensors(node.output_tensors)]
-        return _cut_through(list(placed.owners), starts)
+        return _cut_through(list(placed.owners), starts) or self._in_blind_call(placed.owners)
+
+    def _in_blind_call(self, owners: tuple[Any, ...]) -> str | None:
+        """The call of the innermost enclosing model that records no graph (a subclassed
+        model), where :func:`_cut_through` stopped: a cut it did not see is in there."""
+        blind = next((m for m in reversed(owners) if not getattr(m, "outputs", None)), None)
+        if blind is None:
+            return None
+        name = next((n for n, p in self._placed.items() if p.layer is blind), self.name)
+        return f"an operation in {name}'s call (a subclassed model records no graph of it)"
 
     def input_cut(self, index: int) -> str | None:
         inputs = getattr(self.model, "inputs", None) or []

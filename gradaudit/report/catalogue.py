@@ -327,7 +327,8 @@ CATALOGUE: tuple[Rule, ...] = (
         title="Units that stopped getting a gradient during training",
         explanation=(
             f"At least `dead_warn` (default {_DEFAULT.dead_warn:.0%}) of a layer's units "
-            "received no gradient during the last steps before the model was saved, as "
+            "stopped getting a gradient (none, or one ≥1000× below their past) during the "
+            "last steps before the model was saved, as "
             "the optimizer state in the file shows: a slot that gets no gradient shrinks "
             "by a fixed factor at every step (Adam's |m|/√v by β1/√β2 ≈ 0.9, RMSprop's "
             "√v by √ρ, SGD's momentum by the momentum). A unit is stalled when Adam's "
@@ -336,7 +337,13 @@ CATALOGUE: tuple[Rule, ...] = (
             f"`stall_relative` (default {_power(_DEFAULT.stall_relative)}) × the most "
             "active unit of the model; and only once the file's steps are enough for a "
             "live unit to decay that far (before that, only slots that are exactly zero "
-            "count). This is what the training data did, which the probe's random inputs "
+            "count). It says a unit \"received no gradient\" only where the state shows "
+            "it: slots exactly zero, or Adam's ratio decayed at the no-gradient rate as far "
+            "again past the threshold; other stalled units are worded by how far their "
+            "gradient fell (≥1/`stall_ratio` below their own past for Adam; below "
+            "`stall_relative` × the most active unit for a magnitude, which cannot tell a "
+            "trickle from nothing). "
+            "This is what the training data did, which the probe's random inputs "
             "may not show: usually dying ReLU units after a too-high learning rate, or "
             "units cut off by dead layers after them."
         ),
@@ -469,11 +476,18 @@ CATALOGUE: tuple[Rule, ...] = (
         title="Optimizer settings that stop learning",
         explanation=(
             "Error: a learning rate ≤ 0, or a clipnorm/clipvalue/global_clipnorm of 0 in "
-            "a Keras 2 optimizer_v2 (which clips every gradient to zero; Keras 3 skips a "
-            "clip of 0). Warning: a learning rate more than `learning_rate_factor` "
-            f"(default {_DEFAULT.learning_rate_factor:g}) times above or below the "
-            f"optimizer's usual rate ({_rates()}). A schedule is judged by its initial "
-            "rate."
+            "a Keras 2 optimizer_v2 (which clips every gradient to zero; Keras 3 and "
+            "standalone Keras ≤ 2.3, told by the HDF5 `keras_version` without `-tf`, skip "
+            "a clip of 0) — unless the optimizer state shows gradients reached the "
+            "weights (non-zero slots): the evidence wins, and the setting is then info. "
+            "Warning: a learning rate more than `learning_rate_harm_factor` (default "
+            f"{_DEFAULT.learning_rate_harm_factor:g}) times above the optimizer's usual "
+            "rate when the file shows what a too-high rate does (stalled units, GA401/"
+            "GA402; NaN or Inf in the optimizer slots), named in the finding. Info: a rate "
+            f"more than `learning_rate_factor` (default {_DEFAULT.learning_rate_factor:g}) "
+            "times above or below the usual one with no such evidence (fine-tuning runs "
+            f"far below on purpose). Usual rates: {_rates()}. A schedule is judged by its "
+            "initial rate."
         ),
         fix=(
             "Set a positive learning rate near the optimizer's usual one, and leave "

@@ -336,7 +336,7 @@ def _keras_cases(dest: Path) -> list[Case]:
     case("unknown_layer.keras", "unknown layer class", "Keras could not load the model",
          lambda p: with_config(HEALTHY_KERAS, p, rename("NoSuchLayer")))
     case("custom_unregistered.keras", "custom class not importable",
-         "Keras could not load the model",
+         "was defined in the script that saved the model (its module is null)",
          lambda p: with_config(HEALTHY_KERAS, p, rename("Ghost", "no_such_pkg>Ghost", None)))
     case("custom_module.keras", "custom class not importable",
          "a reference to Python module 'no_such_pkg.layers'",
