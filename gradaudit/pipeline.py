@@ -13,7 +13,7 @@ import functools
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,7 +147,10 @@ def audit_model(
         objective="loss" if objective.uses_loss else "projection",
         objectives=kinds if len(set(kinds.values())) > 1 else None,
     )
-    return with_training(report, training, options.thresholds)
+    labels = {} if losses is None else {
+        name: given for name, given in zip(losses.outputs, objective.labels, strict=False)
+        if given is not None}
+    return with_training(report, training, options.thresholds, labels)
 
 
 def _unjudged(model: AuditedModel, evidence: Evidence) -> list[Variable]:
@@ -294,9 +297,11 @@ def file_training_state(path: str, fmt: str,
 
 
 def with_training(report: ModelReport, state: TrainingState | None,
-                  thresholds: Thresholds) -> ModelReport:
+                  thresholds: Thresholds,
+                  labels: Mapping[str, np.ndarray] | None = None) -> ModelReport:
     """``report`` with the training history on its layers (matched by name), the
-    training summary, the state's notes and the GA4xx findings among the others."""
+    training summary, the state's notes and the GA4xx findings among the others; the
+    user's ``labels`` (by output name) are read against the heads they train."""
     if state is None:
         return report
     histories = {h.layer: h for h in history(state, thresholds)}
@@ -310,7 +315,8 @@ def with_training(report: ModelReport, state: TrainingState | None,
         report,
         layers=tuple(_with_history(row, histories.get(row.name)) for row in report.layers),
         findings=tuple(ordered(
-            [*report.findings, *check(state, thresholds, report.model_name)], depth)),
+            [*report.findings, *check(state, thresholds, report.model_name),
+             *heads.unreachable_labels(state, labels or {})], depth)),
         notes=report.notes + notes,
         training=TrainingSummary(
             optimizer=state.optimizer, iterations=state.iterations,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pytest
 from keras import layers
 
@@ -23,6 +24,7 @@ from gradaudit.load.training_state import CompileConfig, Head, TrainingState
 from gradaudit.model.head_table import HEAD_LOSS, table_markdown, table_text
 from gradaudit.options import Options
 from gradaudit.pipeline import audit_path
+from gradaudit.probe.supplied import read_inputs_file
 from gradaudit.report.catalogue import lookup
 from gradaudit.report.types import Finding
 from tests.conftest import ROOT
@@ -275,3 +277,39 @@ def test_the_table_is_what_explain_and_the_readme_print() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert table_markdown() in readme
     assert {p.code for p in HEAD_LOSS} == {"GA411", "GA412"}
+
+
+# --- supplied labels against a bounded head ---------------------------------------------
+
+@pytest.mark.parametrize(("activation", "scale", "expected"), [
+    ("tanh", 3.0, {("GA412", "out", "warning")}),  # N(0, 3): ~74% beyond ±1
+    ("tanh", 0.3, set()),  # the healthy twin: every label within (-1, 1)
+    ("sigmoid", 3.0, {("GA412", "out", "warning")}),
+    (None, 3.0, set()),  # a linear regression head reaches any target
+])
+def test_supplied_labels_a_bounded_head_cannot_reach(
+        tmp_path: Path, activation: str | None, scale: float,
+        expected: set[tuple[str, str, str]]) -> None:
+    model = _mlp(layers.Dense(2, activation=activation, name="out"),
+                 name=f"head_{activation}_{scale:g}")
+    path = _saved(tmp_path, model, "mse")
+    rng = np.random.default_rng(0)
+    labels = np.clip(rng.normal(0.0, scale, (64, 2)), -0.99, 0.99) if scale < 1 else (
+        rng.normal(0.0, scale, (64, 2)))
+    data = tmp_path / "data.npz"
+    np.savez(data, features=rng.standard_normal((64, 8)).astype("float32"),
+             y=labels.astype("float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = audit_path(str(path), Options(samples=64),
+                            read_inputs_file(data, 64))
+    found = {(f.code, f.layer, str(f.severity)): f for f in report.findings
+             if f.code.startswith("GA41")}
+    assert set(found) == expected
+    if expected:
+        finding = found[("GA412", "out", "warning")]
+        low, high = (0.0, 1.0) if activation == "sigmoid" else (-1.0, 1.0)
+        truth = float(np.mean((labels < low) | (labels > high)))  # measured, not written down
+        assert finding.metrics["share_outside"] == pytest.approx(truth, abs=1e-4)
+        assert finding.metrics["head_range"] == [low, high]
+        assert f"{truth:.0%} of the supplied labels lie outside" in finding.message

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import numpy as np
 
 from gradaudit.load import compile_info
 from gradaudit.load.training_types import CompileConfig, Head, TrainingState
@@ -26,6 +28,7 @@ from gradaudit.model.head_table import (
     BINARY_LOSSES,
     CLASS_METRICS,
     HEAD_LOSS,
+    HEAD_RANGES,
     PROBABILITY_ACTIVATIONS,
     REGRESSION_LOSSES,
     SIGMOIDS,
@@ -158,6 +161,41 @@ def _metric_note(output: Output, pairing: Pairing) -> str:
                  or m.endswith("accuracy") or m in CLASS_METRICS]
         return f" (the metrics {', '.join(shown)} show a classifier)"
     return ""
+
+
+def unreachable_labels(state: TrainingState, labels: Mapping[str, np.ndarray]
+                       ) -> list[Finding]:
+    """GA412 where the user's labels (``--inputs``, by output name) lie outside what a
+    bounded head (:data:`HEAD_RANGES`) can output, under a regression loss: those targets
+    cannot be reached, and the loss drives the head into its flat ends chasing them.
+    Probability losses get no finding here: their labels are checked before the probe."""
+    compiled = state.compile
+    if compiled is None:
+        return []
+    findings = []
+    for head in state.heads:
+        raw = compiled.losses.get(head.output)
+        activation = (head.activation or "linear").lower()
+        given = labels.get(head.output)
+        if (given is None or raw is None or _loss_name(raw) not in REGRESSION_LOSSES
+                or activation not in HEAD_RANGES or not given.size):
+            continue
+        low, high = HEAD_RANGES[activation]
+        values = np.asarray(given, dtype=np.float64)
+        outside = float(np.mean((values < low) | (values > high)))
+        if outside == 0.0:
+            continue
+        reach = f"[{low:g}, {high:g}]".replace("inf", "∞")
+        findings.append(finding(
+            "GA412", head.layer,
+            f"{activation} head under {_loss_name(raw)}: {outside:.0%} of the supplied "
+            f"labels lie outside {reach}, what it can output (labels in "
+            f"[{values.min():g}, {values.max():g}]): unreachable targets, chased into the "
+            "head's flat ends; use a linear head, or scale the labels into its range",
+            activation=activation, loss=_loss_name(raw), head_range=[low, high],
+            label_range=[float(values.min()), float(values.max())],
+            share_outside=round(outside, 4)))
+    return findings
 
 
 # --- the architecture alone -----------------------------------------------------------

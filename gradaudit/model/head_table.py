@@ -7,6 +7,7 @@ that neither reaches back into the other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,14 @@ REGRESSION_LOSSES = frozenset({
     "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
 })
 """Losses that score a real-valued target (Keras's canonical names)."""
+HEAD_RANGES: dict[str, tuple[float, float]] = {
+    "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0),
+    "tanh": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0), "relu": (0.0, math.inf),
+    "relu6": (0.0, 6.0), "softplus": (0.0, math.inf), "exponential": (0.0, math.inf),
+    "elu": (-1.0, math.inf), "selu": (-1.7580993408473766, math.inf),
+}
+"""The values a bounded head can output (selu's floor is -scale·alpha): a regression
+target outside them is one no weight can reach."""
 ACCURACY = frozenset({"accuracy", "acc"})
 """The metric names Keras resolves to binary, categorical or sparse categorical accuracy."""
 CLASS_METRICS = frozenset({"auc", "precision", "recall", "f1_score", "fbeta_score"})
