@@ -152,6 +152,7 @@ def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None)
 def _live_losses(model: Any) -> CompiledLosses | None:
     """A compiled model's losses, read from its compile config as a saved file's are (so
     a model and its file get the same objective); None when it is not compiled."""
+    from gradaudit.load import compile_info
     from gradaudit.load.loss_config import compiled_losses
 
     try:
@@ -163,7 +164,8 @@ def _live_losses(model: Any) -> CompiledLosses | None:
         return compiled_losses(None, None, (f"the compile config cannot be read "
                                             f"({type(exc).__name__}): the probe "
                                             "differentiates a random projection",))
-    return compiled_losses(config, raw)
+    compiled, notes = compile_info.compile_config(raw, compile_info.output_names(config))
+    return compiled_losses(config, compiled, tuple(notes))
 
 
 def _objective(value: str | None) -> ObjectiveKind | None:

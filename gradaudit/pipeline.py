@@ -79,16 +79,18 @@ def audit_path(
     if options.no_probe:
         return audit_file(path, options)
     from gradaudit.load.loader import load_model
-    from gradaudit.load.loss_config import file_losses
+    from gradaudit.load.loss_config import compiled_losses
 
     with _quiet_library_output():
         loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
                             signature=options.signature, imports=options.imports,
                             seed=options.seed)
+        training = file_training_state(path, loaded.format, loaded.config)
+        losses = None if training is None else compiled_losses(loaded.config,
+                                                               training.compile)
         report = audit_model(loaded.model, options, path=path, fmt=loaded.format,
                              unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
-                             training=file_training_state(path, loaded.format, loaded.config),
-                             losses=file_losses(path, loaded.format, loaded.config))
+                             training=training, losses=losses)
         return with_architecture(report, loaded.config)
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from gradaudit import audit
 from gradaudit.formats import Format, render
-from gradaudit.load.loss_config import CompiledLosses, loss_specs
+from gradaudit.load.compile_info import compile_config
+from gradaudit.load.loss_config import CompiledLosses
 from gradaudit.probe.objective import build
 from gradaudit.report import json_io
 from tests.conftest import FIXTURES, run_cli
@@ -215,9 +216,11 @@ def test_loss_objects_keep_their_config_and_weight() -> None:
         "reduction": "auto", "name": "binary_crossentropy", "from_logits": True,
         "label_smoothing": 0.1, "axis": -1, "fn": "binary_crossentropy"}},
         "loss_weights": [0.5]}
-    specs, notes = loss_specs(raw, ["out"])
-    assert notes == []
-    spec = specs["out"]
+    compiled, notes = compile_config(raw, ["out"])
+    assert notes == [] and compiled is not None
+    assert compiled.losses == {"out": "binary_crossentropy"}
+    assert compiled.from_logits == {"out": True}
+    spec = compiled.specs["out"]
     assert (spec.name, spec.written, spec.is_class, spec.weight) == (
         "binary_crossentropy", "BinaryCrossentropy", True, 0.5)
     assert spec.config["label_smoothing"] == 0.1
@@ -228,8 +231,9 @@ def test_a_loss_outside_keras_and_not_registered_is_projected_with_a_note() -> N
     the projection, with a note; the module the file names is never imported."""
     raw = {"loss": {"module": "os", "class_name": "system", "registered_name": "system",
                     "config": {"command": "echo owned"}}}
-    specs, _ = loss_specs(raw, ["head"])
-    objective = build(CompiledLosses(("head",), specs, {"head": 1}), None, 0, {})
+    compiled, _ = compile_config(raw, ["head"])
+    assert compiled is not None
+    objective = build(CompiledLosses(("head",), compiled.specs, {"head": 1}), None, 0, {})
     assert not objective.uses_loss
     assert "cannot be rebuilt" in objective.notes[0] and "system" in objective.notes[0]
 

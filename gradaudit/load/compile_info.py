@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from gradaudit.load.trainable_vars import model_layers
-from gradaudit.load.training_types import CompileConfig, Head
+from gradaudit.load.training_types import CompileConfig, Head, LossSpec
 
 ALIASES = {
     "mse": "mean_squared_error", "mae": "mean_absolute_error",
@@ -60,12 +60,13 @@ def compile_config(raw: Any, outputs: list[str], *, keras_version: str | None = 
         if not isinstance(raw, dict):
             raise Garbled("it is not a mapping")
         losses = _per_output(raw.get("loss"), outputs, "loss")
-        parsed = {name: _loss(item) for name, item in losses.items()}
         weights = _per_output(raw.get("loss_weights"), outputs, "loss_weights")
         loss_weights = {name: _weight(weights.get(name)) for name in outputs}
+        specs = {name: loss_spec(item, loss_weights[name])
+                 for name, item in losses.items() if item is not None}
     except Garbled as garbled:
         return None, [f"the compile config is garbled ({garbled}): the head and loss checks "
-                      "are skipped"]
+                      "are skipped and the probe differentiates a random projection"]
     notes = []
     try:
         metrics = _metrics(raw.get("metrics"), outputs)
@@ -74,11 +75,12 @@ def compile_config(raw: Any, outputs: list[str], *, keras_version: str | None = 
         notes.append(f"the metrics in the compile config cannot be read ({garbled}): "
                      "they are not judged")
     return CompileConfig(
-        losses={name: parsed.get(name, (None, False))[0] for name in outputs},
-        from_logits={name: parsed.get(name, (None, False))[1] for name in outputs},
+        losses={name: specs[name].name if name in specs else None for name in outputs},
+        from_logits={name: name in specs and specs[name].from_logits for name in outputs},
         loss_weights=loss_weights,
         metrics=metrics,
         accuracy_by_loss=accuracy_by_loss(keras_version),
+        specs=specs,
     ), notes
 
 
@@ -120,27 +122,27 @@ def _per_output(item: Any, outputs: list[str], what: str) -> dict[str, Any]:
     raise Garbled(f"{what} is a {type(item).__name__}")
 
 
-def _loss(item: Any) -> tuple[str | None, bool]:
-    """(canonical loss name, from_logits) of one output's loss."""
-    if item is None:
-        return None, False
+def loss_spec(item: Any, weight: float) -> LossSpec:
+    """One output's loss (not None) as written: a name, a function object or a loss
+    object with its config (``from_logits``, label smoothing, reduction …)."""
     if isinstance(item, str):
-        return _canonical(item), False
+        return LossSpec(_canonical(item), item[:MAX_NAME], False, weight=weight)
     if not _is_object(item):
         raise Garbled(f"a loss is a {type(item).__name__}, not a name or a loss object")
     config = item.get("config")
     if item["class_name"] == "function":
         if not isinstance(config, str):
             raise Garbled("a loss function is saved without its name")
-        return _canonical(config), False
-    if config is None:
-        config = {}
+        return LossSpec(_canonical(config), config[:MAX_NAME], False, weight=weight)
+    config = {} if config is None else config
     if not isinstance(config, dict):
         raise Garbled(f"the config of loss {item['class_name'][:MAX_NAME]} is not a mapping")
-    logits = config.get("from_logits", False)
-    if not isinstance(logits, bool):
+    if not isinstance(config.get("from_logits", False), bool):
         raise Garbled(f"from_logits of loss {item['class_name'][:MAX_NAME]} is not true or false")
-    return _canonical(snake(item["class_name"].split(">")[-1])), logits
+    registered = item.get("registered_name")
+    written = registered if isinstance(registered, str) and registered else item["class_name"]
+    return LossSpec(_canonical(item["class_name"]), written[:MAX_NAME], True, dict(config),
+                    weight)
 
 
 def _metrics(item: Any, outputs: list[str]) -> dict[str, tuple[str, ...]]:

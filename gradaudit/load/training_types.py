@@ -65,6 +65,26 @@ class VariableState:
 
 
 @dataclass(frozen=True)
+class LossSpec:
+    """One output's loss as the compile config states it."""
+
+    name: str
+    """Canonical snake-case name (``binary_crossentropy``), what labels are drawn for."""
+    written: str
+    """The name to rebuild from: a loss class (``BinaryCrossentropy``), a loss function
+    (``mse``) or a registered name (``my_pkg>FocalLoss``)."""
+    is_class: bool
+    config: dict[str, Any] = field(default_factory=dict)
+    """The loss object's config (empty for a function)."""
+    weight: float = 1.0
+
+    @property
+    def from_logits(self) -> bool:
+        """Whether the loss reads logits (validated a bool when the spec is read)."""
+        return self.config.get("from_logits", False) is True
+
+
+@dataclass(frozen=True)
 class CompileConfig:
     """The compile config as saved: loss per output, ``from_logits``, loss weights, metrics.
 
@@ -86,6 +106,9 @@ class CompileConfig:
     accuracy_by_loss: bool = False
     """Whether the writer resolved ``accuracy`` from the loss (standalone Keras ≤ 2.3,
     tf.keras ≤ 2.1: binary accuracy under a binary crossentropy), not from the shapes."""
+    specs: dict[str, LossSpec] = field(default_factory=dict)
+    """Output name → its loss as written, for the probe to rebuild (outputs with a loss
+    only); ``losses`` and ``from_logits`` are the names and flags the checks read of it."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from gradaudit.errors import AuditError
-from gradaudit.load.loss_config import CompiledLosses, LossSpec
+from gradaudit.load.loss_config import CompiledLosses
+from gradaudit.load.training_types import LossSpec
 
 Form = Literal["one_hot", "ids", "binary", "signed", "counts", "positive", "normal"]
 FORMS: dict[str, Form] = {
