@@ -112,13 +112,14 @@ def audit_model(
     # Before anything runs: supplied labels that do not fit the loss are a usage error.
     objective = objective_mod.build(losses, options.objective, options.seed,
                                     supplied.labels if supplied is not None else {})
-    kinds = objective.kinds(list(losses.outputs) if losses is not None else [])
     step("sizing")
     planned = _plan_inputs(model, options, supplied)
     with reported_as("running the model on probe inputs failed: {reason}"):
         result = probe(model, planned.batches, options, objective=objective,
                        on_batch=lambda samples: step(f"probing batch "
                        f"{math.ceil(samples / planned.batch_size)}/{planned.batch_count}"))
+    objective = objective.applied(result.returned)
+    kinds = objective.kinds(list(losses.outputs) if losses is not None else [])
     step("checks")
     specs = planned.specs
     float_inputs = [(spec.name, i) for i, spec in enumerate(specs) if spec.is_float]

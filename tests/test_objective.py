@@ -273,3 +273,16 @@ def test_a_loss_registered_by_an_import_is_used(tmp_path: Path) -> None:
     model = document["models"][0]
     assert model["summary"]["objective"] == "loss"
     assert not [note for note in model["notes"] if "cannot be rebuilt" in note]
+
+
+def test_losses_for_another_number_of_outputs_are_reported_as_the_projection() -> None:
+    """The report never says "loss" where the probe projected: a compile config naming
+    two outputs does not apply to a model that returns one."""
+    compiled, _ = compile_config({"loss": "mse"}, ["a", "b"])
+    assert compiled is not None
+    objective = build(CompiledLosses(("a", "b"), compiled.specs, {}), None, 0, {})
+    assert objective.uses_loss and objective.applied(2) is objective
+    applied = objective.applied(1)
+    assert not applied.uses_loss
+    assert applied.kinds(["a", "b"]) == {}
+    assert "names 2 outputs and the model returns 1" in applied.notes[-1]

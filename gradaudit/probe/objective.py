@@ -87,6 +87,16 @@ class Objective:
         return {name: "projection" if loss is None else "loss"
                 for name, loss in zip(names, self.losses, strict=False)}
 
+    def applied(self, returned: int) -> Objective:
+        """This objective as the probe applied it to a model that returned ``returned``
+        outputs: losses for another number of outputs are not matched by position, so
+        every output was projected, and the report must not say otherwise."""
+        if not self.uses_loss or returned == len(self.losses):
+            return self
+        return Objective((), (), self.seed, (*self.notes, (
+            f"the compile config names {len(self.losses)} outputs and the model returns "
+            f"{returned}: the probe differentiates a random projection of every output")))
+
     def batch_labels(self, offset: int, n: int) -> list[tf.Tensor | None]:
         """The supplied labels of the batch of ``n`` samples from ``offset`` (None: drawn)."""
         return [None if labels is None else tf.constant(labels[offset:offset + n])

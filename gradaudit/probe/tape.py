@@ -129,6 +129,9 @@ class ProbeResult:
     inputs: list[GradStats]
     outputs: dict[int, OutputStats]
     """Index among the model's outputs → its range; float outputs only."""
+    returned: int = 0
+    """How many outputs the model returned: a loss objective for another number was
+    not applied (:meth:`Objective.applied`)."""
 
 
 def probe(
@@ -233,7 +236,7 @@ def probe(
                  for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
     return ProbeResult(samples=samples, units=unit_stats, variables=variables,
-                       inputs=inputs, outputs=output_stats)
+                       inputs=inputs, outputs=output_stats, returned=step.returned)
 
 
 class _Step:
@@ -279,6 +282,7 @@ class _Step:
         self.row_variables: list[int] = []  # variables whose gradient comes as rows (lookups)
         self.variables_connected: list[bool] = []
         self.inputs_connected: list[bool] | None = None
+        self.returned = 0  # outputs the model returns, seen when the step runs or traces
 
     def __call__(self, tensors: list[tf.Tensor], labels: list[tf.Tensor | None],
                  offset: tf.Tensor) -> dict[str, Any]:
@@ -413,6 +417,7 @@ class _Step:
         projection."""
         # The compile config names the outputs in the order the model returns them; a
         # model that returns another number of outputs is not matched by position.
+        self.returned = len(outputs)
         losses = self.objective.losses if len(self.objective.losses) == len(outputs) else ()
         cotangents = self._cotangents(outputs)
         terms = []
