@@ -30,6 +30,7 @@ import tensorflow as tf
 from gradaudit.errors import AuditError
 from gradaudit.load.loss_config import CompiledLosses
 from gradaudit.load.training_types import LossSpec
+from gradaudit.model.head_table import PROBABILITY_LOSSES
 
 Form = Literal["one_hot", "ids", "binary", "signed", "counts", "positive", "normal"]
 FORMS: dict[str, Form] = {
@@ -86,6 +87,15 @@ class Objective:
         """Output name → "loss" or "projection"."""
         return {name: "projection" if loss is None else "loss"
                 for name, loss in zip(names, self.losses, strict=False)}
+
+    @property
+    def reads_logits(self) -> bool:
+        """Whether a loss here is a probability crossentropy with ``from_logits=False``:
+        the losses Keras's TensorFlow backend differentiates through the logits of a final
+        sigmoid/softmax (``_get_logits``) — from the ``_keras_logits`` Keras's activations
+        leave on a tensor, or, in a traced function only, from the op that made it."""
+        return any(loss is not None and loss.spec.name in PROBABILITY_LOSSES
+                   and not loss.spec.from_logits for loss in self.losses)
 
     def applied(self, returned: int) -> Objective:
         """This objective as the probe applied it to a model that returned ``returned``

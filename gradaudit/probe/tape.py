@@ -161,9 +161,10 @@ def probe(
     only, without the tape: the gradient statistics are those of the batches
     before (an eager step; a traced one keeps its whole step). ``compiled``
     traces the step with ``tf.function`` instead of running eagerly (default:
-    as the model prefers; always under a loss ``objective``, as ``fit`` traces its
-    step, so that Keras's rule of differentiating a sigmoid/softmax head under a
-    crossentropy through its logits applies exactly as in training). ``on_batch`` is
+    as the model prefers; always under a probability crossentropy, as ``fit`` traces its
+    step, so that Keras's rule of differentiating a sigmoid/softmax head through its
+    logits applies exactly as in training, also to a head that ends in a raw op; the
+    rule touches no other loss, which runs eagerly, as fast as the projection). ``on_batch`` is
     told the samples probed so far after each batch (progress). ``objective``: what is
     differentiated per output (None: the projection for every output).
     """
@@ -173,7 +174,7 @@ def probe(
     step = _Step(model, watched, options.seed, thresholds.saturation_eps,
                  not options.inference, max_samples, objective)
     if compiled is None:
-        compiled = model.prefers_tracing or step.objective.uses_loss
+        compiled = model.prefers_tracing or step.objective.reads_logits
     run = tf.function(step, reduce_retracing=True) if compiled else step
     unit_stats: dict[str, UnitStats] = {}
     output_stats: dict[int, OutputStats] = {}
