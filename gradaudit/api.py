@@ -28,7 +28,7 @@ from gradaudit.report.types import AuditRun, ModelReport
 if TYPE_CHECKING:
     import keras
 
-    from gradaudit.load.loss_config import CompiledLosses
+    from gradaudit.history.loss_config import CompiledLosses
     from gradaudit.probe.supplied import Arrays
 
     Inputs = str | os.PathLike[str] | Arrays
@@ -136,8 +136,8 @@ def audit(
 
 
 def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None) -> ModelReport:
+    from gradaudit.history.live_state import live_training_state
     from gradaudit.model.keras_graph import KerasModel, keras_package
-    from gradaudit.model.live_state import live_training_state
     from gradaudit.pipeline import audit_model
 
     if not isinstance(model, keras_package(model).Model):  # Keras 3, or Keras 2 (tf_keras)
@@ -152,8 +152,8 @@ def _audit_object(model: Any, options: Options, supplied: SuppliedInputs | None)
 def _live_losses(model: Any) -> CompiledLosses | None:
     """A compiled model's losses, read from its compile config as a saved file's are (so
     a model and its file get the same objective); None when it is not compiled."""
-    from gradaudit.load import compile_info
-    from gradaudit.load.loss_config import compiled_losses
+    from gradaudit.history import compile_info
+    from gradaudit.history.loss_config import compiled_losses
 
     try:
         raw = model.get_compile_config() if hasattr(model, "get_compile_config") else None

@@ -8,7 +8,7 @@ called nor retraced), leaving weights, moving statistics and optimizer state as
 they were, so training continues exactly as without the callback.
 
 Each audit also reads the live optimizer (``model.optimizer``: its iterations,
-learning rate and slots, see :mod:`gradaudit.model.live_state`), so units that
+learning rate and slots, see :mod:`gradaudit.history.live_state`), so units that
 stopped receiving gradients during training are reported as a saved file's
 optimizer state would show them (GA401–GA403), whatever the held-out batch does.
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from gradaudit.checks import heads, ordered
 from gradaudit.checks.training import LayerHistory, check, history
 from gradaudit.errors import AuditError, reported_as
+from gradaudit.history.training_state import TrainingState, read_training_state, trainable_params
 from gradaudit.load import archive, config_layers, limits
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config
-from gradaudit.load.training_state import TrainingState, read_training_state, trainable_params
 from gradaudit.model.interface import AuditedModel, Variable, param_count, variable_label
 from gradaudit.options import Options, Thresholds
 from gradaudit.report.types import (
@@ -40,7 +40,7 @@ from gradaudit.report.types import (
 if TYPE_CHECKING:
     import numpy as np
 
-    from gradaudit.load.loss_config import CompiledLosses
+    from gradaudit.history.loss_config import CompiledLosses
     from gradaudit.model.specs import InputSpec
     from gradaudit.probe.evidence import Evidence, LayerEvidence
     from gradaudit.probe.supplied import SuppliedInputs
@@ -78,8 +78,8 @@ def audit_path(
         on_step("reading" if options.no_probe else "loading")
     if options.no_probe:
         return audit_file(path, options)
+    from gradaudit.history.loss_config import compiled_losses
     from gradaudit.load.loader import load_model
-    from gradaudit.load.loss_config import compiled_losses
 
     with _quiet_library_output():
         loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,

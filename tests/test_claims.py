@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gradaudit.checks.training import check
-from gradaudit.load.training_state import TrainingState, VariableState, read_training_state
+from gradaudit.history.training_state import TrainingState, VariableState, read_training_state
 from gradaudit.options import Thresholds
 from gradaudit.report.types import Finding
 from tests.conftest import FIXTURES

@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradaudit.load.training_state import read_training_state
+from gradaudit.history.training_state import read_training_state
 from tests.conftest import FIXTURES, UserModels
 from tests.corpus.invariants import audit_problems
 from tests.corpus.make_corpus import Member, members_of, trained_sources, zip_bytes

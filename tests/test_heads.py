@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from gradaudit.load.compile_info import accuracy_by_loss
-from gradaudit.load.training_state import CompileConfig, Head, TrainingState
+from gradaudit.history.compile_info import accuracy_by_loss
+from gradaudit.history.training_state import CompileConfig, Head, TrainingState
 from gradaudit.model.head_table import HEAD_LOSS, table_markdown, table_text
 from gradaudit.options import Options
 from gradaudit.pipeline import audit_path

@@ -126,7 +126,7 @@ def test_whole_corpus_in_one_process_is_bounded_in_time_and_memory(
 
 def test_hostile_optimizer_state_gives_a_note_never_an_error(corpus: list[Case]) -> None:
     """Read without TensorFlow: every broken slot, counter or compile config is a note."""
-    from gradaudit.load.training_state import read_training_state
+    from gradaudit.history.training_state import read_training_state
 
     cases = [case for case in corpus if case.state_note is not None]
     assert len(cases) >= 15 and {case.fmt for case in cases} == {"keras", "h5"}

@@ -17,10 +17,10 @@ import pytest
 
 import gradaudit
 from gradaudit.checks.training import LayerHistory
+from gradaudit.history.live_state import live_training_state
+from gradaudit.history.training_state import TrainingState
 from gradaudit.keras import GradAuditCallback
-from gradaudit.load.training_state import TrainingState
 from gradaudit.model.keras_graph import KerasModel
-from gradaudit.model.live_state import live_training_state
 from gradaudit.options import Thresholds
 from tests.test_callback import _events
 

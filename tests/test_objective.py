@@ -17,8 +17,8 @@ import pytest
 
 from gradaudit import audit
 from gradaudit.formats import Format, render
-from gradaudit.load.compile_info import compile_config
-from gradaudit.load.loss_config import CompiledLosses
+from gradaudit.history.compile_info import compile_config
+from gradaudit.history.loss_config import CompiledLosses
 from gradaudit.probe.objective import build
 from gradaudit.report import json_io
 from tests.conftest import FIXTURES, run_cli

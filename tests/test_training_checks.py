@@ -23,7 +23,7 @@ import pytest
 
 from fixtures.make_fixtures import training_data
 from gradaudit.checks.training import check, history
-from gradaudit.load.training_state import (
+from gradaudit.history.training_state import (
     CompileConfig,
     Head,
     TrainingState,

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from gradaudit.load.training_state import TrainingState, read_training_state
+from gradaudit.history.training_state import TrainingState, read_training_state
 from tests.conftest import run_fresh
 from tests.corpus.make_corpus import Member, members_of, write_zip
 
@@ -333,7 +333,7 @@ def test_not_a_keras_or_h5_file_is_a_note(tmp_path: Path) -> None:
 
 def test_reading_imports_no_tensorflow(keras3_files: dict[str, Any]) -> None:
     path = keras3_files["dir"] / "adam.keras"
-    run = run_fresh("from gradaudit.load.training_state import read_training_state\n"
+    run = run_fresh("from gradaudit.history.training_state import read_training_state\n"
                     f"print(len(read_training_state({str(path)!r}, 'keras').variables))")
     assert run.imported == [] and "10" in run.stdout.splitlines()
 
@@ -380,7 +380,7 @@ def test_compile_config_of_a_multi_output_model(tmp_path: Path) -> None:
 ])
 def test_compile_config_forms(raw: dict[str, Any], losses: dict[str, Any],
                               logits: dict[str, bool], weights: dict[str, float]) -> None:
-    from gradaudit.load.compile_info import compile_config
+    from gradaudit.history.compile_info import compile_config
 
     found, notes = compile_config(raw, ["a", "b"])
     assert notes == [] and found is not None
@@ -398,7 +398,7 @@ def test_compile_config_forms(raw: dict[str, Any], losses: dict[str, Any],
     ({"loss": "mse", "loss_weights": [1.0, float("nan")]}, "a loss weight is 'nan'"),
 ])
 def test_garbled_compile_config_is_a_note(raw: Any, why: str) -> None:
-    from gradaudit.load.compile_info import compile_config
+    from gradaudit.history.compile_info import compile_config
 
     found, notes = compile_config(raw, ["a", "b"])
     assert found is None and len(notes) == 1 and why in notes[0]

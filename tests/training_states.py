@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradaudit.checks.training import LayerHistory
-from gradaudit.load.training_state import CompileConfig, TrainingState, VariableState
+from gradaudit.history.training_state import CompileConfig, TrainingState, VariableState
 from gradaudit.options import Thresholds
 from gradaudit.report.types import Finding, Severity
 

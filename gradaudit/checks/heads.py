@@ -9,7 +9,7 @@ Pure functions over plain data, no TensorFlow: ``--no-probe`` gives the same fin
 - :func:`architecture` reads the model config alone (compiled or not): affine layers
   that collapse into one linear map, a Dropout or BatchNormalization around a
   sigmoid/softmax head, a squashing activation applied twice. It walks back from each
-  output along the layers' first inputs, as :mod:`gradaudit.load.compile_info` does.
+  output along the layers' first inputs, as :mod:`gradaudit.history.compile_info` does.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from gradaudit.load import compile_info
-from gradaudit.load.training_types import CompileConfig, Head, TrainingState
+from gradaudit.history import compile_info
+from gradaudit.history.training_types import CompileConfig, Head, TrainingState
 from gradaudit.model.head_table import (
     ACCURACY,
     BINARY_LOSSES,

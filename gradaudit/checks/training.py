@@ -1,6 +1,6 @@
 """GA401–GA404, GA411–GA414: what the optimizer state and compile config in the file say.
 
-Pure functions over :class:`~gradaudit.load.training_state.TrainingState`: no
+Pure functions over :class:`~gradaudit.history.training_state.TrainingState`: no
 model runs, so ``--no-probe`` gives these findings from the file alone.
 
 **Stalled units.** A unit's ``activity`` (see ``VariableState``) shrinks by
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradaudit.checks import heads
-from gradaudit.load.training_state import TrainingState, VariableState
+from gradaudit.history.training_state import TrainingState, VariableState
 from gradaudit.options import USUAL_LEARNING_RATES, Thresholds
 from gradaudit.report.catalogue import finding
 from gradaudit.report.types import Finding, Severity

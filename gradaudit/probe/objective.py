@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from gradaudit.errors import AuditError
-from gradaudit.load.loss_config import CompiledLosses
-from gradaudit.load.training_types import LossSpec
+from gradaudit.history.loss_config import CompiledLosses
+from gradaudit.history.training_types import LossSpec
 from gradaudit.model.head_table import PROBABILITY_LOSSES
 
 Form = Literal["one_hot", "ids", "binary", "signed", "counts", "positive", "normal"]

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from gradaudit.history.training_types import VariableState
 from gradaudit.load import h5read
-from gradaudit.load.training_types import VariableState
 
 Layout = tuple[tuple[str, ...], ...]
 """Slot kinds in storage order: a group of several kinds is interleaved per

@@ -2,8 +2,8 @@
 
 ``gradaudit.audit(model)``, and so ``GradAuditCallback`` while ``fit`` runs,
 report stalled units as an audit of the saved file would: the same
-:class:`~gradaudit.load.training_state.TrainingState`, its slots reduced by the
-same code as a file's (:func:`gradaudit.load.optimizer_slots.reduce`). Reading
+:class:`~gradaudit.history.training_state.TrainingState`, its slots reduced by the
+same code as a file's (:func:`gradaudit.history.optimizer_slots.reduce`). Reading
 copies the slots and changes nothing. The compile config is not read: the head
 and loss checks (GA411–GA414) are the saved file's.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import keras
 
-from gradaudit.load import optimizer_slots
-from gradaudit.load.training_state import TrainingState
+from gradaudit.history import optimizer_slots
+from gradaudit.history.training_state import TrainingState
 from gradaudit.model.interface import AuditedModel, variable_label
 
 

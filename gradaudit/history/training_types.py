@@ -1,8 +1,8 @@
 """The training evidence of a file, as plain data: what the readers in
-:mod:`gradaudit.load.training_state` return and the training checks judge.
+:mod:`gradaudit.history.training_state` return and the training checks judge.
 
 Kept apart from the readers so that they can build these values without an
-import cycle; :mod:`~gradaudit.load.training_state` re-exports every name.
+import cycle; :mod:`~gradaudit.history.training_state` re-exports every name.
 """
 
 from __future__ import annotations

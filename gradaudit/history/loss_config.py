@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gradaudit.load.compile_info import heads, output_names
-from gradaudit.load.training_types import CompileConfig, LossSpec
+from gradaudit.history.compile_info import heads, output_names
+from gradaudit.history.training_types import CompileConfig, LossSpec
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import math
 import re
 from typing import Any
 
-from gradaudit.load.trainable_vars import model_layers
-from gradaudit.load.training_types import CompileConfig, Head, LossSpec
+from gradaudit.history.trainable_vars import model_layers
+from gradaudit.history.training_types import CompileConfig, Head, LossSpec
 
 ALIASES = {
     "mse": "mean_squared_error", "mae": "mean_absolute_error",

@@ -33,18 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError, first_line
-from gradaudit.load import archive, compile_info, h5read, limits, optimizer_slots, slot_mapping
-from gradaudit.load.optimizer_slots import Optimizer
-from gradaudit.load.prescan import read_model_config
-from gradaudit.load.slot_mapping import Slot
-from gradaudit.load.trainable_vars import Block, Unmapped, h5_blocks, keras_blocks
-from gradaudit.load.training_types import (
+from gradaudit.history import compile_info, optimizer_slots, slot_mapping
+from gradaudit.history.optimizer_slots import Optimizer
+from gradaudit.history.slot_mapping import Slot
+from gradaudit.history.trainable_vars import Block, Unmapped, h5_blocks, keras_blocks
+from gradaudit.history.training_types import (
     OPTIMIZERS,
     CompileConfig,
     Head,
     TrainingState,
     VariableState,
 )
+from gradaudit.load import archive, h5read, limits
+from gradaudit.load.prescan import read_model_config
 from gradaudit.options import Limits
 
 __all__ = ["OPTIMIZERS", "CompileConfig", "Head", "TrainingState", "VariableState",

@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from gradaudit.load import optimizer_slots
-from gradaudit.load.optimizer_slots import Layout
-from gradaudit.load.trainable_vars import Block, Weight
+from gradaudit.history import optimizer_slots
+from gradaudit.history.optimizer_slots import Layout
+from gradaudit.history.trainable_vars import Block, Weight
 
 
 @dataclass(frozen=True)
