@@ -180,3 +180,19 @@ def test_readme_command_makes_the_committed_picture(tmp_path: Path,
     assert result.exit_code == 1
     # Same picture size as the committed image (bytes differ across font/matplotlib versions).
     assert _png_size(target.read_bytes()) == _png_size((ROOT / "docs/grad_flow.png").read_bytes())
+
+
+def test_a_title_names_the_file_not_its_long_path(reports: dict[str, gradaudit.Report]) -> None:
+    """A long path was cut off on the left of the title; the HTML's alt text keeps it whole."""
+    from dataclasses import replace
+
+    deep = "/".join(["a_directory_with_a_long_name"] * 8)
+    models = [replace(reports["dead_relu.keras"], path=f"{deep}/run1/model.keras"),
+              replace(reports["deep_sigmoid.keras"], path=f"{deep}/run2/model.keras"),
+              replace(reports["nested_dead.keras"], path=f"{deep}/nested_dead.keras")]
+    titles = [panel.get_suptitle() for panel in plot.figure(models).subfigs]
+    assert [title.partition(": gradient flow (")[0] for title in titles] == [
+        "run1/model.keras", "run2/model.keras", "nested_dead.keras"]
+    assert plot.figure(models[:1]).subfigs[0].get_suptitle().startswith("model.keras: ")
+    page = render(AuditRun(models=(models[0],), errors=()), Format.HTML)
+    assert f'alt="gradient flow of {deep}/run1/model.keras"' in page

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from gradaudit.errors import AuditError
@@ -68,9 +69,24 @@ def figure(models: Sequence[ModelReport]) -> Figure:
     FigureCanvasAgg(fig)
     panels: list[SubFigure] = (
         list(fig.subfigures(len(models), 1, squeeze=False)[:, 0]) if models else [])
+    names = _titles([model.path for model in models])
     for panel, model in zip(panels, models, strict=True):
-        _draw(panel, model)
+        _draw(panel, model, names[model.path])
     return fig
+
+
+def _titles(paths: Sequence[str]) -> dict[str, str]:
+    """Each path's file name, or as many trailing parts as tell it from the other paths
+    in the picture (``run1/model.keras``): a long path in a title is cut off on the left."""
+    parts = {path: PurePath(path.replace("\\", "/")).parts or (path,) for path in paths}
+    titles: dict[str, str] = {}
+    for path, own in parts.items():
+        keep = 1
+        while keep < len(own) and any(other[-keep:] == own[-keep:]
+                                      for key, other in parts.items() if key != path):
+            keep += 1
+        titles[path] = "/".join(own[-keep:])
+    return titles
 
 
 def _plotted(model: ModelReport) -> list[LayerRow]:
@@ -86,14 +102,14 @@ def _plotted(model: ModelReport) -> list[LayerRow]:
         row.name not in containers and (row.trainable_params or row.units is not None))]
 
 
-def _draw(panel: Figure | SubFigure, model: ModelReport) -> None:
+def _draw(panel: Figure | SubFigure, model: ModelReport, title: str) -> None:
     rows = _plotted(model)
     by_layer: dict[str, list[Finding]] = {}
     for finding in model.findings:
         by_layer.setdefault(finding.layer, []).append(finding)
     grad_ax, unit_ax = panel.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     counts = ", ".join(f"{model.count(s)} {s}" for s in reversed(Severity))
-    panel.suptitle(f"{model.path}: gradient flow ({counts})", fontsize=11)
+    panel.suptitle(f"{title}: gradient flow ({counts})", fontsize=11)
     x = list(range(len(rows)))
     _gradients(grad_ax, x, rows, [{f.code for f in by_layer.get(row.name, [])} for row in rows])
     _fractions(unit_ax, x, rows)
