@@ -159,8 +159,10 @@ def audit(
         "--exclude", metavar="GLOB", help="Skip files found in a directory whose relative "
         "path or name matches GLOB (repeatable).")] = None,
     shard: Annotated[str | None, typer.Option(
-        "--shard", metavar="K/N", help="Audit only the K-th of N slices of the sorted file "
-        "list (files K, K+N, K+2N …); combine the JSON reports with `gradaudit merge`.")] = None,
+        "--shard", metavar="K/N|auto", help="Audit only the K-th of N slices of the sorted file "
+        "list (files K, K+N, K+2N …); combine the JSON reports with `gradaudit merge`. "
+        "auto: K and N from the CI job's variables (GitLab, CircleCI, Buildkite; auto/N for "
+        "a Kubernetes indexed Job).")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", help="Read settings from this TOML file instead of the nearest "
         "pyproject.toml's [tool.gradaudit]; flags given here still win.",
@@ -226,8 +228,8 @@ def audit(
     run, suppressed = baseline_mod.apply(run, known)
     if plot is not None and run.models:
         _write_atomically(plot, grad_flow.png(run.models), "--plot")
-    _finish(run, fmt, output, quiet, f"; {suppressed} known finding(s) in --baseline"
-            if baseline is not None else "")
+    _finish(run, fmt, output, quiet, (f"; {suppressed} known finding(s) in --baseline"
+            if baseline is not None else "") + _shard_note(shards))
 
 
 @app.command("merge", cls=usage.Command)
@@ -348,6 +350,14 @@ def _write_atomically(path: Path, text: str | bytes, option: str = "--output") -
         typer.echo(f"gradaudit: error: cannot write {option} {path}: {exc.strerror or exc}",
                    err=True)
         raise typer.Exit(2) from None
+
+
+def _shard_note(shard: discovery.Shard | None) -> str:
+    """Which slice the run audited, and the CI variables it came from (``--shard auto``)."""
+    if shard is None:
+        return ""
+    return f"; shard {shard.index}/{shard.count}" + (
+        f" from {shard.source}" if shard.source else "")
 
 
 def _status_line(run: AuditRun, code: int) -> str:

@@ -12,14 +12,16 @@ machine that checks out the same tree sees the same list.
 directory, or whose name, matches the glob (``fnmatch``: ``*`` also matches
 ``/``). ``--shard K/N`` keeps every N-th file of the final list starting at the
 K-th (indices ``K-1, K-1+N, …``): slices are disjoint, cover the list, and
-differ in size by at most one file.
+differ in size by at most one file. ``--shard auto`` reads K and N from the
+variables a CI system sets on each of its parallel jobs (``--shard auto/N`` where
+the system gives the index alone: Kubernetes indexed Jobs).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +33,54 @@ SAVED_MODEL_MARKERS = ("saved_model.pb", "saved_model.pbtxt")
 
 
 @dataclass(frozen=True)
+class CISystem:
+    """Where a CI system puts a parallel job's index and the number of jobs."""
+
+    name: str
+    index: str
+    total: str | None
+    """None: the system sets no total; it is given as ``--shard auto/N``."""
+    first: int
+    """The index of the first job (0 or 1), as the system documents it."""
+
+    def looked_for(self) -> str:
+        return f"{self.index}/{self.total} ({self.name})" if self.total else (
+            f"{self.index} with --shard auto/N ({self.name})")
+
+
+CI_SYSTEMS = (
+    # "Count CI_NODE_INDEX from 1" (gitlab-runner 61d8f3d3); CI_NODE_TOTAL is set on every
+    # job, 1 without `parallel:`, the index only on parallel jobs:
+    # https://docs.gitlab.com/ci/variables/predefined_variables/ and
+    # https://docs.gitlab.com/ci/yaml/#parallel
+    CISystem("GitLab", "CI_NODE_INDEX", "CI_NODE_TOTAL", 1),
+    # "ranges from 0 to (CIRCLE_NODE_TOTAL - 1)": https://circleci.com/docs/variables/
+    CISystem("CircleCI", "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0),
+    # "The index of each parallel job created from a parallel build step, starting from 0":
+    # https://buildkite.com/docs/pipelines/environment-variables#BUILDKITE_PARALLEL_JOB
+    CISystem("Buildkite", "BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),
+    # Indexed completion mode: "completion index from 0 to .spec.completions-1", exposed as
+    # JOB_COMPLETION_INDEX: https://kubernetes.io/docs/concepts/workloads/controllers/job/
+    CISystem("Kubernetes indexed Job", "JOB_COMPLETION_INDEX", None, 0),
+)
+"""The systems ``--shard auto`` reads, each detected by its index variable."""
+
+
+@dataclass(frozen=True)
 class Shard:
     """The K-th (1-based) of N deterministic slices of the discovered files."""
 
     index: int
     count: int
+    source: str = ""
+    """The CI variables ``--shard auto`` read (``CI_NODE_INDEX=2, CI_NODE_TOTAL=4``)."""
 
     @classmethod
-    def parse(cls, text: str) -> Shard:
-        """``"K/N"`` with 1 ≤ K ≤ N; AuditError otherwise."""
+    def parse(cls, text: str, environ: Mapping[str, str] = os.environ) -> Shard:
+        """``"K/N"`` with 1 ≤ K ≤ N, or ``auto``/``auto/N`` read from ``environ``;
+        AuditError otherwise."""
+        if text == "auto" or text.startswith("auto/"):
+            return cls._from_ci(text, environ)
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:
@@ -48,8 +89,50 @@ class Shard:
             raise AuditError(f"--shard {text!r}: K must be between 1 and N")
         return cls(index, count)
 
+    @classmethod
+    def _from_ci(cls, text: str, environ: Mapping[str, str]) -> Shard:
+        """The shard of the one CI system whose index variable is set."""
+        given = None if text == "auto" else text.removeprefix("auto/")
+        if given is not None and not _number(given):
+            raise AuditError(f"--shard {text!r}: expected auto or auto/N, e.g. auto/4")
+        found = [system for system in CI_SYSTEMS if system.index in environ]
+        if not found:
+            raise AuditError(f"--shard {text}: no CI shard variables are set (looked for "
+                             + ", ".join(s.looked_for() for s in CI_SYSTEMS) + ")")
+        if len(found) > 1:
+            raise AuditError(f"--shard {text}: variables of several CI systems are set ("
+                             + ", ".join(f"{s.index} ({s.name})" for s in found) + ")")
+        (system,) = found
+        if system.total is None and given is None:
+            raise AuditError(f"--shard auto: {system.index} is set but {system.name} gives "
+                             "no total: use --shard auto/N")
+        if system.total is not None and system.total not in environ:
+            raise AuditError(f"--shard {text}: {system.index} is set but {system.total} "
+                             "is not")
+        read = {name: environ[name] for name in (system.index, system.total) if name}
+        source = ", ".join(f"{name}={value}" for name, value in read.items())
+        if not all(_number(value) for value in read.values()):
+            raise AuditError(f"--shard {text}: {source}: not a whole number")
+        count = int(read[system.total]) if system.total else int(str(given))
+        if given is not None and int(given) != count:
+            raise AuditError(f"--shard {text}: {source} says {count} jobs")
+        if count < 1:
+            raise AuditError(f"--shard {text}: {source}: the number of jobs must be at least 1")
+        index = int(read[system.index]) - system.first + 1
+        if not 1 <= index <= count:
+            raise AuditError(f"--shard {text}: {source}: the index must be between "
+                             f"{system.first} and {count - 1 + system.first} ({system.name} "
+                             f"counts from {system.first})")
+        return cls(index, count, f"{source} ({system.name})")
+
     def take(self, paths: Sequence[str]) -> list[str]:
         return list(paths[self.index - 1 :: self.count])
+
+
+def _number(text: str) -> bool:
+    """Whether ``text`` is a whole number in at most 18 ASCII digits (no sign, space or
+    other script; ``int`` refuses a very long one with its own error)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 @dataclass(frozen=True)
