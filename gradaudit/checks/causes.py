@@ -32,10 +32,16 @@ from dataclasses import dataclass, replace
 
 from gradaudit.model.interface import LayerGraph
 from gradaudit.report.catalogue import BY_CODE
-from gradaudit.report.types import Cause, Finding, ModelReport, Severity, finding_ids
+from gradaudit.report.types import (
+    NO_GRADIENT,
+    Cause,
+    Finding,
+    ModelReport,
+    Severity,
+    consequence_text,
+    finding_ids,
+)
 
-NO_GRADIENT = frozenset({"GA201", "GA202", "GA403"})
-"""Rows that get no gradient (or never got one in training)."""
 LOST = NO_GRADIENT | {"GA204"}
 """Rows whose trainable parameters count as explained: no or vanishing gradient."""
 ZERO_KEEPING = frozenset({
@@ -272,17 +278,6 @@ def _cause(report: ModelReport, own: list[Finding], effects: list[Finding],
     return Cause(layer=main.layer, codes=tuple(dict.fromkeys(f.code for f in own)),
                  explains=tuple(f.id for f in effects), summary=summary,
                  fix=fix(main, report))
-
-
-def consequence_text(effects: Sequence[Finding]) -> str:
-    """``17 layers get no gradient because of it: GA202, GA403`` (the formats' folded
-    line says the same)."""
-    layers = len({f.layer for f in effects})
-    codes = sorted({f.code for f in effects})
-    what = ("no gradient" if NO_GRADIENT & set(codes)
-            else "a vanishing gradient" if codes == ["GA204"] else "findings")
-    return (f"{layers} layer{'s get' if layers != 1 else ' gets'} {what} because of it: "
-            + ", ".join(codes))
 
 
 def fix(finding: Finding, report: ModelReport) -> str:

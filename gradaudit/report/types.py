@@ -57,6 +57,21 @@ def finding_ids(findings: Sequence[Finding]) -> tuple[str, ...]:
     return tuple(ids)
 
 
+NO_GRADIENT = frozenset({"GA201", "GA202", "GA403"})
+"""Codes of rows that get no gradient (or never got one in training)."""
+
+
+def consequence_text(effects: Sequence[Finding]) -> str:
+    """``17 layers get no gradient because of it: GA202, GA403``: what a root cause
+    explains, in the diagnosis's summary and the formats' folded line alike."""
+    layers = len({f.layer for f in effects})
+    codes = sorted({f.code for f in effects})
+    what = ("no gradient" if NO_GRADIENT & set(codes)
+            else "a vanishing gradient" if codes == ["GA204"] else "findings")
+    return (f"{layers} layer{'s get' if layers != 1 else ' gets'} {what} because of it: "
+            + ", ".join(codes))
+
+
 @dataclass(frozen=True)
 class Cause:
     """A root cause (``models[].diagnosis``): the layer, its root codes, the ids of the
