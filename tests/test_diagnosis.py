@@ -8,6 +8,7 @@ a 1,000-layer chain); the formats, the exit code, --select/--ignore and baseline
 
 from __future__ import annotations
 
+import itertools
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -18,7 +19,6 @@ import pytest
 
 from fixtures.make_fixtures import build_dead_stack, reset_seed
 from gradaudit.checks.causes import diagnose
-from gradaudit.formats import Format, render
 from gradaudit.options import Options
 from gradaudit.report.json_io import read, write
 from gradaudit.report.types import AuditRun, Finding, LayerRow, ModelReport, Severity
@@ -208,7 +208,7 @@ def test_a_repeated_code_on_one_layer_gets_a_numbered_id() -> None:
 
 def test_a_thousand_layer_chain_links_every_layer_to_the_dead_one() -> None:
     names = [f"l{i:04d}" for i in range(1000)]
-    graph = {a: (b,) for a, b in zip(names, names[1:], strict=False)} | {names[-1]: ()}
+    graph = {a: (b,) for a, b in itertools.pairwise(names)} | {names[-1]: ()}
     findings = [("GA202", name, {}) for name in names[:-2]] + [("GA102", names[-2], {})]
     linked = diagnose(_report([_row(n) for n in names], findings), graph)
     assert {f.caused_by for f in linked.findings if f.code == "GA202"} == {names[-2]}
