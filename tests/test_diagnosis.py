@@ -129,6 +129,20 @@ def test_nested_model_links_across_its_boundary() -> None:
                               "GA202:head": "encoder/enc_dead"}
 
 
+def test_a_dead_layer_inside_a_keras2_wrapper_explains_the_rows_around_it() -> None:
+    report = _audit("keras2_td_dead.h5")
+    assert _links(report) == {"GA202:lstm": "td/dense", "GA102:td/dense": None,
+                              "GA202:td/dense": "td/dense", "GA202:out": "td/dense"}
+
+
+def test_an_exploding_gradient_is_rooted_where_it_starts() -> None:
+    report = _audit("exploding.keras")
+    links = _links(report)
+    assert links["GA203:out"] is None
+    assert all(links[f"GA203:lin_{i:02d}"] == "out" for i in range(1, 13))
+    assert [c.layer for c in report.diagnosis] == ["out"]
+
+
 def test_shared_layer_and_recurrent_layer_graph_has_no_hang_and_no_duplicates() -> None:
     import keras
 

@@ -18,7 +18,9 @@ root cause (``caused_by`` None), never a guessed link:
   the other GA201 rows with the same cut and their never-updated rows; a fully stalled
   layer in training (GA402) stalled and never-updated rows; a head/loss mismatch, a
   saturated layer or a vanishing gradient (GA412, GA111, GA204) the vanishing gradients
-  reached through layers without trainable parameters or with a vanishing gradient too.
+  reached through layers without trainable parameters or with a vanishing gradient too;
+  an exploding gradient (GA203) the exploding gradients reached the same way (it grows
+  layer by layer towards the inputs from where it starts).
 
 Each rule is one sweep over the graph (forward for zero inputs, backward for "every path
 through it"), so linking is linear in the model's size; layers on a cycle (a shared layer
@@ -86,6 +88,7 @@ KINDS = (
     _Kind(("GA201",), frozenset({"GA201", "GA403"}), True),
     _Kind(("GA402",), frozenset({"GA401", "GA402", "GA403"}), True),
     _Kind(("GA412", "GA111", "GA204"), frozenset({"GA204"}), False),
+    _Kind(("GA203",), frozenset({"GA203"}), False),
 )
 
 

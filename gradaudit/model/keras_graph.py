@@ -292,9 +292,11 @@ class KerasModel:
         """Which layer feeds which, read from the functional graphs (a Sequential's layer
         order) of the model and every nested model; Keras operations that are no layer
         (``keras.ops.stop_gradient``) are looked through. A nested model's name feeds its
-        first layers and its output layers feed what it feeds; a wrapper or custom layer
-        feeds the layers (and activation ops) inside it, which feed what it feeds. A
-        shared layer is one name with the edges of all its calls."""
+        first layers and its output layers feed what it feeds, and so does a Keras wrapper
+        (``TimeDistributed``, ``Bidirectional``: its output is its layers'); a custom layer
+        feeds the layers (and activation ops) inside it, which feed what it feeds, and
+        still feeds that itself (its call may compute more). A shared layer is one name
+        with the edges of all its calls."""
         feeds: dict[str, list[str]] = {name: [] for name in self._placed}
         names = {id(p.layer): n for n, p in reversed(self._placed.items())}
         exits: dict[str, list[str]] = {}  # a nested model → its output layers
@@ -303,6 +305,9 @@ class KerasModel:
                 (p.layer, n) for n, p in self._placed.items()
                 if isinstance(p.layer, self.k.Model) and n in first]:
             exits[prefix] = _model_edges(self.k, model, prefix, names, feeds)
+        wrapper = (self.k.layers.Wrapper, self.k.layers.Bidirectional)
+        exits.update({info.name: list(info.children) for info in self._layers
+                      if isinstance(self._placed[info.name].layer, wrapper)})
         for name, placed in self._placed.items():  # outer first: exits see outer successors
             if name in exits:
                 inside = [s for s in feeds[name] if s.startswith(name + "/")]
