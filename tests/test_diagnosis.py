@@ -105,6 +105,14 @@ def test_stop_gradient_cut_is_the_root_of_its_never_updated_rows() -> None:
     assert "stop_gradient after 'cut'" in cause.fix
 
 
+@pytest.mark.parametrize("no_probe", [False, True])
+def test_a_stalled_layer_fix_quotes_the_files_learning_rate(no_probe: bool) -> None:
+    report = _audit("trained/adam_dying.keras", no_probe=no_probe)
+    assert _links(report) == {"GA414:adam_dying": None, "GA401:h1": None}
+    fixes = {c.layer: c.fix for c in report.diagnosis}
+    assert fixes["h1"].startswith("lower the learning rate (0.05 in the file)")
+
+
 def test_deep_sigmoid_vanishing_starts_at_the_last_vanishing_layer() -> None:
     report = _audit("deep_sigmoid.keras")
     links = _links(report)
