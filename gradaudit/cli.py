@@ -122,8 +122,9 @@ def audit(
         "and a model of which one sample does not fit is refused (exit 2). Default: the "
         "smaller of 4 GiB and a quarter of physical memory.", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option(
-        "--verbose", help="Let TensorFlow's and absl's log messages through to stderr.")
-    ] = False,
+        "--verbose", help="List every finding, each root cause's consequences too (folded "
+        "into one line otherwise), and let TensorFlow's and absl's log messages through "
+        "to stderr.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No status line or progress bar on stderr (errors are still "
         "printed).")] = False,
@@ -222,7 +223,7 @@ def audit(
         run = audit_paths(targets.paths, options, supplied, step)
     selection = Selection(options.select, options.ignore)
     run = selection.apply(replace(run, errors=targets.errors + run.errors,
-                                          fail_on=options.fail_on))
+                                          fail_on=options.fail_on, verbose=verbose))
     if write_baseline is not None:
         _write_atomically(write_baseline, render(run, Format.JSON), "--write-baseline")
     run, suppressed = baseline_mod.apply(run, known)

@@ -25,7 +25,13 @@ from gradaudit.history.training_state import TrainingState, read_training_state,
 from gradaudit.load import archive, config_layers, limits
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config
-from gradaudit.model.interface import AuditedModel, Variable, param_count, variable_label
+from gradaudit.model.interface import (
+    AuditedModel,
+    LayerGraph,
+    Variable,
+    param_count,
+    variable_label,
+)
 from gradaudit.options import Options, Thresholds
 from gradaudit.report.types import (
     TRAINING_CHECKS,
@@ -88,21 +94,22 @@ def audit_path(
         training = file_training_state(path, loaded.format, loaded.config)
         losses = None if training is None else compiled_losses(loaded.config,
                                                                training.compile)
-        report = audit_model(loaded.model, options, path=path, fmt=loaded.format,
-                             unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
-                             training=training, losses=losses)
-        return with_architecture(report, loaded.config)
+        return audit_model(loaded.model, options, path=path, fmt=loaded.format,
+                           unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
+                           training=training, losses=losses, config=loaded.config)
 
 
 def audit_model(
     model: AuditedModel, options: Options, *, path: str = "", fmt: str = "keras",
     unsafe: bool = False, supplied: SuppliedInputs | None = None,
     on_step: Step | None = None, training: TrainingState | None = None,
-    losses: CompiledLosses | None = None,
+    losses: CompiledLosses | None = None, config: dict[str, Any] | None = None,
 ) -> ModelReport:
     """Inputs → probe → evidence → checks → report, for any loaded model; then the
-    ``training`` state's history and findings (:func:`with_training`). The probe
-    differentiates the compiled ``losses`` where there are any (``options.objective``)."""
+    ``training`` state's history and findings (:func:`with_training`), the architecture's
+    from the model ``config`` where there is one, and the diagnosis (:func:`finished`).
+    The probe differentiates the compiled ``losses`` where there are any
+    (``options.objective``)."""
     from gradaudit.checks import run_checks
     from gradaudit.probe import objective as objective_mod
     from gradaudit.probe.evidence import gather
@@ -153,7 +160,19 @@ def audit_model(
     labels = {} if losses is None else {
         name: given for name, given in zip(losses.outputs, objective.labels, strict=False)
         if given is not None}
-    return with_training(report, training, options.thresholds, labels)
+    return finished(with_training(report, training, options.thresholds, labels), config,
+                    model.layer_graph())
+
+
+def finished(report: ModelReport, config: dict[str, Any] | None,
+             graph: LayerGraph) -> ModelReport:
+    """The last step of every audit, once the probe's and the training state's findings
+    are in: the architecture's findings (:func:`with_architecture`), then every finding
+    linked to its root cause along ``graph`` and the causes ranked
+    (:func:`gradaudit.checks.causes.diagnose`)."""
+    from gradaudit.checks.causes import diagnose
+
+    return diagnose(with_architecture(report, config), graph)
 
 
 def _unjudged(model: AuditedModel, evidence: Evidence) -> list[Variable]:
@@ -371,7 +390,7 @@ def audit_file(path: str, options: Options) -> ModelReport:
         inputs=(), layers=rows, findings=(), checks_run=(),
         notes=() if state is not None else (
             "the file holds no training state (saved without compile): nothing to check",))
-    return with_architecture(with_training(report, state, options.thresholds), config)
+    return finished(with_training(report, state, options.thresholds), config, {})
 
 
 def with_architecture(report: ModelReport, config: dict[str, Any] | None) -> ModelReport:

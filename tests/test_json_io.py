@@ -19,6 +19,7 @@ from gradaudit.options import Options
 from gradaudit.report.json_io import read, write
 from gradaudit.report.types import (
     AuditRun,
+    Cause,
     Finding,
     InputRow,
     LayerRow,
@@ -82,11 +83,14 @@ def test_a_real_run_reads_back_with_nothing_lost(audited_run: AuditRun) -> None:
 def test_every_field_reads_back_including_non_finite_numbers() -> None:
     finding = Finding("GA203", Severity.WARNING, "d", "m",
                       {"grad_rms": math.inf, "ratio_to_last": -math.inf, "weight_rms": math.nan,
-                       "relative_update": None, "cut_at": "StopGradient", "variables": ["kernel"]})
+                       "relative_update": None, "cut_at": "StopGradient", "variables": ["kernel"]},
+                      id="GA203:d", caused_by="e")
+    consequence = Finding("GA202", Severity.ERROR, "d", "zero", id="GA202:d#2", caused_by="e")
+    cause = Cause("e", ("GA102",), ("GA203:d", "GA202:d#2"), "dead", "lower the rate")
     row = LayerRow("d", "Dense", "relu", 3, 2, 1, True, 4, 1, math.nan, -math.inf, math.inf,
                    non_trainable_reason="non-trainable weights: mask")
     model = ModelReport("m.keras", "keras", "m", 3, 2, 1, 8, 7, (InputRow("x", (2, 3), "int32"),),
-                        (row,), (finding,), unsafe=True,
+                        (row,), (finding, consequence), unsafe=True, diagnosis=(cause,),
                         inputs_source={"kind": "file", "path": "in.npz", "rows": 8},
                         notes=("probed as traced",), imports=("mylayers", "code/more.py"))
     run = AuditRun(models=(model,), errors=(LoadError("bad.h5", "damaged"),))

@@ -126,7 +126,8 @@ def test_html_report_is_self_contained_and_has_every_finding(tmp_path: Path) -> 
     names = ["dead_relu.keras", "partly_dead.keras", "healthy_mlp.keras"]
     target = tmp_path / "report.html"
     result = run_cli("audit", *(str(FIXTURES / n) for n in names), str(tmp_path / "gone.h5"),
-                     "--format", "html", "--output", str(target), "--samples", "64", "-q")
+                     "--format", "html", "--output", str(target), "--samples", "64", "-q",
+                     "--verbose")  # every finding, the consequences too (not folded)
     assert result.exit_code == 2 and result.stdout == ""
     page = _Page()
     page.feed(target.read_text(encoding="utf-8"))

@@ -3,21 +3,24 @@ what the training state says."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gradaudit.report.types import (
     AuditRun,
+    Cause,
     FailOn,
     Finding,
     ModelReport,
     Severity,
     TrainingSummary,
+    consequence_text,
     fails,
 )
 
 SUMMARY_HEADERS = ["file", "format", "errors", "warnings", "infos", "status"]
 FINDING_HEADERS = ["severity", "code", "layer", "message"]
+DIAGNOSIS_HEADERS = ["layer", "root cause", "what it explains", "fix"]
 TRAINING_HEADERS = ["layer", "optimizer steps", "units", "stalled units", "stalled %",
                     "steps since gradient (est.)", "gradient RMS (training)"]
 NO_PROBE = "no probe (--no-probe): only the checks that read the file ran"
@@ -45,11 +48,37 @@ def summary_rows(run: AuditRun) -> list[list[Any]]:
     return rows
 
 
-def finding_rows(findings: Iterable[Finding],
-                 layer: Callable[[str], str] = str) -> list[list[str]]:
+def finding_rows(findings: Iterable[Finding], layer: Callable[[str], str] = str,
+                 folded: Sequence[Cause] = ()) -> list[list[str]]:
     """One row per finding under FINDING_HEADERS; ``layer`` dresses the layer name
-    (Markdown sets it as code)."""
-    return [[str(f.severity), f.code, layer(f.layer), f.message] for f in findings]
+    (Markdown sets it as code). The consequences each of the ``folded`` causes explains
+    are one line under its first root finding (``+ 17 layers get no gradient …``)."""
+    findings = list(findings)
+    hidden = {i for cause in folded for i in cause.explains}
+    by_id = {f.id: f for f in findings}
+    pending = {cause.layer: cause for cause in folded if cause.explains}
+    rows = []
+    for f in findings:
+        if f.id in hidden:
+            continue
+        rows.append([str(f.severity), f.code, layer(f.layer), f.message])
+        cause = pending.pop(f.layer, None) if f.caused_by is None else None
+        if cause is not None:
+            effects = [by_id[i] for i in cause.explains if i in by_id]
+            rows.append(["", "", layer(f.layer), f"+ {consequence_text(effects)}"])
+    return rows
+
+
+def model_finding_rows(model: ModelReport, verbose: bool,
+                       layer: Callable[[str], str] = str) -> list[list[str]]:
+    """The Findings table of a model: every finding with ``verbose`` (``--verbose``), else
+    each root cause's consequences folded into one line."""
+    return finding_rows(model.findings, layer, () if verbose else model.diagnosis)
+
+
+def diagnosis_rows(model: ModelReport, layer: Callable[[str], str] = str) -> list[list[str]]:
+    """One row per root cause under DIAGNOSIS_HEADERS, most important first."""
+    return [[layer(c.layer), ", ".join(c.codes), c.summary, c.fix] for c in model.diagnosis]
 
 
 def inputs_text(source: dict[str, Any]) -> str:

@@ -12,12 +12,14 @@ from tabulate import tabulate
 from gradaudit import __version__
 from gradaudit.formats import plot
 from gradaudit.formats.common import (
+    DIAGNOSIS_HEADERS,
     FINDING_HEADERS,
     NO_PROBE,
     SUMMARY_HEADERS,
     TRAINING_HEADERS,
-    finding_rows,
+    diagnosis_rows,
     inputs_text,
+    model_finding_rows,
     summary_rows,
     training_rows,
     training_text,
@@ -41,7 +43,7 @@ def render(run: AuditRun) -> str:
     body = [f"<h1>gradaudit {escape(__version__)} report</h1>"]
     if len(run.models) + len(run.errors) > 1:
         body += ["<h2>Summary</h2>", _table(summary_rows(run), SUMMARY_HEADERS)]
-    body += [_model_section(model) for model in run.models]
+    body += [_model_section(model, run.verbose) for model in run.models]
     body += [f'<section><h2>{escape(e.path)}</h2><p class="error">ERROR: {escape(e.error)}'
              "</p></section>" for e in run.errors]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -49,7 +51,7 @@ def render(run: AuditRun) -> str:
             + "\n".join(body) + "\n</body>\n</html>\n")
 
 
-def _model_section(model: ModelReport) -> str:
+def _model_section(model: ModelReport, verbose: bool = False) -> str:
     inputs = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in model.inputs)
     facts = [f"params: {model.params_total:,} total, {model.params_trainable:,} trainable, "
              f"{model.params_non_trainable:,} non-trainable"]
@@ -62,10 +64,14 @@ def _model_section(model: ModelReport) -> str:
     facts += [f"note: {note}" for note in model.notes]
     if model.unsafe:
         facts.append("UNSAFE: loaded with --unsafe, code from the file may have run")
-    findings = finding_rows(model.findings)
+    findings = model_finding_rows(model, verbose)
     parts = [
         f"<section>\n<h2>{escape(model.path)} ({escape(model.format)})</h2>",
         "<ul>" + "".join(f"<li>{escape(fact)}</li>" for fact in facts) + "</ul>",
+    ]
+    if model.diagnosis:
+        parts += ["<h3>Diagnosis</h3>", _table(diagnosis_rows(model), DIAGNOSIS_HEADERS)]
+    parts += [
         "<h3>Findings</h3>",
         _table(findings, FINDING_HEADERS) if findings else "<p>No findings.</p>",
         "<h3>Gradient flow</h3>",

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gradaudit.formats.common import (
+    DIAGNOSIS_HEADERS,
     FINDING_HEADERS,
     NO_PROBE,
     SUMMARY_HEADERS,
-    finding_rows,
+    diagnosis_rows,
     gate,
     inputs_text,
+    model_finding_rows,
     summary_rows,
     training_text,
 )
@@ -27,14 +29,14 @@ def render(run: AuditRun) -> str:
              f"status judged at `--fail-on {gate(run).value}`.", ""]
     lines += _table(SUMMARY_HEADERS, summary_rows(run))
     for model in run.models:
-        lines += ["", *_model_section(model)]
+        lines += ["", *_model_section(model, run.verbose)]
     if run.errors:
         lines += ["", "## Could not audit", ""]
         lines += [f"- `{_cell(e.path)}`: {_cell(e.error)}" for e in run.errors]
     return "\n".join(lines) + "\n"
 
 
-def _model_section(model: ModelReport) -> list[str]:
+def _model_section(model: ModelReport, verbose: bool = False) -> list[str]:
     lines = [f"## `{_cell(model.path)}` ({model.format})", ""]
     if model.unsafe:
         lines += ["**Loaded with `--unsafe`: code from the file may have run.**", ""]
@@ -47,7 +49,14 @@ def _model_section(model: ModelReport) -> list[str]:
         lines += [f"Training: {_cell(training_text(model.training))}.", ""]
     if not model.findings:
         return [*lines, "No findings."]
-    return lines + _table(FINDING_HEADERS, finding_rows(model.findings, lambda name: f"`{name}`"))
+    if model.diagnosis:
+        lines += ["### Diagnosis", "", *_table(DIAGNOSIS_HEADERS, diagnosis_rows(model, _code)),
+                  "", "### Findings", ""]
+    return lines + _table(FINDING_HEADERS, model_finding_rows(model, verbose, _code))
+
+
+def _code(name: str) -> str:
+    return f"`{name}`"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

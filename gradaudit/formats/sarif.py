@@ -7,7 +7,8 @@ line 1, because GitHub code scanning requires ``region.startLine``. Severity
 maps like bandit's: error → error, warning → warning, info → note. Files that
 could not be audited become error notifications of a failed invocation.
 ``partialFingerprints`` hash (code, layer), so alerts stay the same alert when
-the model is saved again or messages change.
+the model is saved again or messages change. A finding explained by another
+(``caused_by``) has a ``relatedLocations`` entry naming its root cause's layer.
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ def _result(model: ModelReport, finding: Finding) -> dict[str, Any]:
         }],
         "partialFingerprints": {"primaryLocationLineHash": _fingerprint(finding)},
     }
+    if finding.caused_by is not None:  # a consequence points at its root cause
+        result["relatedLocations"] = [{
+            "id": 1,
+            "message": {"text": f"root cause: {finding.caused_by}"},
+            "physicalLocation": {"artifactLocation": {"uri": _uri(model.path)},
+                                 "region": {"startLine": 1}},
+            "logicalLocations": [{"name": finding.caused_by, "kind": "member"}],
+        }]
     if finding.code in RULE_INDEX:
         result["ruleIndex"] = RULE_INDEX[finding.code]
     return result

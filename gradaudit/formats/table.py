@@ -12,8 +12,9 @@ from gradaudit.formats.common import (
     NO_PROBE,
     SUMMARY_HEADERS,
     TRAINING_HEADERS,
-    finding_rows,
+    diagnosis_rows,
     inputs_text,
+    model_finding_rows,
     summary_rows,
     training_rows,
     training_text,
@@ -32,13 +33,13 @@ def render(run: AuditRun) -> str:
     """The models' blocks and, for several paths, a summary in which a path that could
     not be audited has status "error". Its reason is not repeated here: the CLI prints
     it on stderr, once (and JSON carries it for scripts)."""
-    blocks = [_model_block(model) for model in run.models]
+    blocks = [_model_block(model, run.verbose) for model in run.models]
     if len(run.models) + len(run.errors) > 1:
         blocks.append("Summary:\n" + tabulate(summary_rows(run), headers=SUMMARY_HEADERS))
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def _model_block(report: ModelReport) -> str:
+def _model_block(report: ModelReport, verbose: bool = False) -> str:
     inputs = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in report.inputs)
     probe = (f"inputs: {inputs} | samples: {report.samples} (seed {report.seed})"
              if report.probed else NO_PROBE)
@@ -55,6 +56,10 @@ def _model_block(report: ModelReport) -> str:
     if report.training is not None:
         lines.append(f"training: {training_text(report.training)}")
     lines += [f"note: {note}" for note in report.notes]
+    if report.diagnosis:
+        lines += ["", "Diagnosis (root causes, most important first):"]
+        lines += [f"  {n}. {layer} [{codes}]: {summary}. Fix: {fix}."
+                  for n, (layer, codes, summary, fix) in enumerate(diagnosis_rows(report), 1)]
     if report.probed:
         lines += _section("Dead activations", _dead_rows(report),
                           ["layer", "activation", "units", "dead units", "dead %", "note"],
@@ -69,7 +74,8 @@ def _model_block(report: ModelReport) -> str:
     history = training_rows(report)
     if history:
         lines += _section("Training history", history, TRAINING_HEADERS, "")
-    lines += _section("Findings", finding_rows(report.findings), FINDING_HEADERS, "no findings")
+    lines += _section("Findings", model_finding_rows(report, verbose), FINDING_HEADERS,
+                      "no findings")
     return "\n".join(lines)
 
 

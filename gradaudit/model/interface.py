@@ -65,6 +65,12 @@ class LayerInfo:
         return self.frozen_by == self.name
 
 
+LayerGraph = dict[str, tuple[str, ...]]
+"""Qualified layer name → the layers it feeds, towards the outputs (a nested model's
+name is its entry, feeding its first layers; a wrapper feeds the layers inside it).
+Only what the model shows: an empty graph links nothing (``checks.causes``)."""
+
+
 @dataclass(frozen=True)
 class RunResult:
     """One batch through the model: its outputs, flat, and the watched layers' outputs."""
@@ -140,6 +146,11 @@ class AuditedModel(Protocol):
         """The qualified name of the layer that computes the ``index``-th output of
         :meth:`run` (for a signature, its output key): where a finding about that output
         is reported."""
+        ...
+
+    def layer_graph(self) -> LayerGraph:
+        """Which layer feeds which (:data:`LayerGraph`), for linking findings to their
+        causes; empty where the model records no graph of its layers."""
         ...
 
 

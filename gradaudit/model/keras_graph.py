@@ -28,7 +28,7 @@ from typing import Any
 import keras
 
 from gradaudit.errors import AuditError
-from gradaudit.model.interface import LayerInfo, RunResult, Tensor, Variable
+from gradaudit.model.interface import LayerGraph, LayerInfo, RunResult, Tensor, Variable
 from gradaudit.model.rules import (
     NON_DIFFERENTIABLE_OPS,
     RELU_FAMILY,
@@ -288,6 +288,40 @@ class KerasModel:
             for layer in wrapped:
                 object.__delattr__(layer, "call")
 
+    def layer_graph(self) -> LayerGraph:
+        """Which layer feeds which, read from the functional graphs (a Sequential's layer
+        order) of the model and every nested model; Keras operations that are no layer
+        (``keras.ops.stop_gradient``) are looked through. A nested model's name feeds its
+        first layers and its output layers feed what it feeds, and so does a Keras wrapper
+        (``TimeDistributed``, ``Bidirectional``: its output is its layers'); a custom layer
+        feeds the layers (and activation ops) inside it, which feed what it feeds, and
+        still feeds that itself (its call may compute more). A shared layer is one name
+        with the edges of all its calls."""
+        feeds: dict[str, list[str]] = {name: [] for name in self._placed}
+        names = {id(p.layer): n for n, p in reversed(self._placed.items())}
+        exits: dict[str, list[str]] = {}  # a nested model → its output layers
+        first = set(names.values())  # a shared nested model is read once
+        for model, prefix in [(self.model, "")] + [
+                (p.layer, n) for n, p in self._placed.items()
+                if isinstance(p.layer, self.k.Model) and n in first]:
+            exits[prefix] = _model_edges(self.k, model, prefix, names, feeds)
+        wrapper = (self.k.layers.Wrapper, self.k.layers.Bidirectional)
+        exits.update({info.name: list(info.children) for info in self._layers
+                      if isinstance(self._placed[info.name].layer, wrapper)})
+        for name, placed in self._placed.items():  # outer first: exits see outer successors
+            if name in exits:
+                inside = [s for s in feeds[name] if s.startswith(name + "/")]
+                onward, feeds[name] = [s for s in feeds[name] if s not in inside], inside
+                for inner in exits[name] or [name]:
+                    feeds[inner] += onward
+                if exits[name]:
+                    continue
+            holder = names.get(id(placed.anchor))
+            if holder is not None and holder != name:
+                feeds[name] += [s for s in feeds[holder] if not s.startswith(holder + "/")]
+                feeds[holder].append(name)
+        return {name: tuple(dict.fromkeys(targets)) for name, targets in feeds.items()}
+
     def output_layer(self, index: int) -> str:
         """The layer whose call returns the ``index``-th output, inside a nested model
         that returns it (``encoder/out``); ``output_<index>`` if no outputs are recorded."""
@@ -316,6 +350,52 @@ ATTENTION_SCORE_COPIES = 4
 """Copies of the attention scores (logits, softmax, their gradients) kept per sample."""
 ATTENTION_LAYERS = frozenset({"MultiHeadAttention", "GroupedQueryAttention", "Attention",
                               "AdditiveAttention"})
+
+
+def _model_edges(k: Any, model: Any, prefix: str, names: dict[int, str],
+                 feeds: dict[str, list[str]]) -> list[str]:
+    """Add the edges between ``model``'s own layers to ``feeds`` (its inputs are
+    ``prefix``, the nested model's own name; nothing for the audited one) and give the
+    layers that compute its outputs."""
+    members = {id(layer) for layer in model.layers}
+
+    def sources(tensor: Any, seen: set[int]) -> list[str]:
+        """The layers of ``model`` whose outputs flow into ``tensor``, through operations
+        that are no layer; ``prefix`` for the model's inputs."""
+        if id(tensor) in seen:
+            return []
+        seen.add(id(tensor))
+        history = getattr(tensor, "_keras_history", None)
+        operation = _producer(history)
+        if operation is None or isinstance(operation, k.layers.InputLayer):
+            return [prefix] if prefix else []
+        if id(operation) in members:
+            return [names[id(operation)]] if id(operation) in names else []
+        nodes = getattr(operation, "_inbound_nodes", [])
+        index = getattr(history, "node_index", 0)
+        if not isinstance(index, int) or index >= len(nodes):
+            return []
+        return [s for t in _tensors(nodes[index].input_tensors) for s in sources(t, seen)]
+
+    if isinstance(model, k.Sequential):
+        chain = [names[id(layer)] for layer in _sublayers(k, model) if id(layer) in names]
+        for before, after in zip([prefix, *chain], chain, strict=False):
+            if before:
+                feeds[before].append(after)
+        return chain[-1:]
+    if not getattr(model, "outputs", None):
+        return []  # a subclassed model: its call records no graph, nothing is linked
+    for layer in _sublayers(k, model):
+        name = names.get(id(layer))
+        if name is None:
+            continue
+        nodes = getattr(layer, "_inbound_nodes", None) or getattr(layer, "inbound_nodes", [])
+        for node in nodes:
+            for source in dict.fromkeys(s for t in _tensors(node.input_tensors)
+                                        for s in sources(t, set())):
+                feeds[source].append(name)
+    return list(dict.fromkeys(s for t in model.outputs for s in sources(t, set())
+                              if s != prefix))
 
 
 def _graph_output_elements(k: Any, model: Any) -> int | None:

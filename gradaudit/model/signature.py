@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from gradaudit.errors import AuditError, first_line
 from gradaudit.model.flat_graph import Activation, FlatGraph
-from gradaudit.model.interface import LayerInfo, RunResult, Tensor, Variable
+from gradaudit.model.interface import LayerGraph, LayerInfo, RunResult, Tensor, Variable
 from gradaudit.model.specs import InputShapes, InputSpec, check_shape_names, resolve_shape
 
 # Attributes of restored objects that list variables owned elsewhere.
@@ -156,6 +156,11 @@ class SignatureModel:
             weights=tuple(variables), trainable_weights=trainable, trainable=bool(trainable),
             frozen_by=None if trainable or not variables else name,
         )
+
+    def layer_graph(self) -> LayerGraph:
+        """Empty: a signature's variables are grouped by owner, with no order between
+        them the graph would vouch for, so no finding is linked to another."""
+        return {}
 
     def output_layer(self, index: int) -> str:
         """The ``index``-th output key: :meth:`run` flattens the output dict in key order."""

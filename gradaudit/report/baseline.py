@@ -3,10 +3,10 @@
 A baseline is any gradaudit JSON report (``--write-baseline FILE`` writes one).
 Like bandit, findings are matched without their message, whose numbers (unit
 counts, gradient norms) change with samples and seeds: a finding is the same
-when its model path, code and layer are the same. Paths are compared as
-written in the report, normalised (``./a/../b.keras`` = ``b.keras``, ``\\``
-= ``/``), so run the audit from the same directory with the same path
-arguments that wrote the baseline.
+when its model path and id (``code:layer``, numbered on a repeat) are the
+same. Paths are compared as written in the report, normalised
+(``./a/../b.keras`` = ``b.keras``, ``\\`` = ``/``), so run the audit
+from the same directory with the same path arguments that wrote the baseline.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from gradaudit.errors import AuditError
 from gradaudit.report import json_io
 from gradaudit.report.types import AuditRun, Finding
 
-Key = tuple[str, str, str]  # (normalised model path, code, layer)
+Key = tuple[str, str]  # (normalised model path, finding id)
 
 
 def finding_key(model_path: str, finding: Finding) -> Key:
     """What makes a finding "the same" across runs: not its message, whose numbers vary."""
-    return (_normalise(model_path), finding.code, finding.layer)
+    return (_normalise(model_path), finding.id)
 
 
 def read_keys(path: Path) -> frozenset[Key]:
@@ -41,9 +41,9 @@ def apply(run: AuditRun, known: frozenset[Key]) -> tuple[AuditRun, int]:
     suppressed = 0
     models = []
     for model in run.models:
-        fresh = tuple(f for f in model.findings if finding_key(model.path, f) not in known)
+        fresh = [f for f in model.findings if finding_key(model.path, f) not in known]
         suppressed += len(model.findings) - len(fresh)
-        models.append(replace(model, findings=fresh))
+        models.append(model.keeping(fresh))
     return replace(run, models=tuple(models)), suppressed
 
 

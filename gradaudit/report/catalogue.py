@@ -97,10 +97,14 @@ CATALOGUE: tuple[Rule, ...] = (
             "layer before it on this path receive exactly zero gradient."
         ),
         fix=(
-            "Check the layer's bias (a large negative bias kills every unit), "
-            "re-initialise the layer (He normal), lower the learning rate, or use "
-            "LeakyReLU/ELU/GELU. If the model was trained, the run that saved it "
-            "probably diverged: restart from an earlier checkpoint."
+            "Lower the learning rate that killed it (one huge update usually does; the "
+            "diagnosis quotes the file's rate when the optimizer state is there) and "
+            "restart from an earlier checkpoint, or re-initialise the layer (He normal, a "
+            "zero or small positive bias: a large negative bias kills every unit). Use "
+            "LeakyReLU or ELU, whose derivative is never exactly zero, put "
+            "BatchNormalization before the activation, and check the input scale "
+            "(standardise the data). The zero gradients of the layers before it (GA202, "
+            "GA403) and a dead layer fed only its zeros are its consequences: fix this one."
         ),
     ),
     Rule(
@@ -140,7 +144,9 @@ CATALOGUE: tuple[Rule, ...] = (
             "Keep the path float and on the tape: remove the stop_gradient, replace "
             "argmax/hard choices by softmax-weighted (soft) versions or a "
             "straight-through estimator, and do not cast to integers inside the "
-            "model. If the layer is meant to be fixed, set trainable=False."
+            "model. The finding names the op and the layer after which it cuts; the "
+            "layers before that layer on the same cut are its consequences. If the layer "
+            "is meant to be fixed, set trainable=False."
         ),
     ),
     Rule(
@@ -290,7 +296,9 @@ CATALOGUE: tuple[Rule, ...] = (
             "will be updated. This is expected for a frozen pre-trained base in "
             "transfer learning; it is reported so that an accidental freeze is seen."
         ),
-        fix="If the layer should learn, set `layer.trainable = True` before compiling.",
+        fix=("If the layer should learn, set `layer.trainable = True` before compiling; "
+             "if it should not, remove it from the path to the loss. Rows inside it "
+             "without a gradient are its consequences."),
     ),
     Rule(
         code="GA302",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -26,6 +26,7 @@ from gradaudit.errors import AuditError
 from gradaudit.report.types import (
     PROBE_CHECKS,
     AuditRun,
+    Cause,
     Finding,
     InputRow,
     LayerRow,
@@ -33,6 +34,7 @@ from gradaudit.report.types import (
     ModelReport,
     Severity,
     TrainingSummary,
+    finding_ids,
 )
 
 _NON_FINITE = frozenset(str(value) for value in (math.nan, math.inf, -math.inf))
@@ -118,17 +120,21 @@ def _model_entry(model: ModelReport) -> dict[str, Any]:
         "summary": summary(model),
         "layers": [{f.name: getattr(row, f.name) for f in fields(row)} for row in model.layers],
         "findings": [_finding_entry(f) for f in model.findings],
+        "diagnosis": [{"layer": c.layer, "codes": list(c.codes), "explains": list(c.explains),
+                       "summary": c.summary, "fix": c.fix} for c in model.diagnosis],
         "notes": list(model.notes),
     }
 
 
 def _finding_entry(finding: Finding) -> dict[str, Any]:
     return {
+        "id": finding.id,
         "code": finding.code,
         "severity": str(finding.severity),
         "layer": finding.layer,
         "message": finding.message,
         "metrics": finding.metrics,
+        "caused_by": finding.caused_by,
     }
 
 
@@ -164,7 +170,9 @@ def _model(entry: dict[str, Any]) -> ModelReport:
         inputs=tuple(InputRow(i["name"], tuple(i["shape"]), i["dtype"])
                      for i in summary["inputs"]),
         layers=tuple(_layer(row) for row in entry["layers"]),
-        findings=tuple(_finding(f) for f in entry["findings"]),
+        findings=_findings(entry["findings"]),
+        diagnosis=tuple(Cause(c["layer"], tuple(c["codes"]), tuple(c["explains"]),
+                              c["summary"], c["fix"]) for c in entry.get("diagnosis", ())),
         unsafe=entry.get("unsafe", False),
         inputs_source=summary.get("inputs_source", {}),
         notes=tuple(entry.get("notes", ())),
@@ -195,7 +203,12 @@ def _layer(row: dict[str, Any]) -> LayerRow:
     return LayerRow(**values)
 
 
-def _finding(entry: dict[str, Any]) -> Finding:
-    return Finding(code=entry["code"], severity=Severity.parse(entry["severity"]),
-                   layer=entry["layer"], message=entry["message"],
-                   metrics={k: _number(v) for k, v in entry.get("metrics", {}).items()})
+def _findings(entries: list[dict[str, Any]]) -> tuple[Finding, ...]:
+    """The findings, with the ids a report written before ids existed would have had."""
+    findings = [Finding(code=e["code"], severity=Severity.parse(e["severity"]),
+                        layer=e["layer"], message=e["message"],
+                        metrics={k: _number(v) for k, v in e.get("metrics", {}).items()},
+                        caused_by=e.get("caused_by")) for e in entries]
+    ids = finding_ids(findings)
+    return tuple(replace(f, id=e.get("id") or given)
+                 for f, e, given in zip(findings, entries, ids, strict=True))

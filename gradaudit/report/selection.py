@@ -34,10 +34,8 @@ class Selection:
         """The run with only the selected findings (layers and errors untouched)."""
         if not (self.select or self.ignore):
             return run
-        models = tuple(
-            replace(model, findings=tuple(f for f in model.findings if self.keeps(f.code)))
-            for model in run.models
-        )
+        models = tuple(model.keeping([f for f in model.findings if self.keeps(f.code)])
+                       for model in run.models)
         return replace(run, models=models)
 
 

@@ -9,7 +9,8 @@ them, so the data does not depend on its readers.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -37,6 +38,50 @@ class Finding:
     layer: str
     message: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    """Stable within a report: ``code:layer`` (``GA202:d3``), ``#2`` … on a repeat
+    (:func:`finding_ids`); what a baseline matches."""
+    caused_by: str | None = None
+    """The layer of this finding's root cause (``checks.causes``); None for a root cause."""
+
+
+def finding_ids(findings: Sequence[Finding]) -> tuple[str, ...]:
+    """Each finding's id in report order: ``code:layer``, a repeat of the same code on
+    the same layer numbered ``#2``, ``#3`` … (deterministic, since the order is)."""
+    seen: dict[str, int] = {}
+    ids = []
+    for f in findings:
+        base = f"{f.code}:{f.layer}"
+        seen[base] = seen.get(base, 0) + 1
+        ids.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return tuple(ids)
+
+
+NO_GRADIENT = frozenset({"GA201", "GA202", "GA403"})
+"""Codes of rows that get no gradient (or never got one in training)."""
+
+
+def consequence_text(effects: Sequence[Finding]) -> str:
+    """``17 layers get no gradient because of it: GA202, GA403``: what a root cause
+    explains, in the diagnosis's summary and the formats' folded line alike."""
+    layers = len({f.layer for f in effects})
+    codes = sorted({f.code for f in effects})
+    what = ("no gradient" if NO_GRADIENT & set(codes)
+            else "a vanishing gradient" if codes == ["GA204"] else "findings")
+    return (f"{layers} layer{'s get' if layers != 1 else ' gets'} {what} because of it: "
+            + ", ".join(codes))
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A root cause (``models[].diagnosis``): the layer, its root codes, the ids of the
+    findings it explains, what it is in words and the fix."""
+
+    layer: str
+    codes: tuple[str, ...]
+    explains: tuple[str, ...]
+    summary: str
+    fix: str
 
 
 @dataclass(frozen=True)
@@ -137,6 +182,22 @@ class ModelReport:
     or "projection" (a random projection of every output)."""
     objectives: dict[str, str] | None = None
     """Output name → "loss" or "projection", only where the outputs differ."""
+    diagnosis: tuple[Cause, ...] = ()
+    """The root causes, most important first (``checks.causes``); empty for a model with
+    no finding at warning or above."""
+
+    def keeping(self, findings: Sequence[Finding]) -> ModelReport:
+        """This report with only ``findings`` (a subset of its own, after ``--select``/
+        ``--ignore`` or a baseline): a cause keeps the consequences that remain and goes
+        when none of its root findings does."""
+        kept = {f.id for f in findings}
+        roots = {(f.layer, f.code) for f in findings if f.caused_by is None}
+        diagnosis = tuple(
+            replace(cause, codes=codes, explains=tuple(i for i in cause.explains if i in kept))
+            for cause in self.diagnosis
+            for codes in [tuple(c for c in cause.codes if (cause.layer, c) in roots)]
+            if codes)
+        return replace(self, findings=tuple(findings), diagnosis=diagnosis)
 
     @property
     def probed(self) -> bool:
@@ -171,6 +232,9 @@ class AuditRun:
     errors: tuple[LoadError, ...]
     fail_on: FailOn | None = None
     """The gate the run is judged by, for formats that show pass/fail (None: not given)."""
+    verbose: bool = False
+    """Formats list every finding, consequences too, rather than fold them under their
+    root cause (``--verbose``; not in the JSON, which always has every finding)."""
 
 
 class FailOn(str, enum.Enum):
