@@ -106,11 +106,26 @@ def test_stop_gradient_cut_is_the_root_of_its_never_updated_rows() -> None:
 
 
 @pytest.mark.parametrize("no_probe", [False, True])
-def test_a_stalled_layer_fix_quotes_the_files_learning_rate(no_probe: bool) -> None:
+def test_a_too_high_rate_is_the_root_of_the_layers_it_stalled(no_probe: bool) -> None:
+    """GA414 names the stalled layers as its evidence: their GA401 are its consequences,
+    and its fix quotes the file's rate against the optimizer's usual one."""
     report = _audit("trained/adam_dying.keras", no_probe=no_probe)
-    assert _links(report) == {"GA414:adam_dying": None, "GA401:h1": None}
-    fixes = {c.layer: c.fix for c in report.diagnosis}
-    assert fixes["h1"].startswith("lower the learning rate (0.05 in the file)")
+    assert _links(report) == {"GA414:adam_dying": None, "GA401:h1": "adam_dying"}
+    assert [(c.layer, c.codes, c.explains) for c in report.diagnosis] == [
+        ("adam_dying", ("GA414",), ("GA401:h1",))]
+    assert report.diagnosis[0].fix.startswith(
+        "lower the learning rate from 0.05 toward Adam's usual 0.001")
+
+
+def test_a_stalled_layer_without_a_setting_to_blame_quotes_the_files_rate() -> None:
+    """A stalled layer that is its own root cause (no GA414 names it) gets the fix that
+    quotes the file's rate."""
+    from gradaudit.checks.causes import fix
+    from gradaudit.report.types import Finding, Severity
+
+    report = _audit("trained/adam_dying.keras", no_probe=True)
+    stalled = Finding("GA401", Severity.WARNING, "h1", "stalled", {})
+    assert fix(stalled, report).startswith("lower the learning rate (0.05 in the file)")
 
 
 def test_deep_sigmoid_vanishing_starts_at_the_last_vanishing_layer() -> None:

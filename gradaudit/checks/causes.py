@@ -7,6 +7,8 @@ root cause (``caused_by`` None), never a guessed link:
 
 - inside a frozen layer (GA301), the rows without gradient (GA201, GA202, GA403) are the
   freeze's;
+- stalled units in training (GA401, GA402) on a layer that a too-high learning rate's
+  GA414 names as its evidence (``metrics.layers``) are that setting's;
 - a layer whose every input is exactly zero because the layers feeding it are fully dead
   (GA102, through layers that keep a zero a zero) is their consequence: its own dead units,
   zero gradients, vanishing or never-updated rows;
@@ -69,6 +71,9 @@ OWN: Mapping[str, frozenset[str]] = {
     "GA412": frozenset({"GA204"}),
 }
 """A root code → the codes it explains on its own layer."""
+STALLED = frozenset({"GA401", "GA402"})
+"""Stalled units in training, which a too-high learning rate (GA414) explains when its
+finding names their layer as its evidence."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class _Links:
             f = self.findings[k]
             self.cause[k] = (self._in_frozen(f)
                              or (self.zero.get(f.layer) if f.code in ZERO_INPUT else None)
+                             or self._named_by_setting(f)
                              or self._on_own_layer(f) or self._before(f))
         return self.cause[k]
 
@@ -150,6 +156,14 @@ class _Links:
             return None
         return next((layer for layer in self.frozen if finding.layer == layer
                      or finding.layer.startswith(layer + "/")), None)
+
+    def _named_by_setting(self, finding: Finding) -> str | None:
+        """The model-wide GA414 (a learning rate far too high) that names this stalled
+        layer as its evidence (``metrics.layers``)."""
+        if finding.code not in STALLED:
+            return None
+        return next((f.layer for f in self.findings if f.code == "GA414"
+                     and finding.layer in f.metrics.get("layers", ())), None)
 
     def _on_own_layer(self, finding: Finding) -> str | None:
         """The root of the finding on the same layer that explains this one (:data:`OWN`)."""
@@ -307,6 +321,9 @@ def fix(finding: Finding, report: ModelReport) -> str:
     if code in ("GA111", "GA204"):
         return (f"standardise the inputs, use ReLU-family activations before '{layer}' or "
                 "normalisation between layers (Glorot/He initialisation)")
+    if code == "GA414" and metrics.get("usual") is not None and rate is not None:
+        return (f"lower the learning rate from {rate:g} toward {metrics['optimizer']}'s usual "
+                f"{metrics['usual']:g}, or warm it up; re-initialise the stalled layers")
     if code == "GA412":
         return f"pair the head '{layer}' with its loss: `gradaudit explain GA412` lists the pairs"
     rule = BY_CODE.get(code)

@@ -342,7 +342,7 @@ def _no_history(state: TrainingState, model: str) -> Finding:
 
 
 def _settings(state: TrainingState, thresholds: Thresholds, model: str,
-              harm: Sequence[str]) -> list[Finding]:
+              harm: Sequence[tuple[str, str | None]]) -> list[Finding]:
     """GA414: a learning rate ≤ 0 or a clip that stops learning (error); a rate far from
     the usual one: a warning when ``harm`` (the file's evidence) agrees, else info."""
     findings = []
@@ -359,7 +359,7 @@ def _settings(state: TrainingState, thresholds: Thresholds, model: str,
 
 
 def _far_rate(state: TrainingState, rate: float, thresholds: Thresholds, model: str,
-              harm: Sequence[str]) -> list[Finding]:
+              harm: Sequence[tuple[str, str | None]]) -> list[Finding]:
     """A rate far above the usual one with harm in the file (warning), or far off on
     its own (info: a fine-tuning rate is far below on purpose)."""
     assert state.optimizer is not None
@@ -372,7 +372,9 @@ def _far_rate(state: TrainingState, rate: float, thresholds: Thresholds, model: 
     if side == "above" and harm and ratio > thresholds.learning_rate_harm_factor:
         return [dataclasses.replace(finding(
             "GA414", model, f"{said}, and the file shows what a too-high rate does: "
-            f"{'; '.join(harm)}", evidence=list(harm), **metrics),
+            f"{'; '.join(text for text, _ in harm)}",
+            evidence=[text for text, _ in harm],
+            layers=[layer for _, layer in harm if layer is not None], **metrics),
             severity=Severity.WARNING)]
     if ratio > thresholds.learning_rate_factor:
         return [dataclasses.replace(finding(
@@ -388,14 +390,16 @@ def _no_harm(state: TrainingState) -> str:
     return "the file holds no per-unit optimizer state that could show harm from it"
 
 
-def _harm(state: TrainingState, trained: Sequence[Finding]) -> list[str]:
-    """What in the file a too-high learning rate would explain: stalled units (GA401,
-    GA402) and optimizer slots holding NaN or Inf."""
-    harm = [f"{f.metrics['stalled_units']} of {f.metrics['units']} units of {f.layer} "
-            "stalled" for f in trained if f.code in ("GA401", "GA402")]
+def _harm(state: TrainingState, trained: Sequence[Finding]) -> list[tuple[str, str | None]]:
+    """What in the file a too-high learning rate would explain, each with the layer it is
+    on (the GA414 finding names them, so the diagnosis links their findings to it):
+    stalled units (GA401, GA402) and optimizer slots holding NaN or Inf."""
+    harm: list[tuple[str, str | None]] = [
+        (f"{f.metrics['stalled_units']} of {f.metrics['units']} units of {f.layer} stalled",
+         f.layer) for f in trained if f.code in ("GA401", "GA402")]
     broken = [f"{v.layer}/{v.variable}" for v in state.variables if not v.finite]
     if broken:
-        harm.append(f"NaN or Inf in the optimizer slots of {_join(broken)}")
+        harm.append((f"NaN or Inf in the optimizer slots of {_join(broken)}", None))
     return harm
 
 
