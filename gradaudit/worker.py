@@ -6,11 +6,12 @@ TensorFlow's native kernels can kill the process that runs them: with TensorFlow
 fer package's emotion model (THRESHOLDS.md). Switching oneDNN off everywhere would
 make every convolution up to 2× slower, so the CLI runs TensorFlow's defaults in a
 worker instead: the worker (``spawn``, a fresh interpreter: forking a process that
-holds TensorFlow is unsafe) imports TensorFlow and the ``--import`` modules once and
-audits path after path. The main process never imports TensorFlow. A worker killed
-by a signal costs its file one retry in a fresh worker with oneDNN off
-(``TF_ENABLE_ONEDNN_OPTS=0``); a second crash is reported as that file's error; a file
-that takes longer than ``--timeout`` is stopped and reported. The next file gets a
+holds TensorFlow is unsafe) imports the ``--import`` modules and TensorFlow once (the
+latter once a model passes the file checks) and audits path after path; the main
+process never imports TensorFlow. A worker killed by a signal costs its file one
+retry in a fresh worker with oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``); a second crash
+is reported as that file's error; a file that takes longer than ``--timeout`` is
+stopped and reported. The next file gets a
 fresh worker with the user's settings again, so no report depends on its neighbours.
 """
 
@@ -228,7 +229,8 @@ def _serve(connection: Connection, setup: _Setup, onednn_off: bool) -> None:
     except AuditError as exc:
         connection.send(("usage", str(exc)))
         return
-    runtime.import_tensorflow()
+    # TensorFlow itself is imported once a model passes the file checks, as in one
+    # process: a refused file costs no import (its first model's --timeout counts it).
     connection.send(("ready", None))
     while True:
         try:
