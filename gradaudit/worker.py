@@ -135,8 +135,7 @@ class _Supervisor:
             except EOFError:
                 message = None
             if message is None:  # the worker ended without an answer
-                worker.process.join()
-                self._worker = None
+                self._stop(graceful=False)  # reaps it
                 return _Died(_describe(worker.process.exitcode))
             kind, value = message
             if kind == "ready":  # the worker's start-up does not count against the file
