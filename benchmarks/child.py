@@ -2,6 +2,9 @@
 
 Prints one JSON line: wall seconds of the measured part (model load + probe
 passes; TensorFlow's import is excluded from both) and the process's peak RSS.
+TensorFlow runs with its defaults (oneDNN on) unless the environment sets
+``TF_ENABLE_ONEDNN_OPTS``, as in a user's own script; ``run.py`` also times each
+child as a whole process, the import included.
 """
 
 from __future__ import annotations

@@ -75,3 +75,22 @@ def saved(name: str, cache: Path) -> Path:
         keras.utils.set_random_seed(0)
         MODELS[name]().save(path)
     return path
+
+
+SMALL_MODELS = 40
+
+
+def small_folder(cache: Path) -> Path:
+    """A folder of SMALL_MODELS small MLPs (16 → 32 → 32 → 4, relu; seeds 0…39), built
+    once: the many-small-files case, where start-up and per-file costs dominate."""
+    folder = cache / f"small_x{SMALL_MODELS}"
+    if len(list(folder.glob("*.keras"))) != SMALL_MODELS:
+        folder.mkdir(parents=True, exist_ok=True)
+        for seed in range(SMALL_MODELS):
+            keras.utils.set_random_seed(seed)
+            inputs = keras.Input((16,), name="features")
+            x = layers.Dense(32, activation="relu", name="hidden_0")(inputs)
+            x = layers.Dense(32, activation="relu", name="hidden_1")(x)
+            keras.Model(inputs, layers.Dense(4, name="out")(x)).save(
+                folder / f"small_{seed:02d}.keras")
+    return folder

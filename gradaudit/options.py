@@ -120,6 +120,9 @@ class Options:
     """``--objective``: None differentiates each output's compiled loss where the model
     has one and a random projection otherwise; "loss" / "projection" force one (a model
     without a compiled loss still gets the projection, with a note)."""
+    timeout: float = 1800.0
+    """Seconds the CLI's worker process may spend on one model before it is stopped and
+    the file reported (``--timeout``): a hung model must not hold a batch for ever."""
     signature: str | None = None
     """The SavedModel signature to audit (None: serving_default, else the only one)."""
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -153,6 +153,7 @@ PARSERS: dict[str, Callable[[Any], object]] = {
     "no_probe": _boolean,
     "max_memory": _size,
     "objective": _objective,
+    "timeout": _positive_float,
     **{key: _fraction if key in _FRACTIONS else _positive_float for key in THRESHOLD_KEYS},
 }
 """The config-file keys, each with the parser that checks its value (flags use them too)."""

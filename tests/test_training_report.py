@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gradaudit.formats import Format, render
 from gradaudit.load.config_layers import ConfigLayer, config_layer, model_name
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config
@@ -39,6 +40,14 @@ DEAD = str(FIXTURES / "dead_relu.keras")
 @pytest.fixture
 def trained(monkeypatch: pytest.MonkeyPatch) -> None:
     training_states.install(monkeypatch.setattr)
+
+
+def _rendered(fmt: Format = Format.TABLE) -> str:
+    """DEAD's probed report as the CLI prints it, audited in this process: the CLI probes
+    in a worker process, where this test's stand-in training state is not installed."""
+    from gradaudit.pipeline import audit_paths
+
+    return render(audit_paths([DEAD], Options()), fmt)
 
 
 def _model(result: Any) -> dict[str, Any]:
@@ -69,8 +78,8 @@ def test_the_training_state_joins_the_probe_report(trained: None) -> None:
 
 
 def test_json_keys_and_round_trip(trained: None) -> None:
-    result = run_cli("audit", DEAD, "--format", "json")
-    model = _model(result)
+    text = _rendered(Format.JSON)
+    (model,) = json.loads(text)["models"]
     assert model["summary"]["training"] == {
         "optimizer": "Adam", "iterations": 504, "learning_rate": 0.05,
         "loss": {"out": "mean_squared_error"}, "from_logits": {"out": False},
@@ -79,8 +88,8 @@ def test_json_keys_and_round_trip(trained: None) -> None:
     dead = next(row for row in model["layers"] if row["name"] == "dead")
     assert {key: dead[key] for key in ("stalled_units", "stalled_fraction", "train_grad_rms")} \
         == {"stalled_units": 16, "stalled_fraction": 1.0, "train_grad_rms": 1e-9}
-    run = read(result.stdout)
-    assert write(run) == result.stdout
+    run = read(text)
+    assert write(run) == text
 
 
 def test_a_training_summary_with_non_finite_numbers_reads_back() -> None:
@@ -100,7 +109,7 @@ def test_a_training_summary_with_non_finite_numbers_reads_back() -> None:
 
 
 def test_the_table_has_a_training_history_only_when_the_file_has_one(trained: None) -> None:
-    table = run_cli("audit", DEAD).stdout
+    table = _rendered()
     assert "training: Adam, 504 steps, learning rate 0.05, out: mean_squared_error\n" in table
     history = table[table.index("Training history:"):table.index("Findings:")]
     assert history.splitlines()[1].split() == [
@@ -117,10 +126,10 @@ def test_no_training_history_no_table() -> None:
 
 
 def test_html_and_markdown_show_the_training_state(trained: None) -> None:
-    page = run_cli("audit", DEAD, "--format", "html").stdout
+    page = _rendered(Format.HTML)
     assert "<h3>Training history</h3>" in page and "<td>gone</td>" not in page
     assert "training: Adam, 504 steps" in page
-    markdown = run_cli("audit", DEAD, "--format", "markdown").stdout
+    markdown = _rendered(Format.MARKDOWN)
     assert "Training: Adam, 504 steps, learning rate 0.05, out: mean_squared_error." in markdown
 
 
@@ -183,7 +192,7 @@ def test_junit_skips_the_rules_that_did_not_run(trained: None) -> None:
                if c.find("skipped") is not None]
     assert skipped == [rule.code for rule in CATALOGUE if not rule.code.startswith("GA4")]
     assert suite.get("skipped") == root.get("skipped") == str(len(skipped))
-    probed = ET.fromstring(run_cli("audit", DEAD, "--format", "junit").stdout)
+    probed = ET.fromstring(_rendered(Format.JUNIT))
     assert probed.get("skipped") is None and not list(probed.iter("skipped"))
 
 
