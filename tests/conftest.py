@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 
-# As gradaudit.runtime sets it before TensorFlow is imported (TensorFlow 2.21's
-# oneDNN convolution gradients can crash the process); test modules that import
-# Keras first must see the same kernels as the CLI.
+# The suite runs without oneDNN, which the CLI's workers (spawned, inheriting the
+# environment) and the in-process tests then share: the golden reports and measured
+# figures do not depend on which kernels a machine picks, and no test needs the
+# crash-retry path except tests/test_worker.py, which sets its own environment.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import ast
