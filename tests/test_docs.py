@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from gradaudit.model.head_table import table_markdown
 from gradaudit.report import baseline, json_io
 from gradaudit.report.catalogue import CATALOGUE
 from gradaudit.report.docs import FAMILIES, REGENERATE, family_page, pages, stale
@@ -62,24 +61,15 @@ def test_every_code_is_on_its_family_s_page_with_everything_the_catalogue_says()
                 assert line.startswith("- ") or line in section, (rule.code, line)
 
 
-def test_the_head_loss_table_is_on_the_training_page() -> None:
-    (training,) = [f for f in FAMILIES if f.prefix == "GA4"]
-    assert table_markdown() in (DOCS / training.page).read_text(encoding="utf-8")
-
-
-def test_the_codes_page_lists_every_code_with_its_severity() -> None:
-    text = (DOCS / "codes.md").read_text(encoding="utf-8")
-    rows = re.findall(r"^\| \[(GA\d+)\]\([^)]*\) \| (\w+) \|", text, re.M)
-    assert rows == [(rule.code, str(rule.severity)) for rule in CATALOGUE]
-
-
 @pytest.mark.parametrize("command", ["audit", "merge", "checks", "explain"])
 def test_the_cli_reference_has_every_option_help_prints(command: str) -> None:
     """Read back from ``--help`` as Typer renders it, not from the parameters."""
-    help_text = run_cli(command, "--help").stdout
+    help_text = run_cli(command, "--help").stdout.split("\nOptions:\n", 1)[1]
     reference = (DOCS / "cli.md").read_text(encoding="utf-8")
     section = reference.split(f"\n## gradaudit {command}\n", 1)[1].split("\n## ", 1)[0]
-    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-z])\b", help_text)) - {"--help"}
+    rows = re.findall(r"^\s+(?:(-[a-z]), )?(--[a-z][a-z-]*)", help_text, re.M)
+    options = {name for row in rows for name in row if name} - {"--help"}
+    assert len(options) >= (8 if command == "audit" else 0)  # the rows were read
     mentioned = set(re.findall(r"`(--[a-z][a-z-]*|-[a-z])`", section))
     assert options <= mentioned, options - mentioned
 
@@ -153,7 +143,8 @@ def test_the_schema_rejects_what_is_not_a_report(golden_run: GoldenRun) -> None:
     for broken in (dict(model, extra=1), dict(model, summary=dict(model["summary"], seed="0")),
                    {k: v for k, v in model.items() if k != "diagnosis"}):
         assert not VALIDATOR.is_valid(dict(document, models=[broken]))
-    finding = dict(document["models"][1]["findings"][0], severity="fatal")
+    finding = dict(next(m for m in document["models"] if m["findings"])["findings"][0],
+                   severity="fatal")
     assert not VALIDATOR.is_valid(dict(document, models=[dict(model, findings=[finding])]))
 
 

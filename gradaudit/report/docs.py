@@ -163,10 +163,12 @@ def cli_reference() -> str:
     """Every command, argument and option of the Typer app, as its parameters declare them."""
     import typer
     from typer._click.core import Context
+    from typer.core import TyperGroup
 
     from gradaudit.cli import app
 
     group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)  # an app of several commands
     root = Context(group, info_name="gradaudit")
     lines = [GENERATED.format(command=REGENERATE, source="the Typer app in gradaudit/cli.py"),
              "# Command-line reference", "", group.help or "", "",
@@ -178,17 +180,17 @@ def cli_reference() -> str:
         ctx = Context(command, info_name=name, parent=root)
         lines += [f"## gradaudit {name}", "", "```", command.get_usage(ctx).strip(), "```", "",
                   command.help or "", ""]
-        params = [p for p in command.get_params(ctx) if p.name != "help"]
+        # Typer's parameters (TyperOption, TyperArgument) carry the help and the annotation.
+        params: list[Any] = [p for p in command.get_params(ctx) if p.name != "help"]
         if not params:
             continue
         lines += ["| argument / option | type | default | config key | description |",
                   "|---|---|---|---|---|"]
         for param in params:
-            shown = param.get_help_record(ctx)[0] if param.metavar else None
             names = ", ".join(f"`{n}`" for n in [*param.opts, *param.secondary_opts])
             if param.param_type_name == "argument":
                 names = f"`{param.metavar or param.name.upper()}`"
-            elif shown and param.metavar:
+            elif param.metavar:
                 names += f" `{param.metavar}`"
             key = _config_key(param.name) if name == "audit" else "—"
             lines.append(f"| {_cell(names)} | {_cell(_type(param))} | {_cell(_default(param))} "
