@@ -193,3 +193,15 @@ def test_every_relative_link_resolves(page: Path) -> None:
         elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
             broken.append(f"{target}: no heading #{anchor} in {resolved.relative_to(ROOT)}")
     assert not broken, "\n".join(broken)
+
+
+def test_the_readme_s_30_second_example_is_what_the_tool_prints(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## A 30-second example\n\n```console\n", 1)[1].split("```", 1)[0]
+    command, _, shown = block.partition("\n")
+    args = command.removeprefix("$ gradaudit ").split()
+    monkeypatch.chdir(ROOT)  # the example's path is relative to the repository
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert result.stdout + result.stderr == shown
