@@ -1,4 +1,4 @@
-"""action.yml runs the commands the README shows, and the CLI accepts them.
+"""action.yml runs the commands the docs show (docs/ci.md), and the CLI accepts them.
 
 The action's shell steps are run by bash itself with ``gradaudit`` and ``pip``
 replaced by functions that print their arguments, so the comparison is with the
@@ -29,7 +29,7 @@ PRINTING = ("gradaudit() { printf '%s\\0' gradaudit \"$@\"; printf '\\036'; }\n"
 
 
 def _steps(marker: str) -> list[dict[str, Any]]:
-    """The steps of the one job of the README's workflow after ``<!-- marker -->``."""
+    """The steps of the one job of docs/ci.md's workflow after ``<!-- marker -->``."""
     (job,) = yaml.safe_load(_snippet(marker))["jobs"].values()
     return list(job["steps"])
 
@@ -66,10 +66,10 @@ def _uses(steps: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
             if "uses" in step and not step["uses"].startswith("actions/checkout@")]
 
 
-def test_the_action_runs_the_commands_the_readme_shows(tmp_path: Path) -> None:
+def test_the_action_runs_the_commands_the_docs_show(tmp_path: Path) -> None:
     (example,) = [s for s in _steps("github-actions-action") if "/gradaudit@" in s["uses"]]
     commands = _commands(_inputs(example.get("with", {})), tmp_path)
-    # The action installs the package from its own checkout, the README by its name.
+    # The action installs the package from its own checkout, the docs by its name.
     installed = [["gradaudit" if word == str(ROOT) else word for word in command]
                  for command in commands]
     shown = [shlex.split(step["run"]) for step in _steps("github-actions-sarif") if "run" in step]

@@ -130,13 +130,14 @@ def test_markdown_has_a_summary_row_per_file_and_escapes_cells(run: AuditRun) ->
 
 
 def _snippet(marker: str) -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"<!-- {marker} -->\n```yaml\n(.*?)```", readme, re.S)
-    assert match, f"README has no YAML block after <!-- {marker} -->"
+    """The YAML block after ``<!-- marker -->`` in the CI page (docs/ci.md)."""
+    page = (ROOT / "docs" / "ci.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- {marker} -->\n```yaml\n(.*?)```", page, re.S)
+    assert match, f"docs/ci.md has no YAML block after <!-- {marker} -->"
     return match.group(1)
 
 
-def test_the_readme_github_actions_snippet_produces_valid_sarif(tmp_path: Path,
+def test_the_docs_github_actions_snippet_produces_valid_sarif(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
     snippet = _snippet("github-actions-sarif")
@@ -157,7 +158,7 @@ def test_the_readme_github_actions_snippet_produces_valid_sarif(tmp_path: Path,
     assert uris == {"models/dead_relu.keras"}  # relative to the checkout, as GitHub needs
 
 
-def test_the_readme_shard_matrix_uses_shard_and_merge() -> None:
+def test_the_docs_shard_matrix_uses_shard_and_merge() -> None:
     snippet = _snippet("github-actions-shards")
     shards = re.search(r"shard: \[([\d, ]+)\]", snippet)
     assert shards and [int(s) for s in shards.group(1).split(",")] == [1, 2, 3, 4]

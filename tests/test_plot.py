@@ -168,10 +168,10 @@ def test_missing_matplotlib_is_one_clear_line(monkeypatch: pytest.MonkeyPatch,
     assert not (tmp_path / "out.png").exists()
 
 
-def test_readme_command_makes_the_committed_picture(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- grad-flow-command -->", 1)[1].split("```")[1]
+def test_the_docs_command_makes_the_committed_picture(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (ROOT / "docs" / "formats.md").read_text(encoding="utf-8")
+    block = page.split("<!-- grad-flow-command -->", 1)[1].split("```")[1]
     command = shlex.split(block.removeprefix("bash").strip())
     assert command[:2] == ["gradaudit", "audit"] and command[-2:] == ["--plot",
                                                                        "docs/grad_flow.png"]
