@@ -54,6 +54,14 @@ class Thresholds:
     """GA414 warns on a learning rate more than this factor above the usual one when
     the file shows harm a too-high rate does (stalled units, NaN/Inf in the slots);
     a rate far off on its own is info only (fine-tuning runs far below on purpose)."""
+    diff_fraction_change: float = 0.2
+    """``gradaudit diff``: a finding is "changed" when its layer's dead or stalled fraction
+    moved by at least this much (a fifth of the layer's units). An absolute change, not a
+    factor: the fractions are bounded by 1, and a GA101 layer's lies between 0.5 and 1."""
+    diff_rms_factor: float = 10.0
+    """``gradaudit diff``: … or when its layer's gradient RMS (probe or training) moved by
+    at least this factor either way: gradient RMS spans orders of magnitude across layers
+    and models, so one order of magnitude is a change a retrain made, not seed noise."""
 
 
 USUAL_LEARNING_RATES: dict[str, tuple[float, str]] = {

@@ -52,6 +52,11 @@ def write(run: AuditRun) -> str:
         "models": [_model_entry(model) for model in run.models],
         "errors": [{"path": e.path, "error": e.error} for e in run.errors],
     }
+    return dumps(document)
+
+
+def dumps(document: dict[str, Any]) -> str:
+    """A JSON document as gradaudit prints it: indented, non-finite floats as strings."""
     return json.dumps(_finite(document), indent=2) + "\n"
 
 
@@ -119,14 +124,15 @@ def _model_entry(model: ModelReport) -> dict[str, Any]:
         "unsafe": model.unsafe,
         "summary": summary(model),
         "layers": [{f.name: getattr(row, f.name) for f in fields(row)} for row in model.layers],
-        "findings": [_finding_entry(f) for f in model.findings],
+        "findings": [finding_entry(f) for f in model.findings],
         "diagnosis": [{"layer": c.layer, "codes": list(c.codes), "explains": list(c.explains),
                        "summary": c.summary, "fix": c.fix} for c in model.diagnosis],
         "notes": list(model.notes),
     }
 
 
-def _finding_entry(finding: Finding) -> dict[str, Any]:
+def finding_entry(finding: Finding) -> dict[str, Any]:
+    """A finding as the report writes it (``gradaudit diff`` writes the same)."""
     return {
         "id": finding.id,
         "code": finding.code,
