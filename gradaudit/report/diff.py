@@ -154,6 +154,10 @@ def _mismatch(before: ModelReport, after: ModelReport) -> list[str]:
         notes.append(f"{before.path} and {after.path} have different layers ({shared} of "
                      f"{len(old_layers)} and {len(new_layers)} layer names shared): findings "
                      "are matched by layer name")
+    if before.probed and after.probed and before.seed != after.seed:
+        notes.append(f"{before.path} was probed with seed {before.seed}, {after.path} with "
+                     f"seed {after.seed}: gradient RMS moves with the seed alone (up to "
+                     "9× measured), so compare with the same --seed")
     if set(before.checks_run) != set(after.checks_run):
         notes.append(f"{before.path} ran checks {', '.join(before.checks_run)}, "
                      f"{after.path} ran {', '.join(after.checks_run)} (--no-probe on one "
