@@ -247,7 +247,8 @@ def audit(
         run = _audit_paths(targets.paths, options, supplied, step, verbose)
     selection = Selection(options.select, options.ignore)
     run = selection.apply(replace(run, errors=targets.errors + run.errors,
-                                          fail_on=options.fail_on, verbose=verbose))
+                                          fail_on=options.fail_on, verbose=verbose,
+                                          shard=shards.info() if shards else None))
     if write_baseline is not None:
         _write_atomically(write_baseline, render(run, Format.JSON), "--write-baseline")
     run, suppressed = baseline_mod.apply(run, known)

@@ -17,6 +17,7 @@ from gradaudit.formats.common import (
     gate,
     inputs_text,
     model_finding_rows,
+    shard_text,
     summary_rows,
     training_text,
 )
@@ -27,6 +28,8 @@ def render(run: AuditRun) -> str:
     lines = ["# gradaudit report", "",
              f"{len(run.models)} model(s) audited, {len(run.errors)} failed; "
              f"status judged at `--fail-on {gate(run).value}`.", ""]
+    if run.shard is not None:
+        lines += [f"This report is {_cell(shard_text(run.shard))}.", ""]
     lines += table_lines(SUMMARY_HEADERS, summary_rows(run))
     for model in run.models:
         lines += ["", *_model_section(model, run.verbose)]

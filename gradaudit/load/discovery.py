@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradaudit.errors import AuditError
-from gradaudit.report.types import LoadError
+from gradaudit.report.types import LoadError, ShardInfo
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 SAVED_MODEL_MARKERS = ("saved_model.pb", "saved_model.pbtxt")
@@ -74,6 +74,9 @@ class Shard:
     count: int
     source: str = ""
     """The CI variables ``--shard auto`` read (``CI_NODE_INDEX=2, CI_NODE_TOTAL=4``)."""
+    variables: tuple[tuple[str, str], ...] = ()
+    """The same variables, (name, value), for the JSON report."""
+    system: str | None = None
 
     @classmethod
     def parse(cls, text: str, environ: Mapping[str, str] = os.environ) -> Shard:
@@ -123,7 +126,11 @@ class Shard:
             raise AuditError(f"--shard {text}: {source}: the index must be between "
                              f"{system.first} and {count - 1 + system.first} ({system.name} "
                              f"counts from {system.first})")
-        return cls(index, count, f"{source} ({system.name})")
+        return cls(index, count, f"{source} ({system.name})", tuple(read.items()), system.name)
+
+    def info(self) -> ShardInfo:
+        """What the report says about this slice (``"shard"`` in the JSON)."""
+        return ShardInfo(self.index, self.count, dict(self.variables), self.system)
 
     def take(self, paths: Sequence[str]) -> list[str]:
         return list(paths[self.index - 1 :: self.count])
