@@ -167,11 +167,11 @@ def test_unrelated_models_are_compared_by_layer_name_with_a_note(
 def test_every_format_shows_the_three_lists(runs: dict[str, AuditRun]) -> None:
     diff = compare(runs["partly_dead"], runs["mostly_dead"], Thresholds())
     table = render(diff, DiffFormat.TABLE)
-    assert "Changed:" in table and "dead fraction 70% → 95%" in table
+    assert "Changed:" in table and "dead 70% → 95%" in table
     assert "New in NEW: none." in table
     markdown = render(diff, DiffFormat.MARKDOWN)
     old_rms, new_rms = diff.changed[0].figures["grad_rms"]
-    assert (f"| `GA101` | `partial` | warning | dead fraction 70% → 95%; grad rms "
+    assert (f"| `GA101` | `partial` | warning | dead 70% → 95%; gradient RMS "
             f"{old_rms:.3g} → {new_rms:.3g} |") in markdown
     document = json.loads(render(diff, DiffFormat.JSON))
     (changed,) = document["diff"]["changed"]
@@ -198,6 +198,19 @@ def test_models_audited_by_the_cli_against_a_report(runs: dict[str, AuditRun],
     code, document, _ = _diff(str(report), str(partly["partly_dead"]), "--fail-on", "info")
     assert document["diff"] == {"new": [], "gone": [], "changed": [], "notes": []}
     assert code == 0
+
+
+def test_the_thresholds_come_from_the_config_file(runs: dict[str, AuditRun],
+                                                   tmp_path: Path) -> None:
+    """Two reports (no model is run): 70% → 55% dead is changed at a 0.1 threshold only."""
+    for name in ("partly_dead", "less_dead"):
+        (tmp_path / f"{name}.json").write_text(json_io.write(runs[name]), encoding="utf-8")
+    sides = [str(tmp_path / "partly_dead.json"), str(tmp_path / "less_dead.json")]
+    config = tmp_path / "gradaudit.toml"
+    config.write_text("diff_fraction_change = 0.1\n", encoding="utf-8")
+    assert _diff(*sides)[1]["diff"]["changed"] == []
+    (changed,) = _diff(*sides, "--config", str(config))[1]["diff"]["changed"]
+    assert changed["figures"] == {"dead_fraction": {"old": 0.7, "new": 0.55}}
 
 
 def test_an_unreadable_side_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -22,6 +22,9 @@ class DiffFormat(str, enum.Enum):
 
 
 CHANGE_HEADERS = ["code", "layer", "severity", "what moved"]
+FIGURES = {"dead_fraction": "dead", "stalled_fraction": "stalled", "grad_rms": "gradient RMS",
+           "train_grad_rms": "gradient RMS (training)"}
+"""How the table and Markdown name the figures of ``report.diff`` (JSON keeps the keys)."""
 
 
 def render(diff: Diff, fmt: DiffFormat) -> str:
@@ -100,7 +103,7 @@ def _severity(change: Change) -> str:
 
 
 def _moved(change: Change) -> str:
-    return "; ".join(f"{name.replace('_', ' ')} {_value(name, old)} → {_value(name, new)}"
+    return "; ".join(f"{FIGURES[name]} {_value(name, old)} → {_value(name, new)}"
                      for name, (old, new) in change.figures.items()) or "severity"
 
 
