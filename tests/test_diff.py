@@ -164,6 +164,28 @@ def test_unrelated_models_are_compared_by_layer_name_with_a_note(
         "layers (0 of 3 and 3 layer names shared): findings are matched by layer name",)
 
 
+def test_sides_audited_otherwise_get_a_note(runs: dict[str, AuditRun]) -> None:
+    (model,) = runs["partly_dead"].models
+    other = replace(runs["partly_dead"], models=(replace(model, seed=3),))
+    assert compare(runs["partly_dead"], other, Thresholds()).notes == (
+        f"{model.path}: OLD was probed with seed 0 and NEW with seed 3: gradient RMS moves "
+        "with the seed alone (up to 9× measured), so compare with the same --seed",)
+
+
+def test_a_probed_report_against_no_probe_says_why_findings_are_gone(
+        runs: dict[str, AuditRun], tmp_path: Path) -> None:
+    report = tmp_path / "partly_dead.json"
+    report.write_text(json_io.write(runs["partly_dead"]), encoding="utf-8")
+    model = FIXTURES / "partly_dead.keras"
+    code, document, _ = _diff(str(report), str(model), "--no-probe", "--fail-on", "info")
+    assert [e["id"] for e in document["diff"]["gone"]] == ["GA101:partial"]
+    assert document["diff"]["notes"] == [
+        f"{model}: OLD ran checks GA1, GA2, GA3 and NEW none (no probe, no training state) "
+        "(--no-probe on one side?): findings of checks that ran on one side only are new or "
+        "gone"]
+    assert code == 0
+
+
 def test_every_format_shows_the_three_lists(runs: dict[str, AuditRun]) -> None:
     diff = compare(runs["partly_dead"], runs["mostly_dead"], Thresholds())
     table = render(diff, DiffFormat.TABLE)

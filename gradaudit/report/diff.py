@@ -144,22 +144,26 @@ def _moved(name: str, old: float | None, new: float | None, thresholds: Threshol
     return max(new / old, old / new) >= thresholds.diff_rms_factor
 
 
+def _families(model: ModelReport) -> str:
+    return ", ".join(model.checks_run) or "none (no probe, no training state)"
+
+
 def _mismatch(before: ModelReport, after: ModelReport) -> list[str]:
     """Notes that make the diff readable: unrelated models, different checks."""
     notes = []
     old_layers = [(r.name, r.type) for r in before.layers]
     new_layers = [(r.name, r.type) for r in after.layers]
-    if old_layers != new_layers:
+    if old_layers and new_layers and old_layers != new_layers:  # none listed: not probed
         shared = len({n for n, _ in old_layers} & {n for n, _ in new_layers})
         notes.append(f"{before.path} and {after.path} have different layers ({shared} of "
                      f"{len(old_layers)} and {len(new_layers)} layer names shared): findings "
                      "are matched by layer name")
     if before.probed and after.probed and before.seed != after.seed:
-        notes.append(f"{before.path} was probed with seed {before.seed}, {after.path} with "
-                     f"seed {after.seed}: gradient RMS moves with the seed alone (up to "
-                     "9× measured), so compare with the same --seed")
+        notes.append(f"{after.path}: OLD was probed with seed {before.seed} and NEW with seed "
+                     f"{after.seed}: gradient RMS moves with the seed alone (up to 9× "
+                     "measured), so compare with the same --seed")
     if set(before.checks_run) != set(after.checks_run):
-        notes.append(f"{before.path} ran checks {', '.join(before.checks_run)}, "
-                     f"{after.path} ran {', '.join(after.checks_run)} (--no-probe on one "
-                     "side?): findings of checks that ran on one side only are new or gone")
+        notes.append(f"{after.path}: OLD ran checks {_families(before)} and NEW "
+                     f"{_families(after)} (--no-probe on one side?): findings of checks that "
+                     "ran on one side only are new or gone")
     return notes
