@@ -186,6 +186,24 @@ def test_a_probed_report_against_no_probe_says_why_findings_are_gone(
     assert code == 0
 
 
+def test_reports_of_several_models_pair_them_by_path(runs: dict[str, AuditRun]) -> None:
+    def run(*names: str) -> AuditRun:
+        return AuditRun(tuple(m for name in names for m in runs[name].models), ())
+
+    diff = compare(run("partly_dead", "healthy_mlp"), run("dead_relu", "partly_dead"),
+                   Thresholds())
+    dead_relu, healthy = (str(FIXTURES / name) for name in ("dead_relu.keras",
+                                                            "healthy_mlp.keras"))
+    assert [(e.model, e.finding.id) for e in diff.new] == [
+        (dead_relu, "GA202:pre"), (dead_relu, "GA102:dead"), (dead_relu, "GA202:dead"),
+        (dead_relu, "GA202:out")]
+    assert diff.gone == diff.changed == ()
+    assert diff.notes == (f"{healthy} is only in OLD: its findings are gone",
+                          f"{dead_relu} is only in NEW: its findings are new")
+    table = render(diff, DiffFormat.TABLE)
+    assert table.splitlines()[3].split() == ["model", "severity", "code", "layer", "message"]
+
+
 def test_every_format_shows_the_three_lists(runs: dict[str, AuditRun]) -> None:
     diff = compare(runs["partly_dead"], runs["mostly_dead"], Thresholds())
     table = render(diff, DiffFormat.TABLE)

@@ -80,9 +80,8 @@ def _markdown(diff: Diff) -> str:
 def _sections(diff: Diff, code: Callable[[str], str],
               ) -> list[tuple[str, list[list[str]], list[str]]]:
     """(title, rows, headers) of new, gone and changed; a model column when the diff
-    spans several models."""
-    several = len({e.model for e in (*diff.new, *diff.gone)}
-                  | {c.model for c in diff.changed}) > 1
+    compared several models."""
+    several = len(diff.models) > 1
     model = ["model"] if several else []
 
     def entries(found: Sequence[Entry]) -> list[list[str]]:

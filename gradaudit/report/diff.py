@@ -56,6 +56,8 @@ class Diff:
     gone: tuple[Entry, ...]
     changed: tuple[Change, ...]
     notes: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    """The models compared (NEW's path, or OLD's for a model only in OLD)."""
 
     def exit_code(self, fail_on: FailOn) -> int:
         """1 when NEW has a finding at or above ``fail_on`` that OLD has not at or above
@@ -72,10 +74,10 @@ def compare(old: AuditRun, new: AuditRun, thresholds: Thresholds) -> Diff:
     added: list[Entry] = []
     gone: list[Entry] = []
     changed: list[Change] = []
-    for before, after in pairs:
+    paths = [next(m.path for m in (after, before) if m is not None) for before, after in pairs]
+    for (before, after), path in zip(pairs, paths, strict=True):
         olds = _keyed(before)
         news = _keyed(after)
-        path = next(m.path for m in (after, before) if m is not None)
         added += [Entry(path, f) for key, f in news.items() if key not in olds]
         gone += [Entry(path, f) for key, f in olds.items() if key not in news]
         if before is not None and after is not None:
@@ -83,7 +85,7 @@ def compare(old: AuditRun, new: AuditRun, thresholds: Thresholds) -> Diff:
                         for change in [_change(before, after, olds[key], f, thresholds)]
                         if change is not None]
             notes += _mismatch(before, after)
-    return Diff(tuple(added), tuple(gone), tuple(changed), tuple(notes))
+    return Diff(tuple(added), tuple(gone), tuple(changed), tuple(notes), tuple(paths))
 
 
 def _pairs(old: Sequence[ModelReport], new: Sequence[ModelReport],
@@ -97,8 +99,7 @@ def _pairs(old: Sequence[ModelReport], new: Sequence[ModelReport],
              if p not in news]
     notes += [f"{m.path} is only in NEW: its findings are new" for p, m in news.items()
               if p not in olds]
-    paths = sorted(olds.keys() | news.keys())
-    return [(olds.get(p), news.get(p)) for p in paths], notes
+    return [(olds.get(p), news.get(p)) for p in sorted(olds.keys() | news.keys())], notes
 
 
 def _keyed(model: ModelReport | None) -> dict[str, Finding]:
