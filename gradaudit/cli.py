@@ -426,7 +426,9 @@ def diff(
     fmt: Annotated[DiffFormat, typer.Option(
         "--format", "-f", help="Diff format.", case_sensitive=False)] = DiffFormat.TABLE,
     output: OutputOption = None,
-    fail_on: FailOnOption = Options.fail_on,
+    fail_on: Annotated[FailOn, typer.Option(
+        "--fail-on", help="Exit 1 when NEW has a finding at or above this severity that OLD "
+        "has not (at or above it).", case_sensitive=False)] = Options.fail_on,
     samples: Annotated[int, typer.Option(
         "--samples", min=1, help="Random probe samples per model.")] = Options.samples,
     seed: Annotated[int, typer.Option(
@@ -463,6 +465,8 @@ def diff(
     from gradaudit.formats.diff import render as render_diff
     from gradaudit.report.diff import compare
 
+    if output is not None:
+        _refuse_overwriting_inputs(output, [old, new], "--output")
     with _usage_errors():
         options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
         selection = Selection(options.select, options.ignore)
