@@ -46,6 +46,10 @@ def test_a_retrain_that_killed_units_is_worse_and_gates_at_its_severity() -> Non
     assert diff["new"][1]["metrics"]["units"] == 32  # the report's own finding shape
     assert code == 1
     assert stderr.strip() == "gradaudit: diff: 2 new, 0 gone, 0 changed; exit 1"
+    # --select filters both sides.
+    _, selected, _ = _diff(str(TRAINED / "healthy.keras"), str(TRAINED / "adam_dying.keras"),
+                           "--no-probe", "--select", "GA401")
+    assert _ids(selected["diff"]["new"]) == [("GA401:h1", "warning")]
     # Warnings do not fail the default gate (error).
     assert run_cli("diff", str(TRAINED / "healthy.keras"), str(TRAINED / "adam_dying.keras"),
                    "--no-probe", "-q").exit_code == 0
