@@ -10,10 +10,10 @@ import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
 
@@ -21,6 +21,7 @@ from gradaudit import __version__, progress, runtime, settings, usage
 from gradaudit.errors import AuditError
 from gradaudit.formats import Format, render
 from gradaudit.formats import plot as grad_flow
+from gradaudit.formats.diff import DiffFormat
 from gradaudit.load import discovery
 from gradaudit.load.imports import import_modules
 from gradaudit.options import DISTRIBUTIONS, OBJECTIVES, Limits, Options
@@ -28,6 +29,9 @@ from gradaudit.report import baseline as baseline_mod
 from gradaudit.report.catalogue import CATALOGUE, lookup
 from gradaudit.report.selection import Selection
 from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
+
+if TYPE_CHECKING:
+    from gradaudit.probe.supplied import SuppliedInputs
 
 P = ParamSpec("P")
 app = typer.Typer(
@@ -240,17 +244,11 @@ def audit(
             import_modules(options.imports)  # all of them, or nothing is audited
     targets = discovery.discover(paths, options.exclude, shards)
     with _progress(len(targets.paths), quiet) as step, _usage_errors():
-        if options.no_probe:
-            from gradaudit.pipeline import audit_paths
-
-            run = audit_paths(targets.paths, options, supplied, step)
-        else:  # in a worker process: a native crash or a hang ends one file, not the run
-            from gradaudit import worker
-
-            run = worker.audit_paths(targets.paths, options, supplied, step, verbose=verbose)
+        run = _audit_paths(targets.paths, options, supplied, step, verbose)
     selection = Selection(options.select, options.ignore)
     run = selection.apply(replace(run, errors=targets.errors + run.errors,
-                                          fail_on=options.fail_on, verbose=verbose))
+                                          fail_on=options.fail_on, verbose=verbose,
+                                          shard=shards.info() if shards else None))
     if write_baseline is not None:
         _write_atomically(write_baseline, render(run, Format.JSON), "--write-baseline")
     run, suppressed = baseline_mod.apply(run, known)
@@ -258,6 +256,19 @@ def audit(
         _write_atomically(plot, grad_flow.png(run.models), "--plot")
     _finish(run, fmt, output, quiet, (f"; {suppressed} known finding(s) in --baseline"
             if baseline is not None else "") + _shard_note(shards))
+
+
+def _audit_paths(paths: Sequence[str], options: Options, supplied: SuppliedInputs | None,
+                 step: Callable[[str, str], None] | None, verbose: bool) -> AuditRun:
+    """Audit in this process with --no-probe (no TensorFlow), else in a worker process:
+    a native crash or a hang ends one file, not the run."""
+    if options.no_probe:
+        from gradaudit.pipeline import audit_paths
+
+        return audit_paths(paths, options, supplied, step)
+    from gradaudit import worker
+
+    return worker.audit_paths(paths, options, supplied, step, verbose=verbose)
 
 
 @app.command("merge", cls=usage.Command)
@@ -400,6 +411,105 @@ def _status_line(run: AuditRun, code: int) -> str:
     return (f"gradaudit: {len(run.models)} model(s) audited, {len(run.errors)} failed; "
             f"{total(Severity.ERROR)} error(s), {total(Severity.WARNING)} warning(s), "
             f"{total(Severity.INFO)} info; exit {code}")
+
+
+@app.command("diff", cls=usage.Command)
+@_interruptible
+def diff(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(
+        metavar="OLD", help="The model before: a model file (audited now, as `audit` would) "
+        "or a JSON report of `gradaudit audit --format json`.", show_default=False)],
+    new: Annotated[str, typer.Argument(
+        metavar="NEW", help="The model after: a model file or a JSON report.",
+        show_default=False)],
+    fmt: Annotated[DiffFormat, typer.Option(
+        "--format", "-f", help="Diff format.", case_sensitive=False)] = DiffFormat.TABLE,
+    output: OutputOption = None,
+    fail_on: Annotated[FailOn, typer.Option(
+        "--fail-on", help="Exit 1 when NEW has a finding at or above this severity that OLD "
+        "has not (at or above it).", case_sensitive=False)] = Options.fail_on,
+    samples: Annotated[int, typer.Option(
+        "--samples", min=1, help="Random probe samples per model.")] = Options.samples,
+    seed: Annotated[int, typer.Option(
+        "--seed", min=0, help="Seed for inputs and cotangents (the same for both sides).")
+    ] = Options.seed,
+    no_probe: Annotated[bool, typer.Option(
+        "--no-probe", help="Audit model files without running them (as `audit --no-probe`): "
+        "only the checks that read the file.")] = Options.no_probe,
+    unsafe: Annotated[bool, typer.Option(
+        "--unsafe", help="Allow Lambda layers and non-Keras code in the files to run.")
+    ] = Options.unsafe,
+    imports: Annotated[list[str] | None, typer.Option(
+        "--import", metavar="MODULE", help="Import your own module before loading (as for "
+        "`audit`). Repeatable.", show_default=False)] = None,
+    select: Annotated[str | None, typer.Option(
+        "--select", metavar="CODES", help="Compare only these codes or prefixes.")] = None,
+    ignore: Annotated[str | None, typer.Option(
+        "--ignore", metavar="CODES", help="Leave these codes or prefixes out.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Read settings (thresholds included) from this TOML file instead "
+        "of the nearest pyproject.toml's [tool.gradaudit].", dir_okay=False)] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No status line on stderr (errors are still printed).")] = False,
+) -> None:
+    """Compare two versions of a model: the findings new in NEW, gone from OLD, and
+    changed (same code and layer; severity, dead or stalled fraction, or gradient RMS
+    moved). Layers are matched by name, so unrelated models may be compared (with a
+    note). For CI: did this retrain make the model worse?
+
+    Exit codes: 0 NEW has no finding at/over --fail-on that OLD has not, 1 it has,
+    2 a side could not be read or audited, or the arguments are wrong.
+    """
+    from gradaudit.formats.diff import counts
+    from gradaudit.formats.diff import render as render_diff
+    from gradaudit.report.diff import compare
+
+    if output is not None:
+        _refuse_overwriting_inputs(output, [old, new], "--output")
+    with _usage_errors():
+        options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
+        selection = Selection(options.select, options.ignore)
+        before, after = (selection.apply(run) for run in _diff_sides((old, new), options))
+    result = compare(before, after, options.thresholds)
+    if output is None:
+        typer.echo(render_diff(result, fmt), nl=False)
+    else:
+        _write_atomically(output, render_diff(result, fmt))
+    code = result.exit_code(options.fail_on)
+    if not quiet:
+        typer.echo(f"gradaudit: diff: {counts(result)}; exit {code}", err=True)
+    raise typer.Exit(code)
+
+
+def _diff_sides(paths: Sequence[str], options: Options) -> list[AuditRun]:
+    """Each side's run: a JSON report read back, or the model file audited (both in one
+    worker); AuditError naming the side that cannot be read or audited."""
+    from gradaudit.report import json_io
+
+    reports = {path: json_io.read_file(Path(path)) for path in paths if _is_report(Path(path))}
+    models = list(dict.fromkeys(path for path in paths if path not in reports))
+    if models:
+        if options.no_probe:
+            import_modules(options.imports)
+        audited = _audit_paths(models, options, None, None, verbose=False)
+        reports |= {m.path: replace(audited, models=(m,), errors=()) for m in audited.models}
+        for error in audited.errors:
+            raise AuditError(f"{error.path}: {error.error}")
+    for path in paths:
+        for error in reports[path].errors:
+            raise AuditError(f"{path}: the report has a file that could not be audited "
+                             f"({error.path}: {error.error})")
+    return [reports[path] for path in paths]
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a JSON document (a model file is a zip, HDF5 or a directory)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(64).lstrip().startswith(b"{")
+    except OSError:  # a directory, or no such file: the loader says which
+        return False
 
 
 def main() -> None:

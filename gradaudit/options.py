@@ -54,6 +54,16 @@ class Thresholds:
     """GA414 warns on a learning rate more than this factor above the usual one when
     the file shows harm a too-high rate does (stalled units, NaN/Inf in the slots);
     a rate far off on its own is info only (fine-tuning runs far below on purpose)."""
+    diff_fraction_change: float = 0.2
+    """``gradaudit diff``: a finding is "changed" when its layer's dead or stalled fraction
+    moved by at least this much (a fifth of the layer's units). An absolute change, not a
+    factor: the fractions are bounded by 1, and a GA101 layer's lies between 0.5 and 1."""
+    diff_rms_factor: float = 10.0
+    """``gradaudit diff``: … or when its layer's gradient RMS (probe or training) moved by
+    at least this factor either way: one order of magnitude. With the same seed on both
+    sides only the weights move it; between seeds the probe's random projection alone
+    moved a layer's RMS by up to 9.2× (measured: seeds 0–3, multi_io; 3.4× healthy_mlp),
+    so the diff notes sides probed with different seeds."""
 
 
 USUAL_LEARNING_RATES: dict[str, tuple[float, str]] = {

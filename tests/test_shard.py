@@ -15,6 +15,7 @@ import pytest
 
 from gradaudit.errors import AuditError
 from gradaudit.load.discovery import CI_SYSTEMS, Shard
+from gradaudit.report.types import ShardInfo
 from tests.conftest import FIXTURES, run_cli, run_cli_fresh
 
 NAMES = ("dead_relu.keras", "healthy_mlp.keras", "partly_dead.keras", "deep_sigmoid.keras",
@@ -143,3 +144,56 @@ def test_gitlab_sets_the_total_alone_on_a_job_without_parallel() -> None:
 def test_a_malformed_auto_is_refused(text: str) -> None:
     with pytest.raises(AuditError, match=r"expected auto or auto/N, e\.g\. auto/4"):
         Shard.parse(text, {"JOB_COMPLETION_INDEX": "0"})
+
+
+def _report(models: Path, *args: str) -> dict:
+    result = run_cli("audit", str(models), *args, "--no-probe", "--format", "json",
+                     "--fail-on", "never", "-q")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_json_report_says_which_slice_and_variables_it_used(
+        models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRCLE_NODE_INDEX", "1")
+    monkeypatch.setenv("CIRCLE_NODE_TOTAL", "3")
+    assert _report(models, "--shard", "auto")["shard"] == {
+        "index": 2, "total": 3, "source": {"CIRCLE_NODE_INDEX": "1", "CIRCLE_NODE_TOTAL": "3"},
+        "system": "CircleCI"}
+    assert _report(models, "--shard", "2/3")["shard"] == {
+        "index": 2, "total": 3, "source": {}, "system": None}
+    assert _report(models)["shard"] is None
+
+
+def test_the_shard_is_read_back_and_a_merge_is_no_shard(
+        models: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gradaudit.report import json_io
+    from gradaudit.report.merge import merge
+
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    reports = []
+    for shard in ("auto/2", "1/2"):
+        document = _report(models, "--shard", shard)
+        reports.append(tmp_path / f"{shard.replace('/', '-')}.json")
+        reports[-1].write_text(json.dumps(document), encoding="utf-8")
+    run = json_io.read_file(reports[0])
+    assert run.shard == ShardInfo(2, 2, {"JOB_COMPLETION_INDEX": "1"}, "Kubernetes indexed Job")
+    assert json_io.read(json_io.write(run)) == run
+    assert json_io.read_file(reports[1]).shard == ShardInfo(1, 2)
+    merged = merge(reports)
+    assert merged.shard is None and len(merged.models) == len(NAMES)
+    assert json.loads(json_io.write(merged))["shard"] is None
+
+
+def test_markdown_and_html_name_the_slice(models: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUILDKITE_PARALLEL_JOB", "0")
+    monkeypatch.setenv("BUILDKITE_PARALLEL_JOB_COUNT", "2")
+    text = ("shard 1 of 2 (from BUILDKITE_PARALLEL_JOB=0, BUILDKITE_PARALLEL_JOB_COUNT=2, "
+            "Buildkite)")
+    for fmt in ("markdown", "html"):
+        result = run_cli("audit", str(models), "--shard", "auto", "--no-probe", "--format", fmt,
+                         "-q", "--fail-on", "never")
+        assert f"This report is {text}." in result.stdout
+    unsharded = run_cli("audit", str(models), "--no-probe", "--format", "markdown", "-q")
+    assert "This report is shard" not in unsharded.stdout

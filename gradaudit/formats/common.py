@@ -13,6 +13,7 @@ from gradaudit.report.types import (
     Finding,
     ModelReport,
     Severity,
+    ShardInfo,
     TrainingSummary,
     consequence_text,
     fails,
@@ -29,6 +30,14 @@ NO_PROBE = "no probe (--no-probe): only the checks that read the file ran"
 def gate(run: AuditRun) -> FailOn:
     """The run's --fail-on, or the default when the run does not record one."""
     return run.fail_on if run.fail_on is not None else FailOn.ERROR
+
+
+def shard_text(shard: ShardInfo) -> str:
+    """``shard 2 of 4 (from CI_NODE_INDEX=2, CI_NODE_TOTAL=4, GitLab)``: the slice a run
+    audited, for the formats a person reads."""
+    source = ", ".join(f"{name}={value}" for name, value in shard.source.items())
+    return f"shard {shard.index} of {shard.total}" + (
+        f" (from {source}, {shard.system})" if source else "")
 
 
 def status(model: ModelReport, fail_on: FailOn) -> str:

@@ -20,6 +20,7 @@ from gradaudit.formats.common import (
     diagnosis_rows,
     inputs_text,
     model_finding_rows,
+    shard_text,
     summary_rows,
     training_rows,
     training_text,
@@ -41,6 +42,8 @@ LAYER_HEADERS = ["layer", "type", "activation", "params", "units", "dead %", "sa
 
 def render(run: AuditRun) -> str:
     body = [f"<h1>gradaudit {escape(__version__)} report</h1>"]
+    if run.shard is not None:
+        body.append(f"<p>This report is {escape(shard_text(run.shard))}.</p>")
     if len(run.models) + len(run.errors) > 1:
         body += ["<h2>Summary</h2>", _table(summary_rows(run), SUMMARY_HEADERS)]
     body += [_model_section(model, run.verbose) for model in run.models]

@@ -17,6 +17,7 @@ from gradaudit.formats.common import (
     gate,
     inputs_text,
     model_finding_rows,
+    shard_text,
     summary_rows,
     training_text,
 )
@@ -27,7 +28,9 @@ def render(run: AuditRun) -> str:
     lines = ["# gradaudit report", "",
              f"{len(run.models)} model(s) audited, {len(run.errors)} failed; "
              f"status judged at `--fail-on {gate(run).value}`.", ""]
-    lines += _table(SUMMARY_HEADERS, summary_rows(run))
+    if run.shard is not None:
+        lines += [f"This report is {_cell(shard_text(run.shard))}.", ""]
+    lines += table_lines(SUMMARY_HEADERS, summary_rows(run))
     for model in run.models:
         lines += ["", *_model_section(model, run.verbose)]
     if run.errors:
@@ -50,16 +53,17 @@ def _model_section(model: ModelReport, verbose: bool = False) -> list[str]:
     if not model.findings:
         return [*lines, "No findings."]
     if model.diagnosis:
-        lines += ["### Diagnosis", "", *_table(DIAGNOSIS_HEADERS, diagnosis_rows(model, _code)),
+        lines += ["### Diagnosis", "",
+                  *table_lines(DIAGNOSIS_HEADERS, diagnosis_rows(model, _code)),
                   "", "### Findings", ""]
-    return lines + _table(FINDING_HEADERS, model_finding_rows(model, verbose, _code))
+    return lines + table_lines(FINDING_HEADERS, model_finding_rows(model, verbose, _code))
 
 
 def _code(name: str) -> str:
     return f"`{name}`"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+def table_lines(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
     return lines

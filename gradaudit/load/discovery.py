@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradaudit.errors import AuditError
-from gradaudit.report.types import LoadError
+from gradaudit.report.types import LoadError, ShardInfo
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 SAVED_MODEL_MARKERS = ("saved_model.pb", "saved_model.pbtxt")
@@ -72,8 +72,10 @@ class Shard:
 
     index: int
     count: int
-    source: str = ""
-    """The CI variables ``--shard auto`` read (``CI_NODE_INDEX=2, CI_NODE_TOTAL=4``)."""
+    variables: tuple[tuple[str, str], ...] = ()
+    """The CI variables ``--shard auto`` read, (name, value); () for ``--shard K/N``."""
+    system: str | None = None
+    """The CI system they are of."""
 
     @classmethod
     def parse(cls, text: str, environ: Mapping[str, str] = os.environ) -> Shard:
@@ -123,7 +125,19 @@ class Shard:
             raise AuditError(f"--shard {text}: {source}: the index must be between "
                              f"{system.first} and {count - 1 + system.first} ({system.name} "
                              f"counts from {system.first})")
-        return cls(index, count, f"{source} ({system.name})")
+        return cls(index, count, tuple(read.items()), system.name)
+
+    @property
+    def source(self) -> str:
+        """``CI_NODE_INDEX=2, CI_NODE_TOTAL=4 (GitLab)``; "" for ``--shard K/N``."""
+        if not self.variables:
+            return ""
+        return ", ".join(f"{name}={value}" for name, value in self.variables) + (
+            f" ({self.system})")
+
+    def info(self) -> ShardInfo:
+        """What the report says about this slice (``"shard"`` in the JSON)."""
+        return ShardInfo(self.index, self.count, dict(self.variables), self.system)
 
     def take(self, paths: Sequence[str]) -> list[str]:
         return list(paths[self.index - 1 :: self.count])

@@ -24,7 +24,7 @@ Key = tuple[str, str]  # (normalised model path, finding id)
 
 def finding_key(model_path: str, finding: Finding) -> Key:
     """What makes a finding "the same" across runs: not its message, whose numbers vary."""
-    return (_normalise(model_path), finding.id)
+    return (normalise_path(model_path), finding.id)
 
 
 def read_keys(path: Path) -> frozenset[Key]:
@@ -47,5 +47,6 @@ def apply(run: AuditRun, known: frozenset[Key]) -> tuple[AuditRun, int]:
     return replace(run, models=tuple(models)), suppressed
 
 
-def _normalise(path: str) -> str:
+def normalise_path(path: str) -> str:
+    """A model path as reports compare it: ``./a/../b.keras`` = ``b.keras``, ``\\`` = ``/``."""
     return posixpath.normpath(path.replace("\\", "/"))

@@ -33,6 +33,7 @@ from gradaudit.report.types import (
     LoadError,
     ModelReport,
     Severity,
+    ShardInfo,
     TrainingSummary,
     finding_ids,
 )
@@ -49,9 +50,15 @@ def write(run: AuditRun) -> str:
     """The run as ``gradaudit audit --format json`` prints it."""
     document = {
         "gradaudit": __version__,
+        "shard": None if run.shard is None else asdict(run.shard),
         "models": [_model_entry(model) for model in run.models],
         "errors": [{"path": e.path, "error": e.error} for e in run.errors],
     }
+    return dumps(document)
+
+
+def dumps(document: dict[str, Any]) -> str:
+    """A JSON document as gradaudit prints it: indented, non-finite floats as strings."""
     return json.dumps(_finite(document), indent=2) + "\n"
 
 
@@ -92,6 +99,7 @@ def read(text: str) -> AuditRun:
         return AuditRun(
             models=tuple(_model(entry) for entry in document["models"]),
             errors=tuple(LoadError(e["path"], e["error"]) for e in document["errors"]),
+            shard=_shard(document.get("shard")),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise AuditError(f"not a gradaudit JSON report ({type(exc).__name__}: {exc})") from None
@@ -119,14 +127,15 @@ def _model_entry(model: ModelReport) -> dict[str, Any]:
         "unsafe": model.unsafe,
         "summary": summary(model),
         "layers": [{f.name: getattr(row, f.name) for f in fields(row)} for row in model.layers],
-        "findings": [_finding_entry(f) for f in model.findings],
+        "findings": [finding_entry(f) for f in model.findings],
         "diagnosis": [{"layer": c.layer, "codes": list(c.codes), "explains": list(c.explains),
                        "summary": c.summary, "fix": c.fix} for c in model.diagnosis],
         "notes": list(model.notes),
     }
 
 
-def _finding_entry(finding: Finding) -> dict[str, Any]:
+def finding_entry(finding: Finding) -> dict[str, Any]:
+    """A finding as the report writes it (``gradaudit diff`` writes the same)."""
     return {
         "id": finding.id,
         "code": finding.code,
@@ -182,6 +191,14 @@ def _model(entry: dict[str, Any]) -> ModelReport:
         objective=summary.get("objective", "projection"),
         objectives=summary.get("objectives"),
     )
+
+
+def _shard(entry: dict[str, Any] | None) -> ShardInfo | None:
+    """``"shard"``: null (or absent, before it existed) when the run audited every file."""
+    if entry is None:
+        return None
+    return ShardInfo(index=entry["index"], total=entry["total"],
+                     source=dict(entry.get("source", {})), system=entry.get("system"))
 
 
 def _training(entry: dict[str, Any] | None) -> TrainingSummary | None:

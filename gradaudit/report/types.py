@@ -225,6 +225,20 @@ class LoadError:
 
 
 @dataclass(frozen=True)
+class ShardInfo:
+    """The slice of the file list a run audited (``--shard K/N`` or ``--shard auto``)."""
+
+    index: int
+    """1-based, whatever the CI system counts from."""
+    total: int
+    source: dict[str, str] = field(default_factory=dict)
+    """The CI variables ``--shard auto`` read, as set (``{"CI_NODE_INDEX": "2", …}``);
+    empty for ``--shard K/N``."""
+    system: str | None = None
+    """The CI system those variables are of (GitLab, CircleCI …); None for K/N."""
+
+
+@dataclass(frozen=True)
 class AuditRun:
     """The result of one ``gradaudit audit`` invocation over one or more paths."""
 
@@ -235,6 +249,8 @@ class AuditRun:
     verbose: bool = False
     """Formats list every finding, consequences too, rather than fold them under their
     root cause (``--verbose``; not in the JSON, which always has every finding)."""
+    shard: ShardInfo | None = None
+    """The slice this run audited; None when it audited every file (a merge too)."""
 
 
 class FailOn(str, enum.Enum):
