@@ -7,13 +7,14 @@ Nothing here imports TensorFlow at module level, so ``--help``, ``checks`` and
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
 
@@ -28,6 +29,10 @@ from gradaudit.report import baseline as baseline_mod
 from gradaudit.report.catalogue import CATALOGUE, lookup
 from gradaudit.report.selection import Selection
 from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
+
+if TYPE_CHECKING:
+    from gradaudit.history.timeline import Timeline
+    from gradaudit.probe.supplied import SuppliedInputs
 
 P = ParamSpec("P")
 app = typer.Typer(
@@ -81,6 +86,40 @@ OutputOption = Annotated[Path | None, typer.Option(
 FailOnOption = Annotated[FailOn, typer.Option(
     "--fail-on", help="Exit 1 when a finding is at or above this severity.",
     case_sensitive=False)]
+# Options shared by `audit` and `timeline`.
+SamplesOption = Annotated[int, typer.Option(
+    "--samples", min=1, help="Random probe samples per model.")]
+SeedOption = Annotated[int, typer.Option(
+    "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")]
+NoProbeOption = Annotated[bool, typer.Option(
+    "--no-probe", help="Run no model and import no TensorFlow: only the checks that "
+    "read the file (its optimizer state and compile config, GA4xx). A gate over many "
+    "trained .keras/.h5 files in seconds; summary.checks_run says what ran.")]
+TimeoutOption = Annotated[float, typer.Option(
+    "--timeout", metavar="SECONDS", help="Stop a model's audit that takes longer than "
+    "this and report the file as failed (exit 2); the other files go on.")]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No status line or progress bar on stderr (errors are still "
+    "printed).")]
+InputsOption = Annotated[Path | None, typer.Option(
+    "--inputs", help="Probe with your data instead of random inputs: an .npz with one "
+    "array per input (keys: input names, or arr_0 … in input order) or an .npy for a "
+    "single-input model; first axis = samples, capped by --samples.",
+    dir_okay=False)]
+InputDistOption = Annotated[str, typer.Option(
+    "--input-dist", metavar="|".join(DISTRIBUTIONS), help="Random float inputs: "
+    "standard normal or uniform over --input-range.")]
+InputRangeOption = Annotated[str | None, typer.Option(
+    "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
+    "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
+    "or 0,255.".format(*Options.input_range))]
+ExcludeOption = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="GLOB", help="Skip files found in a directory whose relative "
+    "path or name matches GLOB (repeatable).")]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Read settings from this TOML file instead of the nearest "
+    "pyproject.toml's [tool.gradaudit]; flags given here still win.",
+    dir_okay=False)]
 
 
 @app.command(cls=usage.Command)
@@ -94,13 +133,10 @@ def audit(
     fmt: FormatOption = Format.TABLE,
     output: OutputOption = None,
     fail_on: FailOnOption = Options.fail_on,
-    samples: Annotated[int, typer.Option(
-        "--samples", min=1, help="Random probe samples per model.")] = Options.samples,
+    samples: SamplesOption = Options.samples,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Samples per forward/backward pass.")] = Options.batch_size,
-    seed: Annotated[int, typer.Option(
-        "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")
-    ] = Options.seed,
+    seed: SeedOption = Options.seed,
     all_samples: Annotated[bool, typer.Option(
         "--all-samples", help="Probe every one of --samples. By default the probe stops "
         "as soon as further batches cannot change a verdict (summary.samples says how "
@@ -108,11 +144,7 @@ def audit(
     inference: Annotated[bool, typer.Option(
         "--inference", help="Probe in inference mode (BatchNormalization on moving "
         "statistics, Dropout off) instead of training mode.")] = Options.inference,
-    no_probe: Annotated[bool, typer.Option(
-        "--no-probe", help="Run no model and import no TensorFlow: only the checks that "
-        "read the file (its optimizer state and compile config, GA4xx). A gate over many "
-        "trained .keras/.h5 files in seconds; summary.checks_run says what ran.")
-    ] = Options.no_probe,
+    no_probe: NoProbeOption = Options.no_probe,
     signature: Annotated[str | None, typer.Option(
         "--signature", metavar="NAME", help="SavedModel signature to audit (default: "
         "serving_default, else the only signature, else 'serve').")] = Options.signature,
@@ -138,29 +170,15 @@ def audit(
         "(4GiB, 512MiB, bytes): the batch is made smaller until the estimated step fits, "
         "and a model of which one sample does not fit is refused (exit 2). Default: the "
         "smaller of 4 GiB and a quarter of physical memory.", show_default=False)] = None,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", metavar="SECONDS", help="Stop a model's audit that takes longer than "
-        "this and report the file as failed (exit 2); the other files go on.")
-    ] = Options.timeout,
+    timeout: TimeoutOption = Options.timeout,
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="List every finding, each root cause's consequences too (folded "
         "into one line otherwise), and let TensorFlow's and absl's log messages through "
         "to stderr.")] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No status line or progress bar on stderr (errors are still "
-        "printed).")] = False,
-    inputs_file: Annotated[Path | None, typer.Option(
-        "--inputs", help="Probe with your data instead of random inputs: an .npz with one "
-        "array per input (keys: input names, or arr_0 … in input order) or an .npy for a "
-        "single-input model; first axis = samples, capped by --samples.",
-        dir_okay=False)] = None,
-    input_dist: Annotated[str, typer.Option(
-        "--input-dist", metavar="|".join(DISTRIBUTIONS), help="Random float inputs: "
-        "standard normal or uniform over --input-range.")] = Options.input_dist,
-    input_range: Annotated[str | None, typer.Option(
-        "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
-        "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
-        "or 0,255.".format(*Options.input_range))] = None,
+    quiet: QuietOption = False,
+    inputs_file: InputsOption = None,
+    input_dist: InputDistOption = Options.input_dist,
+    input_range: InputRangeOption = None,
     objective: Annotated[str | None, typer.Option(
         "--objective", metavar="|".join(OBJECTIVES), help="What the probe differentiates: "
         "each output's compiled loss (the default where the file has one; labels drawn "
@@ -177,18 +195,13 @@ def audit(
     ignore: Annotated[str | None, typer.Option(
         "--ignore", metavar="CODES", help="Do not report these codes or prefixes "
         "(GA301); the most specific of --select/--ignore wins.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", metavar="GLOB", help="Skip files found in a directory whose relative "
-        "path or name matches GLOB (repeatable).")] = None,
+    exclude: ExcludeOption = None,
     shard: Annotated[str | None, typer.Option(
         "--shard", metavar="K/N|auto", help="Audit only the K-th of N slices of the sorted file "
         "list (files K, K+N, K+2N …); combine the JSON reports with `gradaudit merge`. "
         "auto: K and N from the CI job's variables (GitLab, CircleCI, Buildkite; auto/N for "
         "a Kubernetes indexed Job).")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="Read settings from this TOML file instead of the nearest "
-        "pyproject.toml's [tool.gradaudit]; flags given here still win.",
-        dir_okay=False)] = None,
+    config: ConfigOption = None,
     baseline: Annotated[Path | None, typer.Option(
         "--baseline", help="Ignore findings recorded in this JSON report (same model path, "
         "code and layer): only new findings are reported and fail.", dir_okay=False)] = None,
@@ -226,13 +239,7 @@ def audit(
         known = baseline_mod.read_keys(baseline) if baseline is not None else frozenset()
         if plot is not None:  # before anything is audited
             grad_flow.require("--plot")
-        supplied = None
-        if inputs_file is not None and options.no_probe:
-            raise AuditError("--inputs feeds the probe; --no-probe runs no model")
-        if inputs_file is not None:
-            from gradaudit.probe.supplied import read_inputs_file
-
-            supplied = read_inputs_file(inputs_file, options.samples)
+        supplied = _supplied_inputs(inputs_file, options)
     if verbose:
         runtime.log_verbosely()  # TensorFlow is imported later, once a model passes the checks
     if options.no_probe:
@@ -324,6 +331,17 @@ def _finish(run: AuditRun, fmt: Format, output: Path | None, quiet: bool, note: 
     raise typer.Exit(code)
 
 
+def _supplied_inputs(inputs_file: Path | None, options: Options) -> SuppliedInputs | None:
+    """``--inputs`` read (AuditError if it cannot be, or with ``--no-probe``); None: random."""
+    if inputs_file is None:
+        return None
+    if options.no_probe:
+        raise AuditError("--inputs feeds the probe; --no-probe runs no model")
+    from gradaudit.probe.supplied import read_inputs_file
+
+    return read_inputs_file(inputs_file, options.samples)
+
+
 def _typed_options(ctx: typer.Context) -> dict[str, object]:
     """The options the user typed, by name: they win over the config file, defaults do not."""
     return {name: value for name, value in ctx.params.items()
@@ -400,6 +418,103 @@ def _status_line(run: AuditRun, code: int) -> str:
     return (f"gradaudit: {len(run.models)} model(s) audited, {len(run.errors)} failed; "
             f"{total(Severity.ERROR)} error(s), {total(Severity.WARNING)} warning(s), "
             f"{total(Severity.INFO)} info; exit {code}")
+
+
+class TimelineFormat(str, enum.Enum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@app.command(cls=usage.Command)
+@_interruptible
+def timeline(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH...", help="Checkpoints of one run (.keras, .h5) or directories of "
+        "them, in any order.", show_default=False)],
+    fmt: Annotated[TimelineFormat, typer.Option(
+        "--format", "-f", help="Report format.", case_sensitive=False)] = TimelineFormat.TABLE,
+    output: OutputOption = None,
+    fail_on: FailOnOption = Options.fail_on,
+    samples: SamplesOption = Options.samples,
+    seed: SeedOption = Options.seed,
+    inputs_file: InputsOption = None,
+    input_dist: InputDistOption = Options.input_dist,
+    input_range: InputRangeOption = None,
+    no_probe: NoProbeOption = Options.no_probe,
+    timeout: TimeoutOption = Options.timeout,
+    exclude: ExcludeOption = None,
+    config: ConfigOption = None,
+    quiet: QuietOption = False,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also draw each layer's dead and stalled fraction and gradient RMS "
+        "over the checkpoints, events marked, to this PNG file; needs matplotlib "
+        "(pip install 'gradaudit[plot]').", dir_okay=False)] = None,
+) -> None:
+    """Follow a run's checkpoints: when did a layer die?
+
+    The checkpoints are ordered by the optimizer's step count in each file (not by
+    name; a file without one by its modification time) and audited with the same
+    probe inputs; per checkpoint and layer: dead fraction (probe), stalled fraction
+    (optimizer state), gradient RMS. A layer whose dead or stalled fraction rises by
+    0.3 or more between consecutive checkpoints "died" (a warning), one whose fraction
+    falls as much "revived". Checkpoints of another architecture form their own series.
+
+    Exit codes as for `audit`: 2 a checkpoint could not be audited, 1 an event or a
+    finding at/over --fail-on ("died" is a warning), 0 otherwise.
+    """
+    from gradaudit.history import timeline as history
+    from gradaudit.pipeline import audit_checkpoint
+
+    for option, target in (("--output", output), ("--plot", plot)):
+        if target is not None:
+            _refuse_overwriting_inputs(target, paths, option)
+    with _usage_errors():
+        options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
+        if plot is not None:
+            grad_flow.require("--plot")
+        supplied = _supplied_inputs(inputs_file, options)
+    targets = discovery.discover(paths, options.exclude, None)
+    planned = history.plan(targets.paths, options.limits)
+    planned = replace(planned, unreadable=targets.errors + planned.unreadable)
+    with _progress(len(planned.paths), quiet) as step, _usage_errors():
+        if options.no_probe:
+            from gradaudit.pipeline import audit_paths
+
+            run = audit_paths(planned.paths, options, supplied, step)
+        else:
+            from gradaudit import worker
+
+            run = worker.audit_paths(planned.paths, options, supplied, step,
+                                     audit=audit_checkpoint)
+    result = history.assemble(planned, run, options.thresholds)
+    _write_timeline(result, fmt, output, plot)
+    code = history.timeline_exit_code(result, options.fail_on)
+    if not quiet:
+        died = sum(1 for e in result.events if e.what == history.DIED)
+        typer.echo(f"gradaudit: timeline of {len(result.checkpoints)} checkpoint(s), "
+                   f"{len(result.run.errors)} unreadable; {died} died, "
+                   f"{len(result.events) - died} revived; "
+                   + _status_line(result.run, code).split("; ", 1)[1], err=True)
+    raise typer.Exit(code)
+
+
+def _write_timeline(result: Timeline, fmt: TimelineFormat, output: Path | None,
+                    plot: Path | None) -> None:
+    """The unreadable checkpoints on stderr, the table or JSON to stdout or --output,
+    the picture to --plot."""
+    from gradaudit.formats import timeline as timeline_format
+
+    for error in result.run.errors:
+        typer.echo(f"gradaudit: error: {error.path}: {error.error}", err=True)
+    text = (timeline_format.table(result) if fmt is TimelineFormat.TABLE
+            else timeline_format.to_json(result))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_atomically(output, text)
+    if plot is not None:
+        _write_atomically(plot, timeline_format.png(result), "--plot")
 
 
 def main() -> None:

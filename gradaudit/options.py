@@ -54,6 +54,12 @@ class Thresholds:
     """GA414 warns on a learning rate more than this factor above the usual one when
     the file shows harm a too-high rate does (stalled units, NaN/Inf in the slots);
     a rate far off on its own is info only (fine-tuning runs far below on purpose)."""
+    timeline_jump: float = 0.3
+    """``gradaudit timeline``: a layer "died" (warning) between two consecutive
+    checkpoints when its dead or stalled fraction rose by at least this ("revived" when
+    it fell by as much). Between healthy checkpoints an epoch apart the fractions moved
+    by at most 0.03 (fixtures/timeline/healthy, 32-unit layers); the spike of
+    fixtures/timeline/spike moved h1's dead fraction by 0.375."""
 
 
 USUAL_LEARNING_RATES: dict[str, tuple[float, str]] = {
