@@ -31,8 +31,8 @@ from gradaudit.report.selection import Selection
 from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
 
 if TYPE_CHECKING:
-    from gradaudit.history.timeline import Timeline
     from gradaudit.probe.supplied import SuppliedInputs
+    from gradaudit.report.timeline import Timeline
 
 P = ParamSpec("P")
 app = typer.Typer(
@@ -463,8 +463,9 @@ def timeline(
     Exit codes as for `audit`: 2 a checkpoint could not be audited, 1 an event or a
     finding at/over --fail-on ("died" is a warning), 0 otherwise.
     """
-    from gradaudit.history import timeline as history
+    from gradaudit.load.checkpoints import plan
     from gradaudit.pipeline import audit_checkpoint
+    from gradaudit.report import timeline as timeline_mod
 
     for option, target in (("--output", output), ("--plot", plot)):
         if target is not None:
@@ -475,7 +476,7 @@ def timeline(
             grad_flow.require("--plot")
         supplied = _supplied_inputs(inputs_file, options)
     targets = discovery.discover(paths, options.exclude, None)
-    planned = history.plan(targets.paths, options.limits)
+    planned = plan(targets.paths, options.limits)
     planned = replace(planned, unreadable=targets.errors + planned.unreadable)
     with _progress(len(planned.paths), quiet) as step, _usage_errors():
         if options.no_probe:
@@ -487,11 +488,11 @@ def timeline(
 
             run = worker.audit_paths(planned.paths, options, supplied, step,
                                      audit=audit_checkpoint)
-    result = history.assemble(planned, run, options.thresholds)
+    result = timeline_mod.assemble(planned, run, options.thresholds)
     _write_timeline(result, fmt, output, plot)
-    code = history.timeline_exit_code(result, options.fail_on)
+    code = timeline_mod.timeline_exit_code(result, options.fail_on)
     if not quiet:
-        died = sum(1 for e in result.events if e.what == history.DIED)
+        died = sum(1 for e in result.events if e.what == timeline_mod.DIED)
         typer.echo(f"gradaudit: timeline of {len(result.checkpoints)} checkpoint(s), "
                    f"{len(result.run.errors)} unreadable; {died} died, "
                    f"{len(result.events) - died} revived; "

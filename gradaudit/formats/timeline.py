@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from gradaudit.formats.plot import COLOURS, DPI, _titles, require
-from gradaudit.history.timeline import Checkpoint, Event, Timeline
+from gradaudit.report.timeline import Checkpoint, Event, Timeline
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -157,31 +157,35 @@ def figure(timeline: Timeline) -> Figure:
     axes = fig.subplots(len(PANELS), 1, sharex=True)
     per_checkpoint = [c.layers() for c in checkpoints]
     for ax, (name, label, log) in zip(axes, PANELS, strict=True):
-        for layer in timeline.layer_names():
+        for k, layer in enumerate(timeline.layer_names()):  # a layer's colour in every panel
             points = [(i, value) for i, figures in enumerate(per_checkpoint)
                       for value in [figures.get(layer, {}).get(name)] if value is not None]
             if points and (not log or any(v > 0 for _, v in points)):
-                ax.plot(*zip(*points, strict=True), "o-", label=layer, ms=3)
+                ax.plot(*zip(*points, strict=True), "o-", label=layer, ms=3, color=f"C{k % 10}")
         if log:
             ax.set_yscale("log")
         else:
             ax.set_ylim(-0.02, 1.05)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize=8)
     where = {c.path: i for i, c in enumerate(checkpoints)}
+    spans: dict[tuple[str, str, str], list[Event]] = {}
     for event in timeline.events:
-        colour = COLOURS[event.severity]
+        spans.setdefault((event.before, event.after, event.what), []).append(event)
+    for (before, after, what), events in spans.items():
+        colour = COLOURS[events[0].severity]
         for ax in axes:
-            ax.axvspan(where[event.before], where[event.after], color=colour, alpha=0.12, lw=0)
-        axes[0].annotate(f"{event.layer} {event.what}", (where[event.after], 1.0),
+            ax.axvspan(where[before], where[after], color=colour, alpha=0.12, lw=0)
+        layers = ", ".join(dict.fromkeys(e.layer for e in events))
+        axes[0].annotate(f"{layers} {what}", ((where[before] + where[after]) / 2, 1.0),
                          xycoords=("data", "axes fraction"), xytext=(0, 3),
                          textcoords="offset points", ha="center", va="bottom",
                          fontsize=8, color=colour)
     axes[-1].set_xticks(x, [_text(c.step) if c.step is not None else _titles(
         [c.path])[c.path] for c in checkpoints], rotation=60, ha="right", fontsize=8)
     axes[-1].set_xlabel("checkpoint (optimizer step)")
-    if timeline.layer_names():
-        axes[0].legend(loc="upper left", fontsize=8)
     fig.suptitle(f"timeline of {len(checkpoints)} checkpoints: {len(timeline.events)} "
                  "event(s)", fontsize=11)
     return fig

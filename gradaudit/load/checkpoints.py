@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from gradaudit.load.imports import import_modules
 from gradaudit.load.loader import LoadedModel, load_model
 from gradaudit.load.prescan import read_model_config, refuse_unsafe
 from gradaudit.options import Limits, Options
+from gradaudit.report.timeline import Plan
+from gradaudit.report.types import LoadError
 
 _BUILT: dict[str, LoadedModel] = {}
 """The process's one built model, by architecture key (at most one entry)."""
@@ -57,6 +60,25 @@ def _without_ids(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_ids(v) for v in value]
     return value
+
+
+def plan(paths: Sequence[str], limits: Limits = Limits()) -> Plan:
+    """Group ``paths`` by the architecture in their model config (read past the archive
+    gate, no TensorFlow); a file whose config cannot be read is kept as unreadable."""
+    groups: dict[str, list[str]] = {}
+    unreadable = []
+    for path in paths:
+        try:
+            key = architecture_key(checked_config(path, limits.max_params))
+        except AuditError as exc:
+            unreadable.append(LoadError(path, str(exc)))
+            continue
+        groups.setdefault(key, []).append(path)
+    series = tuple(tuple(group) for group in groups.values())
+    notes = () if len(series) < 2 else (
+        f"the checkpoints have {len(series)} different architectures (model configs): one "
+        "series each, ordered and compared on its own",)
+    return Plan(series, tuple(unreadable), notes)
 
 
 def load_checkpoint(path: str, options: Options) -> LoadedModel:

@@ -2,8 +2,9 @@
 order, each layer's figures per checkpoint, and the checkpoints between which a layer
 died or revived.
 
-Pure data from reports (no TensorFlow): the audits themselves run in the worker
-(:mod:`gradaudit.load.checkpoints` swaps the weights of one built model). The
+Pure data from reports (no TensorFlow): the files are grouped by architecture by
+:func:`gradaudit.load.checkpoints.plan` and audited in the worker, where
+:mod:`gradaudit.load.checkpoints` swaps the weights of one built model. The
 order is the optimizer's step count stored in each file (``iterations``), never the
 file name (``ckpt-10`` sorts before ``ckpt-9``); a file without one is placed by its
 modification time, with a note. Checkpoints of different architectures (configs that
@@ -17,9 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gradaudit.errors import AuditError
-from gradaudit.load.checkpoints import architecture_key, checked_config
-from gradaudit.options import Limits, Thresholds
+from gradaudit.options import Thresholds
 from gradaudit.report.types import (
     AuditRun,
     FailOn,
@@ -142,31 +141,6 @@ class Plan:
     def paths(self) -> list[str]:
         """Series after series: the worker keeps one model built per architecture."""
         return [path for paths in self.series for path in paths]
-
-
-def plan(paths: Sequence[str], limits: Limits = Limits()) -> Plan:
-    """Group ``paths`` by the architecture in their model config (read past the archive
-    gate, no TensorFlow); a file whose config cannot be read is kept as unreadable."""
-    groups: dict[str, list[str]] = {}
-    unreadable = []
-    for path in paths:
-        try:
-            key = architecture(path, limits)
-        except AuditError as exc:
-            unreadable.append(LoadError(path, str(exc)))
-            continue
-        groups.setdefault(key, []).append(path)
-    series = tuple(tuple(group) for group in groups.values())
-    notes = () if len(series) < 2 else (
-        f"the checkpoints have {len(series)} different architectures (model configs): one "
-        "series each, ordered and compared on its own",)
-    return Plan(series, tuple(unreadable), notes)
-
-
-def architecture(path: str, limits: Limits = Limits()) -> str:
-    """The architecture of a checkpoint, comparable with another's; AuditError if its
-    model config cannot be read."""
-    return architecture_key(checked_config(path, limits.max_params))
 
 
 def assemble(planned: Plan, run: AuditRun, thresholds: Thresholds,
