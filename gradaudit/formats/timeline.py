@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from gradaudit.formats.plot import COLOURS, DPI, _titles, require
+from gradaudit.report import json_io
 from gradaudit.report.timeline import Checkpoint, Event, Timeline
 
 if TYPE_CHECKING:
@@ -126,7 +127,8 @@ def as_dict(timeline: Timeline) -> dict[str, Any]:
 
 
 def to_json(timeline: Timeline) -> str:
-    return json.dumps(as_dict(timeline), indent=2) + "\n"
+    """The JSON text; a non-finite gradient RMS spelled as a string, as in ``audit``'s."""
+    return json.dumps(json_io._finite(as_dict(timeline)), indent=2) + "\n"
 
 
 PANELS = (("dead_fraction", "dead fraction", False),
