@@ -26,7 +26,7 @@ from gradaudit.options import Options
 from gradaudit.pipeline import audit_checkpoint, audit_path
 from gradaudit.report.timeline import Timeline, assemble, timeline_exit_code
 from gradaudit.report.types import AuditRun, FailOn, LoadError, ModelReport
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, run_cli, run_cli_fresh
 
 SPIKE = FIXTURES / "timeline" / "spike"
 HEALTHY = FIXTURES / "timeline" / "healthy"
@@ -227,3 +227,9 @@ def test_cli_without_probe_reads_the_files_only(tmp_path: Path) -> None:
     assert any(line.startswith("ckpt-99.keras") and "unreadable: not a Keras model file"
                in line for line in result.stdout.splitlines())  # its row says why
     assert "ckpt-11.keras → ckpt-12.keras" in result.stdout
+
+
+def test_without_probe_no_tensorflow_is_imported() -> None:
+    fresh = run_cli_fresh("timeline", str(SPIKE), "--no-probe", "--fail-on", "warning", "-q")
+    assert fresh.imported == []
+    assert "EXIT 1" in fresh.stdout  # the stalled layers' event and GA401 are warnings
