@@ -9,10 +9,10 @@ import included, the median of R runs):
 - **timeline**: ``gradaudit timeline DIR -q -f json`` (the worker, one model built,
   the weights of each later checkpoint swapped in);
 - **one audit**: ``gradaudit audit FIRST -q -f json``;
-- **probe pass**: in this process, after a warm-up, one checkpoint's
+- **N probe passes**: in this process, after a warm-up, each checkpoint's
   ``pipeline.audit_path`` on its model already loaded (the training state read, the
-  probe with the compiled loss, the checks): what each further checkpoint cannot
-  cost less than without a change to the probe;
+  probe with the compiled loss, the checks), summed: what the checkpoints cannot cost
+  less than without a change to the probe;
 - **audit of the N files**: ``gradaudit audit DIR -q -f json`` (one worker, each file
   loaded afresh), the cost without the swap.
 
@@ -67,22 +67,23 @@ def command_seconds(repeat: int, *args: str) -> float:
     return statistics.median(times)
 
 
-def probe_pass_seconds(path: Path, repeat: int) -> float:
-    """One checkpoint's audit on its model already loaded, as ``audit`` runs it (the
-    compiled loss as objective, its step traced), median of ``repeat`` after a warm-up."""
+def probe_passes_seconds(paths: list[Path]) -> float:
+    """The checkpoints' audits on their models already loaded, as ``audit`` runs them
+    (the compiled loss as objective, its step traced), summed: each checkpoint's load
+    untimed, after a warm-up on the first (TensorFlow's first trace)."""
     from gradaudit.load.loader import load_model
     from gradaudit.options import Options
     from gradaudit.pipeline import audit_path
 
     options = Options()
-    loaded = load_model(str(path), seed=options.seed)
-    audit_path(str(path), options, loaded=loaded)
-    times = []
-    for _ in range(max(repeat, 5)):
+    audit_path(str(paths[0]), options)
+    total = 0.0
+    for path in paths:
+        loaded = load_model(str(path), seed=options.seed)
         start = time.perf_counter()
         audit_path(str(path), options, loaded=loaded)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        total += time.perf_counter() - start
+    return total
 
 
 def main() -> None:
@@ -92,18 +93,18 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     folder = build(args.checkpoints)
-    first = folder / "ckpt-1.keras"
+    paths = sorted(folder.glob("*.keras"), key=lambda p: int(p.stem.split("-")[1]))
     timeline = command_seconds(args.repeat, "timeline", str(folder), "-q", "-f", "json")
-    one = command_seconds(args.repeat, "audit", str(first), "-q", "-f", "json")
+    one = command_seconds(args.repeat, "audit", str(paths[0]), "-q", "-f", "json")
     every = command_seconds(args.repeat, "audit", str(folder), "-q", "-f", "json")
-    probe = probe_pass_seconds(first, args.repeat)
-    n = args.checkpoints
+    probes = probe_passes_seconds(paths)
+    n = len(paths)
     print(f"timeline of {n} checkpoints: {timeline:.2f} s")
-    print(f"one audit: {one:.2f} s; one probe pass: {probe:.3f} s; "
-          f"one audit + {n} probe passes: {one + n * probe:.2f} s")
+    print(f"one audit: {one:.2f} s; {n} probe passes: {probes:.2f} s "
+          f"({probes / n:.3f} s each); one audit + {n} probe passes: {one + probes:.2f} s")
     print(f"audit of the {n} files in one command (each loaded afresh): {every:.2f} s")
     print(f"ratio timeline / (one audit + {n} probe passes): "
-          f"**{timeline / (one + n * probe):.2f}**")
+          f"**{timeline / (one + probes):.2f}**")
     print(f"ratio timeline / audit of the {n} files: {timeline / every:.2f}")
 
 
