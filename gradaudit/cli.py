@@ -467,15 +467,15 @@ def timeline(
     from gradaudit.pipeline import audit_checkpoint
     from gradaudit.report import timeline as timeline_mod
 
-    for option, target in (("--output", output), ("--plot", plot)):
-        if target is not None:
-            _refuse_overwriting_inputs(target, paths, option)
     with _usage_errors():
         options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
         if plot is not None:
             grad_flow.require("--plot")
         supplied = _supplied_inputs(inputs_file, options)
     targets = discovery.discover(paths, options.exclude, None)
+    for option, target in (("--output", output), ("--plot", plot)):
+        if target is not None:  # a checkpoint found in a directory included
+            _refuse_overwriting_inputs(target, [*paths, *targets.paths], option)
     planned = plan(targets.paths, options.limits)
     planned = replace(planned, unreadable=targets.errors + planned.unreadable)
     with _progress(len(planned.paths), quiet) as step, _usage_errors():

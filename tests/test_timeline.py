@@ -233,3 +233,12 @@ def test_without_probe_no_tensorflow_is_imported() -> None:
     fresh = run_cli_fresh("timeline", str(SPIKE), "--no-probe", "--fail-on", "warning", "-q")
     assert fresh.imported == []
     assert "EXIT 1" in fresh.stdout  # the stalled layers' event and GA401 are warnings
+
+
+def test_cli_refuses_to_overwrite_a_checkpoint_found_in_a_directory(tmp_path: Path) -> None:
+    (first, *_) = _copies(tmp_path, HEALTHY, range(9, 11))
+    before = Path(first).read_bytes()
+    result = run_cli("timeline", str(tmp_path), "--no-probe", "-o", first)
+    assert result.exit_code == 2
+    assert "refusing to overwrite it" in result.stderr
+    assert Path(first).read_bytes() == before

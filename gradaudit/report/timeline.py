@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from gradaudit.options import Thresholds
 from gradaudit.report.types import (
@@ -130,12 +130,13 @@ def timeline_exit_code(timeline: Timeline, fail_on: FailOn) -> int:
 
 @dataclass(frozen=True)
 class Plan:
-    """The files to audit grouped by architecture (the order given, for now), and those
-    whose architecture could not be read."""
+    """The files to audit grouped by architecture, each group in the order given (the
+    order of training is known once their step counts are read), and those whose
+    architecture could not be read (:func:`gradaudit.load.checkpoints.plan`)."""
 
     series: tuple[tuple[str, ...], ...]
     unreadable: tuple[LoadError, ...] = ()
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     @property
     def paths(self) -> list[str]:
@@ -143,8 +144,7 @@ class Plan:
         return [path for paths in self.series for path in paths]
 
 
-def assemble(planned: Plan, run: AuditRun, thresholds: Thresholds,
-             mtime: Callable[[str], float] = os.path.getmtime) -> Timeline:
+def assemble(planned: Plan, run: AuditRun, thresholds: Thresholds) -> Timeline:
     """The timeline of ``run``, the audits of ``planned.paths``: each series in
     training order, the unreadable files in the first, the events between neighbours."""
     reports = {m.path: m for m in run.models}
@@ -156,7 +156,7 @@ def assemble(planned: Plan, run: AuditRun, thresholds: Thresholds,
     notes = list(planned.notes)
     for index, paths in enumerate(series):
         ordered, note = in_order([
-            Checkpoint(path, index, _mtime(path, mtime), reports.get(path), errors.get(path))
+            Checkpoint(path, index, _mtime(path), reports.get(path), errors.get(path))
             for path in paths])
         checkpoints += ordered
         notes += [note] if note else []
@@ -164,9 +164,10 @@ def assemble(planned: Plan, run: AuditRun, thresholds: Thresholds,
     return Timeline(tuple(checkpoints), tuple(events), tuple(notes))
 
 
-def _mtime(path: str, mtime: Callable[[str], float]) -> float:
+def _mtime(path: str) -> float:
+    """When the file was last written; 0 (first) for a path that is gone."""
     try:
-        return mtime(path)
+        return os.path.getmtime(path)
     except OSError:
         return 0.0
 
