@@ -24,8 +24,8 @@ from gradaudit.formats import timeline as timeline_format
 from gradaudit.load.checkpoints import plan
 from gradaudit.options import Options
 from gradaudit.pipeline import audit_checkpoint, audit_path
-from gradaudit.report.timeline import Timeline, assemble, timeline_exit_code
-from gradaudit.report.types import AuditRun, FailOn, LoadError, ModelReport
+from gradaudit.report.timeline import Timeline, assemble, changes, timeline_exit_code
+from gradaudit.report.types import AuditRun, FailOn, LoadError, ModelReport, Severity
 from tests.conftest import FIXTURES, run_cli, run_cli_fresh
 
 SPIKE = FIXTURES / "timeline" / "spike"
@@ -91,6 +91,17 @@ def test_the_spike_kills_h1_between_ckpt_9_and_ckpt_10(spike: Timeline) -> None:
         ("h1", "ckpt-11.keras", "ckpt-12.keras", "died", {"stalled_fraction": (0.0, 0.5938)}),
         ("h2", "ckpt-11.keras", "ckpt-12.keras", "died", {"stalled_fraction": (0.0, 0.375)}),
     ]
+
+
+def test_the_reverse_jump_is_a_revival_and_the_threshold_is_a_setting(spike: Timeline) -> None:
+    backwards = changes(list(reversed(spike.checkpoints)), PROBED.thresholds.timeline_jump)
+    assert [(e.layer, Path(e.before).name, Path(e.after).name, e.what) for e in backwards] == [
+        ("h1", "ckpt-12.keras", "ckpt-11.keras", "revived"),
+        ("h2", "ckpt-12.keras", "ckpt-11.keras", "revived"),
+        ("h1", "ckpt-10.keras", "ckpt-9.keras", "revived")]
+    assert {e.severity for e in backwards} == {Severity.INFO}
+    assert [(e.layer, e.figures) for e in changes(spike.checkpoints, 0.4)] == [
+        ("h1", {"stalled_fraction": (0.0, 0.5938)})]
 
 
 def test_the_dead_fractions_match_the_units_dead_on_the_training_data(spike: Timeline) -> None:
