@@ -253,3 +253,36 @@ def test_cli_refuses_to_overwrite_a_checkpoint_found_in_a_directory(tmp_path: Pa
     assert result.exit_code == 2
     assert "refusing to overwrite it" in result.stderr
     assert Path(first).read_bytes() == before
+
+
+def _with_h1_kernel_resized(source: Path, target: Path) -> None:
+    """``source`` with h1's kernel (8, 32) stored as (8, 16): the config still says the
+    architecture of the run, the weights do not fit it."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "r+") as weights:
+                    del weights["layers/dense/vars/0"]
+                    weights["layers/dense/vars/0"] = np.zeros((8, 16), "float32")
+                data = buffer.getvalue()
+            zout.writestr(item, data)
+
+
+def test_weights_that_do_not_fit_fail_that_checkpoint_only(tmp_path: Path) -> None:
+    misfit = tmp_path / "misfit.keras"
+    _with_h1_kernel_resized(SPIKE / "ckpt-9.keras", misfit)
+    timeline = _timeline([str(SPIKE / "ckpt-8.keras"), str(misfit),
+                          str(SPIKE / "ckpt-10.keras")], PROBED)
+    (failed,) = [c for c in timeline.checkpoints if c.error is not None]
+    assert failed.path == str(misfit) and "could not be loaded" in failed.error
+    # The others go on, and the next is audited as a fresh load of it would be.
+    (after,) = [c for c in timeline.checkpoints if c.path.endswith("ckpt-10.keras")]
+    assert after.report is not None
+    assert after.report.layers == audit_path(after.path, PROBED).layers

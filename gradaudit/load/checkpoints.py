@@ -101,7 +101,11 @@ def load_checkpoint(path: str, options: Options) -> LoadedModel:
     if not options.unsafe:
         refuse_unsafe(config, import_modules(options.imports))
     limits.check_weight_datasets(file, fmt, options.limits.max_params)
-    _swap_weights(getattr(built.model, "model"), file)  # noqa: B009 (KerasModel's)
+    try:
+        _swap_weights(getattr(built.model, "model"), file)  # noqa: B009 (KerasModel's)
+    except AuditError:
+        _BUILT.clear()  # its weights may be half swapped: the next file loads afresh
+        raise
     import keras
 
     keras.utils.set_random_seed(options.seed)  # as load_model does before building
