@@ -7,6 +7,7 @@ Nothing here imports TensorFlow at module level, so ``--help``, ``checks`` and
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import os
 import tempfile
@@ -32,6 +33,8 @@ from gradaudit.report.types import AuditRun, FailOn, Severity, exit_code
 
 if TYPE_CHECKING:
     from gradaudit.probe.supplied import SuppliedInputs
+    from gradaudit.report.timeline import Timeline
+    from gradaudit.worker import Audit
 
 P = ParamSpec("P")
 app = typer.Typer(
@@ -85,6 +88,48 @@ OutputOption = Annotated[Path | None, typer.Option(
 FailOnOption = Annotated[FailOn, typer.Option(
     "--fail-on", help="Exit 1 when a finding is at or above this severity.",
     case_sensitive=False)]
+# Options shared by `audit`, `timeline` and `diff`.
+SamplesOption = Annotated[int, typer.Option(
+    "--samples", min=1, help="Random probe samples per model.")]
+SeedOption = Annotated[int, typer.Option(
+    "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")]
+NoProbeOption = Annotated[bool, typer.Option(
+    "--no-probe", help="Run no model and import no TensorFlow: only the checks that "
+    "read the file (its optimizer state and compile config, GA4xx). A gate over many "
+    "trained .keras/.h5 files in seconds; summary.checks_run says what ran.")]
+TimeoutOption = Annotated[float, typer.Option(
+    "--timeout", metavar="SECONDS", help="Stop a model's audit that takes longer than "
+    "this and report the file as failed (exit 2); the other files go on.")]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No status line or progress bar on stderr (errors are still "
+    "printed).")]
+InputsOption = Annotated[Path | None, typer.Option(
+    "--inputs", help="Probe with your data instead of random inputs: an .npz with one "
+    "array per input (keys: input names, or arr_0 … in input order) or an .npy for a "
+    "single-input model; first axis = samples, capped by --samples.",
+    dir_okay=False)]
+InputDistOption = Annotated[str, typer.Option(
+    "--input-dist", metavar="|".join(DISTRIBUTIONS), help="Random float inputs: "
+    "standard normal or uniform over --input-range.")]
+InputRangeOption = Annotated[str | None, typer.Option(
+    "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
+    "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
+    "or 0,255.".format(*Options.input_range))]
+ExcludeOption = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="GLOB", help="Skip files found in a directory whose relative "
+    "path or name matches GLOB (repeatable).")]
+UnsafeOption = Annotated[bool, typer.Option(
+    "--unsafe", help="Allow Lambda layers and non-Keras code in the file to run. "
+    "Only for files you trust; the report says it ran unsafely.")]
+ImportOption = Annotated[list[str] | None, typer.Option(
+    "--import", metavar="MODULE", help="Import your own module before loading (a dotted "
+    "name importable from the current directory or PYTHONPATH, or a .py file), so the "
+    "layer classes it registers with Keras load; the file may then name those classes, "
+    "still no Lambda layer or other module. Repeatable.", show_default=False)]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Read settings from this TOML file instead of the nearest "
+    "pyproject.toml's [tool.gradaudit]; flags given here still win.",
+    dir_okay=False)]
 
 
 @app.command(cls=usage.Command)
@@ -98,13 +143,10 @@ def audit(
     fmt: FormatOption = Format.TABLE,
     output: OutputOption = None,
     fail_on: FailOnOption = Options.fail_on,
-    samples: Annotated[int, typer.Option(
-        "--samples", min=1, help="Random probe samples per model.")] = Options.samples,
+    samples: SamplesOption = Options.samples,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Samples per forward/backward pass.")] = Options.batch_size,
-    seed: Annotated[int, typer.Option(
-        "--seed", min=0, help="Seed for inputs and cotangents (same seed, same report).")
-    ] = Options.seed,
+    seed: SeedOption = Options.seed,
     all_samples: Annotated[bool, typer.Option(
         "--all-samples", help="Probe every one of --samples. By default the probe stops "
         "as soon as further batches cannot change a verdict (summary.samples says how "
@@ -112,22 +154,12 @@ def audit(
     inference: Annotated[bool, typer.Option(
         "--inference", help="Probe in inference mode (BatchNormalization on moving "
         "statistics, Dropout off) instead of training mode.")] = Options.inference,
-    no_probe: Annotated[bool, typer.Option(
-        "--no-probe", help="Run no model and import no TensorFlow: only the checks that "
-        "read the file (its optimizer state and compile config, GA4xx). A gate over many "
-        "trained .keras/.h5 files in seconds; summary.checks_run says what ran.")
-    ] = Options.no_probe,
+    no_probe: NoProbeOption = Options.no_probe,
     signature: Annotated[str | None, typer.Option(
         "--signature", metavar="NAME", help="SavedModel signature to audit (default: "
         "serving_default, else the only signature, else 'serve').")] = Options.signature,
-    unsafe: Annotated[bool, typer.Option(
-        "--unsafe", help="Allow Lambda layers and non-Keras code in the file to run. "
-        "Only for files you trust; the report says it ran unsafely.")] = Options.unsafe,
-    imports: Annotated[list[str] | None, typer.Option(
-        "--import", metavar="MODULE", help="Import your own module before loading (a dotted "
-        "name importable from the current directory or PYTHONPATH, or a .py file), so the "
-        "layer classes it registers with Keras load; the file may then name those classes, "
-        "still no Lambda layer or other module. Repeatable.", show_default=False)] = None,
+    unsafe: UnsafeOption = Options.unsafe,
+    imports: ImportOption = None,
     max_params: Annotated[int, typer.Option(
         "--max-params", min=1, help="Refuse a model whose architecture or weight datasets "
         "declare more parameters than this (checked before anything is allocated).")
@@ -142,29 +174,15 @@ def audit(
         "(4GiB, 512MiB, bytes): the batch is made smaller until the estimated step fits, "
         "and a model of which one sample does not fit is refused (exit 2). Default: the "
         "smaller of 4 GiB and a quarter of physical memory.", show_default=False)] = None,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", metavar="SECONDS", help="Stop a model's audit that takes longer than "
-        "this and report the file as failed (exit 2); the other files go on.")
-    ] = Options.timeout,
+    timeout: TimeoutOption = Options.timeout,
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="List every finding, each root cause's consequences too (folded "
         "into one line otherwise), and let TensorFlow's and absl's log messages through "
         "to stderr.")] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No status line or progress bar on stderr (errors are still "
-        "printed).")] = False,
-    inputs_file: Annotated[Path | None, typer.Option(
-        "--inputs", help="Probe with your data instead of random inputs: an .npz with one "
-        "array per input (keys: input names, or arr_0 … in input order) or an .npy for a "
-        "single-input model; first axis = samples, capped by --samples.",
-        dir_okay=False)] = None,
-    input_dist: Annotated[str, typer.Option(
-        "--input-dist", metavar="|".join(DISTRIBUTIONS), help="Random float inputs: "
-        "standard normal or uniform over --input-range.")] = Options.input_dist,
-    input_range: Annotated[str | None, typer.Option(
-        "--input-range", metavar="LOW,HIGH", help="Random float inputs uniform in "
-        "[LOW, HIGH) (default {:g},{:g} with --input-dist uniform); images often expect 0,1 "
-        "or 0,255.".format(*Options.input_range))] = None,
+    quiet: QuietOption = False,
+    inputs_file: InputsOption = None,
+    input_dist: InputDistOption = Options.input_dist,
+    input_range: InputRangeOption = None,
     objective: Annotated[str | None, typer.Option(
         "--objective", metavar="|".join(OBJECTIVES), help="What the probe differentiates: "
         "each output's compiled loss (the default where the file has one; labels drawn "
@@ -181,18 +199,13 @@ def audit(
     ignore: Annotated[str | None, typer.Option(
         "--ignore", metavar="CODES", help="Do not report these codes or prefixes "
         "(GA301); the most specific of --select/--ignore wins.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", metavar="GLOB", help="Skip files found in a directory whose relative "
-        "path or name matches GLOB (repeatable).")] = None,
+    exclude: ExcludeOption = None,
     shard: Annotated[str | None, typer.Option(
         "--shard", metavar="K/N|auto", help="Audit only the K-th of N slices of the sorted file "
         "list (files K, K+N, K+2N …); combine the JSON reports with `gradaudit merge`. "
         "auto: K and N from the CI job's variables (GitLab, CircleCI, Buildkite; auto/N for "
         "a Kubernetes indexed Job).")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="Read settings from this TOML file instead of the nearest "
-        "pyproject.toml's [tool.gradaudit]; flags given here still win.",
-        dir_okay=False)] = None,
+    config: ConfigOption = None,
     baseline: Annotated[Path | None, typer.Option(
         "--baseline", help="Ignore findings recorded in this JSON report (same model path, "
         "code and layer): only new findings are reported and fail.", dir_okay=False)] = None,
@@ -230,18 +243,9 @@ def audit(
         known = baseline_mod.read_keys(baseline) if baseline is not None else frozenset()
         if plot is not None:  # before anything is audited
             grad_flow.require("--plot")
-        supplied = None
-        if inputs_file is not None and options.no_probe:
-            raise AuditError("--inputs feeds the probe; --no-probe runs no model")
-        if inputs_file is not None:
-            from gradaudit.probe.supplied import read_inputs_file
-
-            supplied = read_inputs_file(inputs_file, options.samples)
+        supplied = _supplied_inputs(inputs_file, options)
     if verbose:
         runtime.log_verbosely()  # TensorFlow is imported later, once a model passes the checks
-    if options.no_probe:
-        with _usage_errors():
-            import_modules(options.imports)  # all of them, or nothing is audited
     targets = discovery.discover(paths, options.exclude, shards)
     with _progress(len(targets.paths), quiet) as step, _usage_errors():
         run = _audit_paths(targets.paths, options, supplied, step, verbose)
@@ -259,16 +263,19 @@ def audit(
 
 
 def _audit_paths(paths: Sequence[str], options: Options, supplied: SuppliedInputs | None,
-                 step: Callable[[str, str], None] | None, verbose: bool) -> AuditRun:
+                 step: Callable[[str, str], None] | None, verbose: bool,
+                 audit: Audit | None = None) -> AuditRun:
     """Audit in this process with --no-probe (no TensorFlow), else in a worker process:
-    a native crash or a hang ends one file, not the run."""
+    a native crash or a hang ends one file, not the run. ``audit`` replaces
+    ``pipeline.audit_path`` in the worker (a timeline keeps one model built)."""
     if options.no_probe:
         from gradaudit.pipeline import audit_paths
 
+        import_modules(options.imports)  # all of them, or nothing is audited
         return audit_paths(paths, options, supplied, step)
     from gradaudit import worker
 
-    return worker.audit_paths(paths, options, supplied, step, verbose=verbose)
+    return worker.audit_paths(paths, options, supplied, step, verbose=verbose, audit=audit)
 
 
 @app.command("merge", cls=usage.Command)
@@ -333,6 +340,17 @@ def _finish(run: AuditRun, fmt: Format, output: Path | None, quiet: bool, note: 
     if not quiet:
         typer.echo(_status_line(run, code) + note, err=True)
     raise typer.Exit(code)
+
+
+def _supplied_inputs(inputs_file: Path | None, options: Options) -> SuppliedInputs | None:
+    """``--inputs`` read (AuditError if it cannot be, or with ``--no-probe``); None: random."""
+    if inputs_file is None:
+        return None
+    if options.no_probe:
+        raise AuditError("--inputs feeds the probe; --no-probe runs no model")
+    from gradaudit.probe.supplied import read_inputs_file
+
+    return read_inputs_file(inputs_file, options.samples)
 
 
 def _typed_options(ctx: typer.Context) -> dict[str, object]:
@@ -429,29 +447,17 @@ def diff(
     fail_on: Annotated[FailOn, typer.Option(
         "--fail-on", help="Exit 1 when NEW has a finding at or above this severity that OLD "
         "has not (at or above it).", case_sensitive=False)] = Options.fail_on,
-    samples: Annotated[int, typer.Option(
-        "--samples", min=1, help="Random probe samples per model.")] = Options.samples,
-    seed: Annotated[int, typer.Option(
-        "--seed", min=0, help="Seed for inputs and cotangents (the same for both sides).")
-    ] = Options.seed,
-    no_probe: Annotated[bool, typer.Option(
-        "--no-probe", help="Audit model files without running them (as `audit --no-probe`): "
-        "only the checks that read the file.")] = Options.no_probe,
-    unsafe: Annotated[bool, typer.Option(
-        "--unsafe", help="Allow Lambda layers and non-Keras code in the files to run.")
-    ] = Options.unsafe,
-    imports: Annotated[list[str] | None, typer.Option(
-        "--import", metavar="MODULE", help="Import your own module before loading (as for "
-        "`audit`). Repeatable.", show_default=False)] = None,
+    samples: SamplesOption = Options.samples,
+    seed: SeedOption = Options.seed,
+    no_probe: NoProbeOption = Options.no_probe,
+    unsafe: UnsafeOption = Options.unsafe,
+    imports: ImportOption = None,
     select: Annotated[str | None, typer.Option(
         "--select", metavar="CODES", help="Compare only these codes or prefixes.")] = None,
     ignore: Annotated[str | None, typer.Option(
         "--ignore", metavar="CODES", help="Leave these codes or prefixes out.")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="Read settings (thresholds included) from this TOML file instead "
-        "of the nearest pyproject.toml's [tool.gradaudit].", dir_okay=False)] = None,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No status line on stderr (errors are still printed).")] = False,
+    config: ConfigOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Compare two versions of a model: the findings new in NEW, gone from OLD, and
     changed (same code and layer; severity, dead or stalled fraction, or gradient RMS
@@ -490,8 +496,6 @@ def _diff_sides(paths: Sequence[str], options: Options) -> list[AuditRun]:
     reports = {path: json_io.read_file(Path(path)) for path in paths if _is_report(Path(path))}
     models = list(dict.fromkeys(path for path in paths if path not in reports))
     if models:
-        if options.no_probe:
-            import_modules(options.imports)
         audited = _audit_paths(models, options, None, None, verbose=False)
         reports |= {m.path: replace(audited, models=(m,), errors=()) for m in audited.models}
         for error in audited.errors:
@@ -510,6 +514,99 @@ def _is_report(path: Path) -> bool:
             return handle.read(64).lstrip().startswith(b"{")
     except OSError:  # a directory, or no such file: the loader says which
         return False
+
+
+class TimelineFormat(str, enum.Enum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@app.command(cls=usage.Command)
+@_interruptible
+def timeline(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH...", help="Checkpoints of one run (.keras, .h5) or directories of "
+        "them, in any order.", show_default=False)],
+    fmt: Annotated[TimelineFormat, typer.Option(
+        "--format", "-f", help="Report format.", case_sensitive=False)] = TimelineFormat.TABLE,
+    output: OutputOption = None,
+    fail_on: FailOnOption = Options.fail_on,
+    samples: SamplesOption = Options.samples,
+    seed: SeedOption = Options.seed,
+    inputs_file: InputsOption = None,
+    input_dist: InputDistOption = Options.input_dist,
+    input_range: InputRangeOption = None,
+    no_probe: NoProbeOption = Options.no_probe,
+    unsafe: UnsafeOption = Options.unsafe,
+    imports: ImportOption = None,
+    timeout: TimeoutOption = Options.timeout,
+    exclude: ExcludeOption = None,
+    config: ConfigOption = None,
+    quiet: QuietOption = False,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also draw each layer's dead and stalled fraction and gradient RMS "
+        "over the checkpoints, events marked, to this PNG file; needs matplotlib "
+        "(pip install 'gradaudit[plot]').", dir_okay=False)] = None,
+) -> None:
+    """Follow a run's checkpoints: when did a layer die?
+
+    The checkpoints are ordered by the optimizer's step count in each file (not by
+    name; a file without one by its modification time) and audited with the same
+    probe inputs; per checkpoint and layer: dead fraction (probe), stalled fraction
+    (optimizer state), gradient RMS. A layer whose dead or stalled fraction rises by
+    0.3 or more between consecutive checkpoints "died" (a warning), one whose fraction
+    falls as much "revived". Checkpoints of another architecture form their own series.
+
+    Exit codes as for `audit`: 2 a checkpoint could not be audited, 1 an event or a
+    finding at/over --fail-on ("died" is a warning), 0 otherwise.
+    """
+    from gradaudit.load.checkpoints import plan
+    from gradaudit.pipeline import audit_checkpoint
+    from gradaudit.report import timeline as timeline_mod
+
+    with _usage_errors():
+        options = settings.resolve(settings.read_config(config, Path.cwd()), _typed_options(ctx))
+        if plot is not None:
+            grad_flow.require("--plot")
+        supplied = _supplied_inputs(inputs_file, options)
+    targets = discovery.discover(paths, options.exclude, None)
+    for option, target in (("--output", output), ("--plot", plot)):
+        if target is not None:  # a checkpoint found in a directory included
+            _refuse_overwriting_inputs(target, [*paths, *targets.paths], option)
+    planned = plan(targets.paths, options.limits)
+    planned = replace(planned, unreadable=targets.errors + planned.unreadable)
+    with _progress(len(planned.paths), quiet) as step, _usage_errors():
+        run = _audit_paths(planned.paths, options, supplied, step, verbose=False,
+                           audit=audit_checkpoint)
+    result = timeline_mod.assemble(planned, run, options.thresholds)
+    _write_timeline(result, fmt, output, plot)
+    code = timeline_mod.timeline_exit_code(result, options.fail_on)
+    if not quiet:
+        died = sum(1 for e in result.events if e.what == timeline_mod.DIED)
+        typer.echo(f"gradaudit: timeline of {len(result.checkpoints)} checkpoint(s), "
+                   f"{len(result.run.errors)} unreadable; {died} died, "
+                   f"{len(result.events) - died} revived; "
+                   + _status_line(result.run, code).split("; ", 1)[1], err=True)
+    raise typer.Exit(code)
+
+
+def _write_timeline(result: Timeline, fmt: TimelineFormat, output: Path | None,
+                    plot: Path | None) -> None:
+    """The unreadable checkpoints on stderr, the table or JSON to stdout or --output,
+    the picture to --plot."""
+    from gradaudit.formats import timeline as timeline_format
+
+    for error in result.run.errors:
+        typer.echo(f"gradaudit: error: {error.path}: {error.error}", err=True)
+    text = (timeline_format.table(result) if fmt is TimelineFormat.TABLE
+            else timeline_format.to_json(result))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_atomically(output, text)
+    if plot is not None:
+        _write_atomically(plot, timeline_format.png(result), "--plot")
 
 
 def main() -> None:

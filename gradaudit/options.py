@@ -64,6 +64,12 @@ class Thresholds:
     sides only the weights move it; between seeds the probe's random projection alone
     moved a layer's RMS by up to 9.2× (measured: seeds 0–3, multi_io; 3.4× healthy_mlp),
     so the diff notes sides probed with different seeds."""
+    timeline_jump: float = 0.3
+    """``gradaudit timeline``: a layer "died" (warning) between two consecutive
+    checkpoints when its dead or stalled fraction rose by at least this ("revived" when
+    it fell by as much). Between healthy checkpoints an epoch apart the fractions moved
+    by at most 0.03 (fixtures/timeline/healthy, 32-unit layers); the spike of
+    fixtures/timeline/spike moved h1's dead fraction by 0.375."""
 
 
 USUAL_LEARNING_RATES: dict[str, tuple[float, str]] = {

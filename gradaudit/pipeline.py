@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from gradaudit.history.loss_config import CompiledLosses
+    from gradaudit.load.loader import LoadedModel
     from gradaudit.model.specs import InputSpec
     from gradaudit.probe.evidence import Evidence, LayerEvidence
     from gradaudit.probe.supplied import SuppliedInputs
@@ -77,9 +78,10 @@ def audit_paths(
 
 def audit_path(
     path: str, options: Options, supplied: SuppliedInputs | None = None, *,
-    on_step: Step | None = None,
+    on_step: Step | None = None, loaded: LoadedModel | None = None,
 ) -> ModelReport:
-    """Load one file and audit it; AuditError with a reason if it cannot be."""
+    """Load one file and audit it; AuditError with a reason if it cannot be. ``loaded``:
+    the file's model, already loaded (a timeline swaps a checkpoint's weights in)."""
     if on_step is not None:
         on_step("reading" if options.no_probe else "loading")
     if options.no_probe:
@@ -88,15 +90,34 @@ def audit_path(
     from gradaudit.load.loader import load_model
 
     with _quiet_library_output():
-        loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
-                            signature=options.signature, imports=options.imports,
-                            seed=options.seed)
+        if loaded is None:
+            loaded = load_model(path, unsafe=options.unsafe, limits=options.limits,
+                                signature=options.signature, imports=options.imports,
+                                seed=options.seed)
         training = file_training_state(path, loaded.format, loaded.config)
         losses = None if training is None else compiled_losses(loaded.config,
                                                                training.compile)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
                            training=training, losses=losses, config=loaded.config)
+
+
+def audit_checkpoint(
+    path: str, options: Options, supplied: SuppliedInputs | None = None, *,
+    on_step: Step | None = None,
+) -> ModelReport:
+    """:func:`audit_path` for ``gradaudit timeline``: the model built for the previous
+    checkpoint of the same architecture is reused, this file's weights swapped in
+    (:func:`gradaudit.load.checkpoints.load_checkpoint`)."""
+    if options.no_probe:
+        return audit_path(path, options, supplied, on_step=on_step)
+    from gradaudit.load.checkpoints import load_checkpoint
+
+    if on_step is not None:
+        on_step("loading")
+    with _quiet_library_output():
+        loaded = load_checkpoint(path, options)
+    return audit_path(path, options, supplied, on_step=on_step, loaded=loaded)
 
 
 def audit_model(

@@ -135,7 +135,8 @@ def _range(value: object) -> tuple[float, float]:
     return low, high
 
 
-_FRACTIONS = {"dead_warn", "saturation_samples", "saturation_units", "diff_fraction_change"}
+_FRACTIONS = {"dead_warn", "saturation_samples", "saturation_units", "diff_fraction_change",
+              "timeline_jump"}
 THRESHOLD_KEYS = tuple(f.name for f in dataclasses.fields(Thresholds))
 LIMIT_KEYS = tuple(f.name for f in dataclasses.fields(Limits))
 PARSERS: dict[str, Callable[[Any], object]] = {

@@ -50,6 +50,8 @@ _STOP_GRACE = 10.0
 """Seconds a worker told to stop may take to exit before it is killed."""
 
 Outcome = ModelReport | LoadError
+Audit = Callable[..., ModelReport]
+"""``audit_path``'s signature: (path, options, supplied, *, on_step) → report."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class _Setup:
     options: Options
     supplied: SuppliedInputs | None
     verbose: bool
+    audit: Audit | None = None
+    """What audits a path in the worker (a module-level function, sent by reference);
+    None: :func:`gradaudit.pipeline.audit_path`."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +76,16 @@ class _Died:
 def audit_paths(
     paths: Sequence[str], options: Options, supplied: SuppliedInputs | None = None,
     progress: Callable[[str, str], None] | None = None, *, verbose: bool = False,
+    audit: Audit | None = None,
 ) -> AuditRun:
     """:func:`gradaudit.pipeline.audit_paths` with every probe in a supervised worker.
 
     AuditError for an ``--import`` module the worker cannot import (a usage error:
-    nothing is audited). ``verbose`` lets TensorFlow's log lines through in the worker.
+    nothing is audited). ``verbose`` lets TensorFlow's log lines through in the worker;
+    ``audit`` replaces ``audit_path`` there (a timeline keeps one model built).
     """
     reports, errors = [], []
-    with _Supervisor(_Setup(options, supplied, verbose), progress) as supervisor:
+    with _Supervisor(_Setup(options, supplied, verbose, audit), progress) as supervisor:
         for path in paths:
             outcome = supervisor.audit(path)
             if isinstance(outcome, ModelReport):
@@ -250,7 +257,8 @@ def _serve(connection: Connection, setup: _Setup, onednn_off: bool) -> None:
 
         outcome: Outcome
         try:
-            outcome = audit_path(path, setup.options, setup.supplied, on_step=step)
+            outcome = (setup.audit or audit_path)(path, setup.options, setup.supplied,
+                                                  on_step=step)
         except AuditError as exc:
             outcome = LoadError(path=path, error=str(exc))
         connection.send(("done", outcome))
