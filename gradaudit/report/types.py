@@ -111,6 +111,10 @@ class LayerRow:
     """Estimated optimizer steps since a stalled unit last got a gradient (median)."""
     train_grad_rms: float | None = None
     """Gradient RMS over training, from the optimizer's second moment."""
+    bn_dead_units: int | None = None
+    """Units (channels) of this ReLU-family layer that the BatchNormalization next to it
+    shows dead on the training data (GA103); None where no BN statistics speak for it."""
+    bn_dead_fraction: float | None = None
 
 
 @dataclass(frozen=True)
