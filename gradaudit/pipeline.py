@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gradaudit.checks import batchnorm, heads, ordered
 from gradaudit.checks.training import LayerHistory, check, history
 from gradaudit.errors import AuditError, reported_as
-from gradaudit.history.batchnorm import BatchNormStats, read_batchnorm
+from gradaudit.history.batchnorm import BN_CLASSES, BatchNormStats, read_batchnorm
 from gradaudit.history.training_state import (
     TrainingState,
     read_training_state,
@@ -434,6 +434,9 @@ def _state_rows(state: TrainingState, config: dict[str, Any]) -> tuple[LayerRow,
 # BatchNorm statistics (issue 20): the ReLU units a BN layer's saved statistics show dead
 # on the training data. Read from the file, not from the probe, so --no-probe has them too.
 
+SAVEDMODEL_BN = ("the BatchNormalization statistics of a SavedModel are not read (GA103 reads "
+                 ".keras and .h5 files): its BN layers are judged by the probe only")
+
 def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds: Thresholds,
                    config: dict[str, Any] | None,
                    params: Mapping[str, int] | None = None) -> ModelReport:
@@ -442,6 +445,8 @@ def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds
     not list: ``--no-probe``), GA103 among the findings and the notes of what was not read."""
     if stats is None:
         return report
+    if report.format == "savedmodel" and any(_batchnorm_row(row) for row in report.layers):
+        return replace(report, notes=(*report.notes, SAVEDMODEL_BN))
     judged = {result.layer: result for result in batchnorm.judge(stats, thresholds)}
     rows = list(report.layers)
     listed = {row.name for row in rows}
@@ -464,3 +469,9 @@ def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds
     return replace(report, layers=tuple(rows), notes=report.notes + stats.notes,
                    findings=tuple(ordered([*report.findings, *found], depth)),
                    checks_run=report.checks_run + ran)
+
+
+def _batchnorm_row(row: LayerRow) -> bool:
+    """A BN layer, by its class or (a SavedModel's restored layers) its moving statistics."""
+    reason = row.non_trainable_reason or ""
+    return row.type in BN_CLASSES or ("moving_mean" in reason and "moving_variance" in reason)

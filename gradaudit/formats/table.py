@@ -60,8 +60,10 @@ def _model_block(report: ModelReport, verbose: bool = False) -> str:
         lines += ["", "Diagnosis (root causes, most important first):"]
         lines += [f"  {n}. {layer} [{codes}]: {summary}. Fix: {fix}."
                   for n, (layer, codes, summary, fix) in enumerate(diagnosis_rows(report), 1)]
-    batchnorm = any(row.bn_dead_units is not None for row in report.layers)
-    if report.probed or batchnorm:
+    # The BN column only where the BN statistics show dead units (GA103's figures): a
+    # healthy model's table stays as it was; --no-probe shows the section once they judged.
+    batchnorm = any(row.bn_dead_units for row in report.layers)
+    if report.probed or any(row.bn_dead_units is not None for row in report.layers):
         lines += _section("Dead activations", _dead_rows(report, batchnorm),
                           ["layer", "activation", "units", "dead units", "dead %", "note",
                            *(["BN-dead %"] if batchnorm else [])],
