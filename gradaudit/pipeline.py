@@ -456,7 +456,8 @@ def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds
                 config_layers.ConfigLayer("", None))
             count = (params or {}).get(name, 0)
             rows.append(LayerRow(
-                name=name, type=layer.type, activation=layer.activation, params=count,
+                name=name, type=layer.type, activation=layer.activation or result.activation,
+                params=count,
                 trainable_params=count, non_trainable_params=0, trainable=True,
                 units=result.units, dead_units=None, dead_fraction=None,
                 saturated_fraction=None, grad_rms=None))

@@ -27,6 +27,7 @@ class BatchNormDead:
 
     layer: str
     """The ReLU-family layer."""
+    activation: str
     units: int
     dead_units: int
     finding: Finding | None
@@ -55,7 +56,7 @@ def judge(stats: BatchNormStats, thresholds: Thresholds) -> list[BatchNormDead]:
                              **metrics)
             if count == units:
                 result = dataclasses.replace(result, severity=Severity.ERROR)
-        found[bn.target] = BatchNormDead(bn.target, units, count, result)
+        found[bn.target] = BatchNormDead(bn.target, bn.activation, units, count, result)
     return list(found.values())
 
 

@@ -79,6 +79,8 @@ class BatchNorm:
     active: tuple[float, float]
     """The target's active range (low, high): relu (0, ∞), relu6 (0, 6), a ReLU layer's
     (threshold, max_value)."""
+    activation: str
+    """The target's activation as its config names it (``relu`` for a ReLU layer)."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,9 @@ def _read(path: Path, fmt: str, pairs: list[_Pair]) -> BatchNormStats:
                 notes.append(f"BatchNormalization {bn[:80]}: {exc}: GA103 not judged")
                 continue
             found.append(BatchNorm(layer=bn, target=_name(pair.target), after=pair.after,
-                                   active=pair.active, **vectors))
+                                   active=pair.active,
+                                   activation=compile_info.activation_of(pair.target) or "",
+                                   **vectors))
     return BatchNormStats(layers=tuple(found), notes=tuple(notes))
 
 

@@ -129,11 +129,11 @@ CATALOGUE: tuple[Rule, ...] = (
             "LeakyReLU, ELU, GELU and swish are never flat, so they are not judged."
         ),
         fix=(
-            "The same as for GA101/GA102 (a probe that measures the layer dead too reports "
-            "the same root cause): a large negative beta or a collapsed gamma usually follows a "
-            "too-high learning rate or weight decay on gamma; lower it and retrain from an "
-            "earlier checkpoint, re-initialise the dead channels (beta = 0, gamma = 1), or prune "
-            "them: a dead channel only costs compute."
+            "Lower what drove beta far below zero or gamma to zero (usually a too-high "
+            "learning rate, or weight decay on gamma) and retrain from an earlier checkpoint, "
+            "or re-initialise the dead channels (beta = 0, gamma = 1), or prune them: a dead "
+            "channel only costs compute. Where the probe measures the layer dead too (GA101, "
+            "GA102) it is the same root cause."
         ),
         source="Ioffe & Szegedy 2015, Batch Normalization (arXiv:1502.03167): the output "
         "gamma·x̂ + beta with x̂ normalised by the batch/moving statistics; Keras "
