@@ -437,6 +437,7 @@ def _state_rows(state: TrainingState, config: dict[str, Any]) -> tuple[LayerRow,
 SAVEDMODEL_BN = ("the BatchNormalization statistics of a SavedModel are not read (GA103 reads "
                  ".keras and .h5 files): its BN layers are judged by the probe only")
 
+
 def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds: Thresholds,
                    config: dict[str, Any] | None,
                    params: Mapping[str, int] | None = None) -> ModelReport:
@@ -457,8 +458,7 @@ def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds
             count = (params or {}).get(name, 0)
             rows.append(LayerRow(
                 name=name, type=layer.type, activation=layer.activation or result.activation,
-                params=count,
-                trainable_params=count, non_trainable_params=0, trainable=True,
+                params=count, trainable_params=count, non_trainable_params=0, trainable=True,
                 units=result.units, dead_units=None, dead_fraction=None,
                 saturated_fraction=None, grad_rms=None))
     rows = [row if row.name not in judged else replace(

@@ -201,6 +201,17 @@ def test_a_leaky_relu_is_not_judged(tmp_path: Path) -> None:
     assert read_batchnorm(str(path), "keras", _config(path)).layers == ()
 
 
+def test_a_garbled_config_is_a_note_not_a_traceback() -> None:
+    layers = [{"class_name": "Dense", "config": {"name": "d", "units": 4}},
+              {"class_name": "BatchNormalization", "config": {"name": "bn"}},
+              {"class_name": "ReLU", "config": ["not", "a", "mapping"]}]
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": layers}}
+    stats = read_batchnorm(str(TRAINED / "bn_dead.keras"), "keras", config)
+    assert stats.layers == ()
+    assert [note.split(" (")[0] for note in stats.notes] == [
+        "the BatchNormalization statistics could not be read"]
+
+
 def _config(path: Path) -> dict[str, Any]:
     from gradaudit.load.prescan import read_model_config
 

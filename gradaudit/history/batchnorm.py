@@ -96,12 +96,10 @@ def read_batchnorm(path: str, fmt: str, config: dict[str, Any] | None) -> BatchN
     gates. Never raises for a malformed file: what cannot be read becomes a note."""
     if fmt not in ("keras", "h5") or config is None:
         return BatchNormStats()
-    pairs = list(_patterns(config))
-    if not pairs:
-        return BatchNormStats()
     try:
-        return _read(Path(path), fmt, pairs)
-    except Exception as exc:  # a hostile file may make h5py fail anywhere
+        pairs = list(_patterns(config))
+        return _read(Path(path), fmt, pairs) if pairs else BatchNormStats()
+    except Exception as exc:  # a hostile file may make json or h5py fail anywhere
         return BatchNormStats(notes=(f"the BatchNormalization statistics could not be read "
                                      f"({first_line(exc)})",))
 
