@@ -132,10 +132,11 @@ def test_a_savedmodel_says_its_bn_statistics_are_not_read(tmp_path: Path) -> Non
 
 def _variant(tmp_path: Path, name: str, *, axis: int = -1, center: bool = True,
              scale: bool = True, renorm: bool = False, activation: str = "relu",
-             dead: tuple[int, ...] = (0, 1), suffix: str = ".keras") -> tuple[Path, Any, Any]:
+             dead: tuple[int, ...] = (0, 1), suffix: str = ".keras",
+             beta: float = -9.0) -> tuple[Path, Any, Any]:
     """Dense → BN → activation on (6, 5) inputs, the BN's moving statistics those of the
     data (momentum 0, one step at learning rate 0), then the ``dead`` channels killed:
-    beta -9 (gamma 0 without ``center``)."""
+    ``beta`` (gamma 0 without ``center``)."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -152,9 +153,9 @@ def _variant(tmp_path: Path, name: str, *, axis: int = -1, center: bool = True,
     model.fit(x, np.zeros((256, 1)), batch_size=256, epochs=1, verbose=0)
     channels = bn.moving_mean.shape[0]
     if center:
-        beta = np.zeros(channels, "float32")
-        beta[list(dead)] = -9.0
-        bn.beta.assign(beta)
+        betas = np.zeros(channels, "float32")
+        betas[list(dead)] = beta
+        bn.beta.assign(betas)
     else:
         gamma = np.ones(channels, "float32")
         gamma[list(dead)] = 0.0
@@ -185,6 +186,19 @@ def test_center_scale_axis_and_legacy_h5_are_read_correctly(
     (finding,) = _ga103(report).values()
     assert (finding.layer, finding.severity, finding.metrics["units"]) == (
         "act", Severity.WARNING, units)
+
+
+def test_relu6_channels_stuck_at_6_are_dead_too(tmp_path: Path) -> None:
+    """relu6 is flat above 6 as well: beta +12 keeps a channel there on every input."""
+    path, model, x = _variant(tmp_path, "relu6", activation="relu6", beta=12.0)
+    import keras
+
+    out = np.asarray(keras.Model(model.inputs[0], model.get_layer("act").output)(x))
+    active = ((out > 0) & (out < 6)).reshape(-1, out.shape[-1]).any(axis=0)
+    report = audit_file(str(path), Options(no_probe=True))
+    assert int((~active).sum()) == _row(report, "act").bn_dead_units == 2
+    (finding,) = _ga103(report).values()
+    assert "inside act's active range (0, 6)" in finding.message
 
 
 def test_every_channel_dead_is_an_error(tmp_path: Path) -> None:
