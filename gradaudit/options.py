@@ -70,6 +70,23 @@ class Thresholds:
     it fell by as much). Between healthy checkpoints an epoch apart the fractions moved
     by at most 0.03 (fixtures/timeline/healthy, 32-unit layers); the spike of
     fixtures/timeline/spike moved h1's dead fraction by 0.375."""
+    bn_dead_rate: float = 1e-4
+    """GA103, BatchNorm → ReLU: a channel is dead on the training distribution when its
+    estimated firing rate, Φ(beta/|gamma|) under a Gaussian model of the BN output
+    N(beta, gamma²), is below this: beta/|gamma| < Φ⁻¹(1e-4) ≈ -3.72. A channel at that rate
+    still fires about 6 times in a 64,000-position epoch; at -5 (Φ ≈ 3e-7) never."""
+    bn_variance_ratio: float = 1e-4
+    """GA103, ReLU → BatchNorm: a unit never fired when the BN's moving mean is exactly 0
+    (a ReLU that never fires gives batch mean 0, so the moving mean stays at its initial 0
+    and the moving variance decays as momentum^steps from 1), or when its moving variance
+    is below this fraction of the layer's median (over units with a non-zero mean) and its
+    moving mean below √ of it × the median's standard deviation: a unit firing on a fraction
+    p of the inputs at its peers' amplitude has variance ≈ p × theirs, so this is the same
+    1e-4 rate as ``bn_dead_rate``."""
+    bn_dead_warn: float = 0.1
+    """GA103 when at least this fraction of the channels the BN statistics speak for is
+    dead (keras-contrib's DeadReluDetector warns at 10%; the estimate is on the training
+    distribution itself, not on random probe inputs, so GA101's 50% is not needed)."""
 
 
 USUAL_LEARNING_RATES: dict[str, tuple[float, str]] = {

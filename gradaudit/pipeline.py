@@ -18,10 +18,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradaudit.checks import heads, ordered
+from gradaudit.checks import batchnorm, heads, ordered
 from gradaudit.checks.training import LayerHistory, check, history
 from gradaudit.errors import AuditError, reported_as
-from gradaudit.history.training_state import TrainingState, read_training_state, trainable_params
+from gradaudit.history.batchnorm import BN_CLASSES, BatchNormStats, read_batchnorm
+from gradaudit.history.training_state import (
+    TrainingState,
+    read_training_state,
+    trainable_by_layer,
+)
 from gradaudit.load import archive, config_layers, limits
 from gradaudit.load.detect import detect_format
 from gradaudit.load.prescan import read_model_config
@@ -34,6 +39,7 @@ from gradaudit.model.interface import (
 )
 from gradaudit.options import Options, Thresholds
 from gradaudit.report.types import (
+    STATISTICS_CHECKS,
     TRAINING_CHECKS,
     AuditRun,
     InputRow,
@@ -99,7 +105,8 @@ def audit_path(
                                                                training.compile)
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
-                           training=training, losses=losses, config=loaded.config)
+                           training=training, losses=losses, config=loaded.config,
+                           batchnorm=read_batchnorm(path, loaded.format, loaded.config))
 
 
 def audit_checkpoint(
@@ -125,9 +132,11 @@ def audit_model(
     unsafe: bool = False, supplied: SuppliedInputs | None = None,
     on_step: Step | None = None, training: TrainingState | None = None,
     losses: CompiledLosses | None = None, config: dict[str, Any] | None = None,
+    batchnorm: BatchNormStats | None = None,
 ) -> ModelReport:
     """Inputs → probe → evidence → checks → report, for any loaded model; then the
-    ``training`` state's history and findings (:func:`with_training`), the architecture's
+    ``training`` state's history and findings (:func:`with_training`), the ``batchnorm``
+    statistics' dead units (:func:`with_batchnorm`), the architecture's
     from the model ``config`` where there is one, and the diagnosis (:func:`finished`).
     The probe differentiates the compiled ``losses`` where there are any
     (``options.objective``)."""
@@ -181,8 +190,9 @@ def audit_model(
     labels = {} if losses is None else {
         name: given for name, given in zip(losses.outputs, objective.labels, strict=False)
         if given is not None}
-    return finished(with_training(report, training, options.thresholds, labels), config,
-                    model.layer_graph())
+    trained = with_training(report, training, options.thresholds, labels)
+    return finished(with_batchnorm(trained, batchnorm, options.thresholds, config),
+                    config, model.layer_graph())
 
 
 def finished(report: ModelReport, config: dict[str, Any] | None,
@@ -402,16 +412,22 @@ def audit_file(path: str, options: Options) -> ModelReport:
     total = limits.check_weight_datasets(file, fmt, options.limits.max_params)
     state = file_training_state(path, fmt, config)
     rows = () if state is None else _state_rows(state, config)
-    counted = trainable_params(path, fmt, config)  # also without compile or optimizer state
-    trainable = counted if counted is not None else sum(row.trainable_params for row in rows)
+    by_layer = trainable_by_layer(path, fmt, config)  # also without compile or optimizer state
+    trainable = (sum(by_layer.values()) if by_layer is not None
+                 else sum(row.trainable_params for row in rows))
+    batchnorms = read_batchnorm(path, fmt, config)
     report = ModelReport(
         path=path, format=fmt, model_name=config_layers.model_name(config, file.stem),
         params_total=total, params_trainable=trainable,
         params_non_trainable=max(total - trainable, 0), samples=0, seed=options.seed,
         inputs=(), layers=rows, findings=(), checks_run=(),
         notes=() if state is not None else (
-            "the file holds no training state (saved without compile): nothing to check",))
-    return finished(with_training(report, state, options.thresholds), config, {})
+            "the file holds no training state (saved without compile): "
+            + ("only its BatchNormalization statistics are checked" if batchnorms.layers
+               else "nothing to check"),))
+    trained = with_training(report, state, options.thresholds)
+    return finished(with_batchnorm(trained, batchnorms, options.thresholds, config,
+                                   by_layer or {}), config, {})
 
 
 def with_architecture(report: ModelReport, config: dict[str, Any] | None) -> ModelReport:
@@ -436,3 +452,49 @@ def _state_rows(state: TrainingState, config: dict[str, Any]) -> tuple[LayerRow,
             dead_units=None, dead_fraction=None, saturated_fraction=None, grad_rms=None))
     return tuple(rows)
 
+
+# BatchNorm statistics (issue 20): the ReLU units a BN layer's saved statistics show dead
+# on the training data. Read from the file, not from the probe, so --no-probe has them too.
+
+SAVEDMODEL_BN = ("the BatchNormalization statistics of a SavedModel are not read (GA103 reads "
+                 ".keras and .h5 files): its BN layers are judged by the probe only")
+
+
+def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds: Thresholds,
+                   config: dict[str, Any] | None,
+                   params: Mapping[str, int] | None = None) -> ModelReport:
+    """``report`` with ``bn_dead_units`` on the ReLU-family layers the BN ``stats`` speak for
+    (a row typed from ``config``, with its trainable ``params``, for a layer the report does
+    not list: ``--no-probe``), GA103 among the findings and the notes of what was not read."""
+    if stats is None:
+        return report
+    if report.format == "savedmodel" and any(_batchnorm_row(row) for row in report.layers):
+        return replace(report, notes=(*report.notes, SAVEDMODEL_BN))
+    judged = {result.layer: result for result in batchnorm.judge(stats, thresholds)}
+    rows = list(report.layers)
+    listed = {row.name for row in rows}
+    for name, result in judged.items():
+        if name not in listed:
+            layer = config_layers.config_layer(config or {}, name) or (
+                config_layers.ConfigLayer("", None))
+            count = (params or {}).get(name, 0)
+            rows.append(LayerRow(
+                name=name, type=layer.type, activation=layer.activation or result.activation,
+                params=count, trainable_params=count, non_trainable_params=0, trainable=True,
+                units=result.units, dead_units=None, dead_fraction=None,
+                saturated_fraction=None, grad_rms=None))
+    rows = [row if row.name not in judged else replace(
+        row, bn_dead_units=judged[row.name].dead_units,
+        bn_dead_fraction=_rounded(judged[row.name].dead_fraction)) for row in rows]
+    depth = {row.name: i for i, row in enumerate(rows)}
+    found = [result.finding for result in judged.values() if result.finding is not None]
+    ran = () if not stats.layers or "GA1" in report.checks_run else STATISTICS_CHECKS
+    return replace(report, layers=tuple(rows), notes=report.notes + stats.notes,
+                   findings=tuple(ordered([*report.findings, *found], depth)),
+                   checks_run=tuple(sorted(report.checks_run + ran)))
+
+
+def _batchnorm_row(row: LayerRow) -> bool:
+    """A BN layer, by its class or (a SavedModel's restored layers) its moving statistics."""
+    reason = row.non_trainable_reason or ""
+    return row.type in BN_CLASSES or ("moving_mean" in reason and "moving_variance" in reason)

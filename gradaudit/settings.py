@@ -136,7 +136,7 @@ def _range(value: object) -> tuple[float, float]:
 
 
 _FRACTIONS = {"dead_warn", "saturation_samples", "saturation_units", "diff_fraction_change",
-              "timeline_jump"}
+              "timeline_jump", "bn_dead_rate", "bn_dead_warn"}
 THRESHOLD_KEYS = tuple(f.name for f in dataclasses.fields(Thresholds))
 LIMIT_KEYS = tuple(f.name for f in dataclasses.fields(Limits))
 PARSERS: dict[str, Callable[[Any], object]] = {

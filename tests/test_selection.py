@@ -17,9 +17,9 @@ DEAD = str(FIXTURES / "dead_relu.keras")  # GA102 on dead; GA202 on pre, dead, o
     ("select", "ignore", "kept"),
     [
         ((), (), set(BY_CODE)),
-        (("GA1",), (), {"GA101", "GA102", "GA111"}),
-        (("GA1", "GA201"), (), {"GA101", "GA102", "GA111", "GA201"}),
-        ((), ("GA2", "GA301"), {"GA101", "GA102", "GA111", "GA302", "GA303"}
+        (("GA1",), (), {"GA101", "GA102", "GA103", "GA111"}),
+        (("GA1", "GA201"), (), {"GA101", "GA102", "GA103", "GA111", "GA201"}),
+        ((), ("GA2", "GA301"), {"GA101", "GA102", "GA103", "GA111", "GA302", "GA303"}
          | {code for code in BY_CODE if code.startswith("GA4")}),
         (("GA1",), ("GA10",), {"GA111"}),  # the longer prefix wins
         (("GA102",), ("GA1",), {"GA102"}),  # a full code beats its family

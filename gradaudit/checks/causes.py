@@ -12,7 +12,8 @@ root cause (``caused_by`` None), never a guessed link:
 - a layer whose every input is exactly zero because the layers feeding it are fully dead
   (GA102, through layers that keep a zero a zero) is their consequence: its own dead units,
   zero gradients, vanishing or never-updated rows;
-- on one layer, GA102 explains its own zero, vanishing and never-updated rows, GA111 and
+- on one layer, GA101 and GA102 explain its GA103 (the BN statistics' view of the same
+  dead units); GA102 its own zero, vanishing and never-updated rows, GA111 and
   GA412 its vanishing gradient, GA201 and GA402 its never-updated rows, GA411 and GA206
   its zero gradients (GA411 also the GA206 it causes);
 - before a layer, on every path to the outputs: a fully dead layer or a constant output
@@ -62,7 +63,8 @@ ZERO_KEEPING = frozenset({
 ZERO_INPUT = frozenset({"GA101", "GA102", "GA202", "GA204", "GA403"})
 """What a layer fed only zeros shows because of it."""
 OWN: Mapping[str, frozenset[str]] = {
-    "GA102": frozenset({"GA202", "GA204", "GA403"}),
+    "GA102": frozenset({"GA202", "GA204", "GA403", "GA103"}),
+    "GA101": frozenset({"GA103"}),
     "GA411": frozenset({"GA206", "GA202", "GA403"}),
     "GA206": frozenset({"GA202", "GA403"}),
     "GA201": frozenset({"GA403"}),
@@ -70,7 +72,8 @@ OWN: Mapping[str, frozenset[str]] = {
     "GA111": frozenset({"GA204"}),
     "GA412": frozenset({"GA204"}),
 }
-"""A root code → the codes it explains on its own layer."""
+"""A root code → the codes it explains on its own layer (GA103, dead units the BN
+statistics show, is evidence of the same dead units the probe measured)."""
 STALLED = frozenset({"GA401", "GA402"})
 """Stalled units in training, which a too-high learning rate (GA414) explains when its
 finding names their layer as its evidence."""

@@ -60,12 +60,18 @@ def _model_block(report: ModelReport, verbose: bool = False) -> str:
         lines += ["", "Diagnosis (root causes, most important first):"]
         lines += [f"  {n}. {layer} [{codes}]: {summary}. Fix: {fix}."
                   for n, (layer, codes, summary, fix) in enumerate(diagnosis_rows(report), 1)]
-    if report.probed:
-        lines += _section("Dead activations", _dead_rows(report),
-                          ["layer", "activation", "units", "dead units", "dead %", "note"],
+    # The BN column only where the BN statistics show dead units (GA103's figures): a
+    # healthy model's table stays as it was; --no-probe shows the section once they judged.
+    batchnorm = any(row.bn_dead_units for row in report.layers)
+    if report.probed or any(row.bn_dead_units is not None for row in report.layers):
+        lines += _section("Dead activations", _dead_rows(report, batchnorm),
+                          ["layer", "activation", "units", "dead units", "dead %", "note",
+                           *(["BN-dead %"] if batchnorm else [])],
                           "no ReLU-family layer has dead units"
-                          if any(row.dead_units is not None for row in report.layers)
+                          if any(row.dead_units is not None or row.bn_dead_units is not None
+                                 for row in report.layers)
                           else "no ReLU-family layer to judge")
+    if report.probed:
         lines += _section("Non-trainable parameters", _non_trainable_rows(report),
                           ["layer", "params", "why"], "every parameter is trainable")
         lines += _section("Disconnected paths", _disconnected_rows(report),
@@ -100,13 +106,23 @@ def _section(title: str, rows: Sequence[Sequence[object]], headers: list[str],
     return ["", f"{title}:", tabulate(rows, headers=headers, tablefmt="simple")]
 
 
-def _dead_rows(report: ModelReport) -> list[list[object]]:
+def _dead_rows(report: ModelReport, batchnorm: bool) -> list[list[object]]:
+    """Layers the probe measured dead units in; with ``batchnorm``, also those the BN
+    statistics show dead (GA103), in a last column: ``6 (38%)``."""
     return [
-        [row.name, row.activation, row.units, row.dead_units, f"{row.dead_fraction:.0%}",
-         "" if row.trainable else "frozen: not judged"]
+        [row.name, row.activation, row.units, row.dead_units,
+         "" if row.dead_fraction is None or row.dead_units is None
+         else f"{row.dead_fraction:.0%}", "" if row.trainable else "frozen: not judged",
+         *([] if not batchnorm else [_bn_dead(row)])]
         for row in report.layers
-        if row.dead_units
+        if row.dead_units or (batchnorm and row.bn_dead_units)
     ]
+
+
+def _bn_dead(row: LayerRow) -> str:
+    if row.bn_dead_units is None or row.bn_dead_fraction is None:
+        return ""
+    return f"{row.bn_dead_units} ({row.bn_dead_fraction:.0%})"
 
 
 def _non_trainable_rows(report: ModelReport) -> list[list[object]]:

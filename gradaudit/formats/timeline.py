@@ -55,7 +55,7 @@ def table(timeline: Timeline) -> str:
         blocks.append(f"No layer died or revived and none has a finding: the "
                       f"{len(timeline.layer_names())} layers' figures are in --format json.")
     if timeline.events:
-        blocks.append("Events (a dead or stalled fraction that moved by the "
+        blocks.append("Events (a dead, stalled or BN-dead fraction that moved by the "
                       "timeline_jump threshold or more):\n" + tabulate(
                           [_event_row(e, names) for e in timeline.events],
                           headers=["layer", "what", "between", "figures"]))

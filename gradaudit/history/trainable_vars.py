@@ -151,7 +151,9 @@ def keras_blocks(config: dict[str, Any], root: Any) -> list[Block]:
     return _model_parts(config, root, "")
 
 
-def _model_parts(config: Any, group: Any, prefix: str) -> list[Block]:
+def layer_groups(group: Any, prefix: str = "") -> dict[str, Any]:
+    """A Keras 3 model's layer weight groups (``layers/<key>``), by the layer name its
+    ``vars`` carry (the keys are Keras's attribute names, not the layers')."""
     container = h5read.group(group, "layers")
     by_name: dict[str, Any] = {}
     for key in h5read.members(container) if container is not None else []:
@@ -161,6 +163,11 @@ def _model_parts(config: Any, group: Any, prefix: str) -> list[Block]:
             raise Unmapped(f"two weight groups in the file name layer {prefix}{name}")
         if name is not None:
             by_name[name] = sub
+    return by_name
+
+
+def _model_parts(config: Any, group: Any, prefix: str) -> list[Block]:
+    by_name = layer_groups(group, prefix)
     own = _own(group, "", prefix.rstrip("/") or (_name(config) or "model"), None)
     blocks = [Block(own=own)] if own else []
     for layer in model_layers(config) or []:
@@ -177,20 +184,27 @@ def _group_name(group: Any) -> str | None:
     return h5read.text(h5read.attr(h5read.group(group, "vars"), "name")) if group else None
 
 
-def _own(group: Any, cls: str, layer: str, config: Any) -> tuple[Weight, ...]:
-    """A layer's own trainable variables: ``vars/0 …`` less the non-trainable ones."""
+def own_variables(group: Any, layer: str) -> list[Any]:
+    """A layer's own variables, ``vars/0 …`` in creation order, as datasets."""
     store = h5read.group(group, "vars")
     keys = h5read.members(store) if store is not None else []
     datasets = [h5read.dataset(store, str(i)) for i in range(len(keys))]
     if sorted(keys) != sorted(str(i) for i in range(len(keys))) or None in datasets:
         raise Unmapped(f"the variables of layer {layer} are not numeric datasets 0, 1, …")
-    labels = _labels(cls, config, len(datasets))
+    return datasets
+
+
+def _own(group: Any, cls: str, layer: str, config: Any) -> tuple[Weight, ...]:
+    """A layer's own trainable variables: ``vars/0 …`` less the non-trainable ones."""
+    datasets = own_variables(group, layer)
+    labels = variable_labels(cls, config, len(datasets))
     count = _trainable_count(cls, len(datasets))
     return tuple(Weight(layer, labels[i], h5read.shape(data))
                  for i, data in enumerate(datasets[:count]))
 
 
-def _labels(cls: str, config: Any, count: int) -> list[str]:
+def variable_labels(cls: str, config: Any, count: int) -> list[str]:
+    """Names of a layer's ``count`` own variables in creation order (``var3`` where unknown)."""
     inner = _config(config)
     if cls in ("BatchNormalization", "LayerNormalization", "GroupNormalization"):
         known = [*(["gamma"] if inner.get("scale", True) is not False else []),
@@ -271,7 +285,7 @@ def h5_blocks(config: dict[str, Any], weights: Any) -> list[Block]:
             data = h5read.dataset(group, name)
             if data is None:
                 raise Unmapped(f"weight {name} of layer {layer_name} is missing or not numbers")
-            where, label, trainable = _locate(layer_name, configs.get(layer_name), name)
+            where, label, trainable = locate(layer_name, configs.get(layer_name), name)
             if trainable:
                 own.append(Weight(where, label, h5read.shape(data), name.removesuffix(":0")))
         blocks.append(Block(own=tuple(own)))
@@ -300,7 +314,7 @@ def _children(layer: Any) -> dict[str, Any]:
     return {}
 
 
-def _locate(layer_name: str, layer: Any, weight: str) -> tuple[str, str, bool]:
+def locate(layer_name: str, layer: Any, weight: str) -> tuple[str, str, bool]:
     """(qualified layer, label, trainable) of a weight named by its path.
 
     Keras 3 and tf_keras paths start with the layer's name (``bi/forward_lstm/…``);

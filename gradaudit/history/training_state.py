@@ -49,7 +49,7 @@ from gradaudit.load.prescan import read_model_config
 from gradaudit.options import Limits
 
 __all__ = ["OPTIMIZERS", "CompileConfig", "Head", "TrainingState", "VariableState",
-           "read_training_state", "trainable_params"]
+           "read_training_state", "trainable_by_layer", "trainable_params"]
 
 LSO_OWN_VARIABLES = 4
 """A Keras 3 LossScaleOptimizer's own variables before its inner optimizer's:
@@ -78,6 +78,12 @@ def trainable_params(path: str, fmt: str, config: dict[str, Any]) -> int | None:
     ``trainable`` flags and its weight datasets (h5py, nothing run): what a file saved
     without compile, which holds no optimizer state, says. None when it cannot tell
     (a subclassed model's config lists no layers). ``config`` is past the size gates."""
+    by_layer = trainable_by_layer(path, fmt, config)
+    return None if by_layer is None else sum(by_layer.values())
+
+
+def trainable_by_layer(path: str, fmt: str, config: dict[str, Any]) -> dict[str, int] | None:
+    """:func:`trainable_params` per layer (qualified name), for rows typed from the file."""
     file = Path(path)
     opener: AbstractContextManager[Any] = (
         h5read.zip_member(file, limits.WEIGHTS_MEMBER) if fmt == "keras" else _h5_file(file))
@@ -89,7 +95,10 @@ def trainable_params(path: str, fmt: str, config: dict[str, Any]) -> int | None:
                       else h5_blocks(config, h5read.group(handle, "model_weights")))
         except Unmapped:
             return None
-    return sum(math.prod(w.shape) for block in blocks for w in block.flat())
+    counts: dict[str, int] = {}
+    for weight in (w for block in blocks for w in block.flat()):
+        counts[weight.layer] = counts.get(weight.layer, 0) + math.prod(weight.shape)
+    return counts
 
 
 def _read(path: Path, fmt: str, max_params: int,

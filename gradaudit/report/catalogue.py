@@ -108,6 +108,41 @@ CATALOGUE: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        code="GA103",
+        name="batchnorm_dead_units",
+        severity=Severity.WARNING,
+        title="Dead ReLU units shown by BatchNorm statistics",
+        explanation=(
+            "Read from the file alone (also with --no-probe): at least `bn_dead_warn` "
+            f"(default {_DEFAULT.bn_dead_warn:.0%}) of the units of a ReLU-family layer "
+            f"({_RELU_NAMES}, a ReLU layer without negative slope) are dead on the training "
+            "data, as the BatchNormalization layer next to it shows. Affine → BN → ReLU: on "
+            "the training distribution the BN output of channel c is about N(beta_c, gamma_c²), so "
+            "c fires on an estimated Φ(beta_c/|gamma_c|) of the inputs (a Gaussian model); below "
+            f"`bn_dead_rate` ({_power(_DEFAULT.bn_dead_rate)}, beta/|gamma| < -3.72) it is dead; "
+            "gamma_c = 0 outputs beta_c everywhere. ReLU → BN: a unit that never fired fed the BN "
+            "only zeros, so its moving mean stayed exactly 0 while its moving variance "
+            "decayed from 1 (as momentum^steps); one that stopped firing decayed below "
+            f"`bn_variance_ratio` ({_power(_DEFAULT.bn_variance_ratio)}) of the layer's "
+            "median variance. Evidence: the BN layer's gamma, beta, moving_mean and "
+            "moving_variance, quoted in the finding. Error when every unit is dead. "
+            "LeakyReLU, ELU, GELU and swish are never flat, so they are not judged."
+        ),
+        fix=(
+            "Lower what drove beta far below zero or gamma to zero (usually a too-high "
+            "learning rate, or weight decay on gamma) and retrain from an earlier checkpoint, "
+            "or re-initialise the dead channels (beta = 0, gamma = 1), or prune them: a dead "
+            "channel only costs compute. Where the probe measures the layer dead too (GA101, "
+            "GA102) it is the same root cause."
+        ),
+        source="Ioffe & Szegedy 2015, Batch Normalization (arXiv:1502.03167): the output "
+        "gamma·x̂ + beta with x̂ normalised by the batch/moving statistics; Keras "
+        "BatchNormalization docs (keras.io/api/layers/normalization_layers/batch_normalization: "
+        "moving_mean = moving_mean·momentum + mean(batch)·(1 - momentum)); the Gaussian "
+        "model of a normalised pre-activation: the Central Limit Theorem over the affine "
+        "layer's many inputs.",
+    ),
+    Rule(
         code="GA111",
         name="saturated_activation",
         severity=Severity.WARNING,

@@ -21,7 +21,12 @@ from typing import Any
 
 from gradaudit.model.head_table import table_markdown, table_text
 from gradaudit.report.catalogue import CATALOGUE, Rule
-from gradaudit.report.types import PROBE_CHECKS, TRAINING_CHECKS, Severity
+from gradaudit.report.types import (
+    PROBE_CHECKS,
+    STATISTICS_CHECKS,
+    TRAINING_CHECKS,
+    Severity,
+)
 
 REGENERATE = "python -m gradaudit.report.docs docs/"
 """The one command that rewrites every generated page (from the repository root)."""
@@ -248,7 +253,7 @@ _FLOAT = {"$ref": "#/$defs/float"}
 def report_schema() -> str:
     """The JSON Schema (draft 2020-12) of ``--format json``, ``merge`` and baselines."""
     codes = [rule.code for rule in CATALOGUE]
-    families = [*PROBE_CHECKS, *TRAINING_CHECKS]
+    families = [*PROBE_CHECKS, *TRAINING_CHECKS, *STATISTICS_CHECKS]
     finding = _object("One finding: a problem in one layer (or input, or the whole model).", {
         "id": {"type": "string", "description": "`code:layer`, `#2` … on a repeat; what a "
                "baseline matches.", "pattern": "^GA[0-9]{3}:.*$"},
@@ -285,6 +290,10 @@ def report_schema() -> str:
                                           "last got a gradient."),
         "train_grad_rms": _nullable("float", "Gradient RMS over training, from the optimizer's "
                                     "second moment."),
+        "bn_dead_units": _nullable("integer", "Units its BatchNormalization statistics say are "
+                                   "dead on the training distribution (GA103)."),
+        "bn_dead_fraction": _nullable("float", "bn_dead_units / the channels those statistics "
+                                      "speak for."),
     })
     training = _object("What the optimizer state and compile config say; null without a "
                        "training state.", {
@@ -339,7 +348,8 @@ def report_schema() -> str:
         "imports": {"type": "array", "items": {"type": "string"},
                     "description": "The `--import` modules, as given."},
         "checks_run": {"type": "array", "items": {"enum": families}, "uniqueItems": True,
-                       "description": "The code families whose checks ran."},
+                       "description": "The code families whose checks ran (`GA103` alone: "
+                                      "the BatchNorm statistics without the probe)."},
         "training": {"anyOf": [training, {"type": "null"}]},
     }, optional=("objectives",))
     cause = _object("A root cause, most important first.", {

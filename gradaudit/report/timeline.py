@@ -30,24 +30,16 @@ from gradaudit.report.types import (
     fails,
 )
 
-JUMPING = ("dead_fraction", "stalled_fraction")
-"""The figures whose jump between consecutive checkpoints is an event."""
+JUMPING = ("dead_fraction", "stalled_fraction", "bn_dead_fraction")
+"""The figures whose jump between consecutive checkpoints is an event: units dead on
+the probe, stalled in the optimizer state, or dead by the BatchNorm statistics (GA103)."""
 DIED, REVIVED = "died", "revived"
-
-
-def bn_dead_fraction(row: LayerRow) -> float | None:
-    """The share of the layer's units its BatchNormalization statistics say are dead
-    (GA103, issue 20 §1). Built on another branch: until ``LayerRow.bn_dead_fraction``
-    exists this reads None, never an estimate of its own; the lead points it at the
-    field at merge."""
-    value = getattr(row, "bn_dead_fraction", None)
-    return None if value is None else float(value)
 
 
 def figures(row: LayerRow) -> dict[str, float | None]:
     """One layer's figures at one checkpoint (None where the audit has none)."""
     return {"dead_fraction": row.dead_fraction, "stalled_fraction": row.stalled_fraction,
-            "bn_dead_fraction": bn_dead_fraction(row), "grad_rms": row.grad_rms}
+            "bn_dead_fraction": row.bn_dead_fraction, "grad_rms": row.grad_rms}
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,10 @@ class LayerRow:
     """Estimated optimizer steps since a stalled unit last got a gradient (median)."""
     train_grad_rms: float | None = None
     """Gradient RMS over training, from the optimizer's second moment."""
+    bn_dead_units: int | None = None
+    """Units (channels) of this ReLU-family layer that the BatchNormalization next to it
+    shows dead on the training data (GA103); None where no BN statistics speak for it."""
+    bn_dead_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,9 @@ PROBE_CHECKS = ("GA1", "GA2", "GA3")
 """The code families the probe gives: activations, gradients, parameters (``checks_run``)."""
 TRAINING_CHECKS = ("GA4",)
 """The code family the file's optimizer state and compile config give."""
+STATISTICS_CHECKS = ("GA103",)
+"""The check the file's BatchNormalization statistics give: in GA1 with the probe,
+listed on its own in ``checks_run`` when it ran without (``--no-probe``)."""
 
 
 @dataclass(frozen=True)
