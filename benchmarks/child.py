@@ -101,7 +101,10 @@ def main() -> None:
     result = {"bare": bare, "audit": audit, "budgeted": budgeted}[kind](
         path, int(samples), int(batch_size), *extra)
     wall = time.perf_counter() - start
-    print(json.dumps({"wall": wall, "peak_rss_mb": peak_rss() / 2**20, **(result or {})}))
+    # done_at: the system-wide monotonic clock, for run.py's figure without the exit
+    # (the interpreter's teardown of TensorFlow, which the CLI's worker skips).
+    print(json.dumps({"wall": wall, "done_at": time.monotonic(),
+                      "peak_rss_mb": peak_rss() / 2**20, **(result or {})}))
 
 
 if __name__ == "__main__":

@@ -9,20 +9,19 @@ worker instead: the worker (a fresh interpreter started as ``python -c``: forkin
 process that holds TensorFlow is unsafe, and multiprocessing's ``spawn`` would import
 the command's ``__main__`` again and start a resource tracker process first) imports
 the ``--import`` modules and TensorFlow once (the latter once a model passes the file
-checks) and audits path after path; the main
-process never imports TensorFlow. A worker killed by a signal costs its file one
-retry in a fresh worker with oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``); a second crash
-is reported as that file's error; a file that takes longer than ``--timeout`` is
-stopped and reported. The next file gets a
+checks) and audits path after path; the main process never imports TensorFlow. A
+worker killed by a signal costs its file one retry in a fresh worker with oneDNN off
+(``TF_ENABLE_ONEDNN_OPTS=0``); a second crash is reported as that file's error; a file
+that takes longer than ``--timeout`` is stopped and reported. The next file gets a
 fresh worker with the user's settings again, so no report depends on its neighbours.
 
 A single file goes through the worker too: it must survive a crash as well. The worker
 costs a command a process start and gradaudit's modules imported again (TensorFlow is
 imported once either way); told to stop, it ends with ``os._exit``: the interpreter's
 teardown of a process that holds TensorFlow takes about 0.5 s, for nothing
-(benchmarks/README.md). ``--no-probe``, the Python
-API and the Keras callback run no worker: the first imports no TensorFlow, the
-others audit the caller's model in the caller's process.
+(benchmarks/README.md). ``--no-probe``, the Python API and the Keras callback run no
+worker: the first imports no TensorFlow, the others audit the caller's model in the
+caller's process.
 """
 
 from __future__ import annotations
@@ -188,7 +187,8 @@ class _Worker:
                 [sys.executable, *flags, "-c", _CHILD.format(path=sys.path, fd=there.fileno())],
                 stdin=subprocess.DEVNULL, pass_fds=[there.fileno()], env=env)
         there.close()
-        here.send(setup)
+        with contextlib.suppress(OSError):  # a worker dead before reading it: EOF, below
+            here.send(setup)
         return _Worker(process, here, onednn_off)
 
     def stop(self, graceful: bool) -> None:
@@ -232,9 +232,9 @@ def _describe(exitcode: int | None) -> str:
 
 def serve(fd: int) -> None:
     """The worker, on its end of the pipe (file descriptor ``fd``): take the run's setup,
-    import the ``--import`` modules, then audit each path it is
-    sent (TensorFlow imported for the first that passes the file checks) until it is
-    sent None, telling the supervisor each step."""
+    import the ``--import`` modules, then audit each path it is sent (TensorFlow imported
+    for the first that passes the file checks) until it is sent None, telling the
+    supervisor each step."""
     os.set_inheritable(fd, False)  # its end closes when it ends, not when a child does
     connection = Connection(fd)
     setup: _Setup = connection.recv()
