@@ -18,7 +18,7 @@ fresh worker with the user's settings again, so no report depends on its neighbo
 A single file goes through the worker too: it must survive a crash as well. The worker
 costs a command a process start and gradaudit's modules imported again (TensorFlow is
 imported once either way); told to stop, it ends with ``os._exit``: the interpreter's
-teardown of a process that holds TensorFlow takes about 0.5 s, for nothing
+teardown of a process that holds TensorFlow takes 0.5–0.9 s, for nothing
 (benchmarks/README.md). ``--no-probe``, the Python API and the Keras callback run no
 worker: the first imports no TensorFlow, the others audit the caller's model in the
 caller's process.
@@ -258,7 +258,7 @@ def serve(fd: int) -> None:
             path = connection.recv()
         except EOFError:  # the main process is gone
             path = None
-        if path is None:  # no interpreter teardown: ~0.5 s once TensorFlow is imported
+        if path is None:  # no interpreter teardown: 0.5 s and more once TensorFlow is in
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
