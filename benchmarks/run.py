@@ -68,7 +68,8 @@ def measure(kind: str, path: Path, samples: int, batch: int, *extra: str) -> dic
     )
     elapsed = time.perf_counter() - start
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {**figures, "process": elapsed, "to_end": figures.pop("done_at") - clock}
+    to_end = figures.pop("done_at") - clock
+    return {**figures, "process": elapsed, "to_end": to_end}
 
 
 def cli(*args: str) -> tuple[float, int, dict[str, Any]]:
