@@ -2,9 +2,10 @@
 
 Prints one JSON line: wall seconds of the measured part (model load + probe
 passes; TensorFlow's import is excluded from both) and the process's peak RSS.
-TensorFlow runs with its defaults (oneDNN on) unless the environment sets
-``TF_ENABLE_ONEDNN_OPTS``, as in a user's own script; ``run.py`` also times each
-child as a whole process, the import included.
+TensorFlow runs with its defaults (oneDNN on, its own log level) unless the
+environment sets ``TF_ENABLE_ONEDNN_OPTS``, as in a user's own script, which
+imports TensorFlow and Keras plainly; ``run.py`` also times each child as a whole
+process, the import and the interpreter's exit included.
 """
 
 from __future__ import annotations
@@ -89,14 +90,21 @@ def peak_rss() -> int:
 
 def main() -> None:
     kind, path, samples, batch_size, *extra = sys.argv[1:]
-    from gradaudit.runtime import import_tensorflow
+    if kind == "bare":  # as a user's script does: no gradaudit, no quieting
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    else:
+        from gradaudit.runtime import import_tensorflow
 
-    import_tensorflow()
+        import_tensorflow()
     start = time.perf_counter()
     result = {"bare": bare, "audit": audit, "budgeted": budgeted}[kind](
         path, int(samples), int(batch_size), *extra)
     wall = time.perf_counter() - start
-    print(json.dumps({"wall": wall, "peak_rss_mb": peak_rss() / 2**20, **(result or {})}))
+    # done_at: the system-wide monotonic clock, for run.py's figure without the exit
+    # (the interpreter's teardown of TensorFlow, which the CLI's worker skips).
+    print(json.dumps({"wall": wall, "done_at": time.monotonic(),
+                      "peak_rss_mb": peak_rss() / 2**20, **(result or {})}))
 
 
 if __name__ == "__main__":

