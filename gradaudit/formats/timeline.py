@@ -18,13 +18,13 @@ from tabulate import tabulate
 
 from gradaudit.formats.plot import COLOURS, DPI, _titles, require
 from gradaudit.report import json_io
-from gradaudit.report.timeline import Checkpoint, Event, Timeline
+from gradaudit.report.timeline import JUMPING, Checkpoint, Event, Timeline
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MAX_LAYERS = 4
-"""Layers shown in the table (two columns each); more would wrap a terminal."""
+"""Layers shown in the table (up to three columns each); more would wrap a terminal."""
 SHORT = {"dead_fraction": "dead", "stalled_fraction": "stalled",
          "bn_dead_fraction": "BN-dead", "grad_rms": "grad RMS"}
 
@@ -68,18 +68,19 @@ def table(timeline: Timeline) -> str:
 
 def _series_table(rows: Sequence[Checkpoint], layers: Sequence[str],
                   names: dict[str, str]) -> str:
+    """A column per layer and figure that some checkpoint has: a Dense relu layer's
+    dead and stalled fractions, a separate ReLU layer's dead and BN-dead ones."""
+    per_row = [checkpoint.layers() for checkpoint in rows]
+    columns = [(layer, figure) for layer in layers for figure in JUMPING
+               if any(figures.get(layer, {}).get(figure) is not None for figures in per_row)]
     headers = ["checkpoint", "step", "learning rate", "findings"] + [
-        f"{layer} {SHORT[figure]}" for layer in layers
-        for figure in ("dead_fraction", "stalled_fraction")]
-    body = []
-    for checkpoint in rows:
-        figures = checkpoint.layers()
-        cells = [_percent(figures.get(layer, {}).get(figure)) for layer in layers
-                 for figure in ("dead_fraction", "stalled_fraction")]
-        body.append([names[checkpoint.path], _text(checkpoint.step),
-                     _text(checkpoint.learning_rate), _findings(checkpoint), *cells])
+        f"{layer} {SHORT[figure]}" for layer, figure in columns]
+    body = [[names[checkpoint.path], _text(checkpoint.step), _text(checkpoint.learning_rate),
+             _findings(checkpoint),
+             *(_percent(figures.get(layer, {}).get(figure)) for layer, figure in columns)]
+            for checkpoint, figures in zip(rows, per_row, strict=True)]
     return tabulate(body, headers=headers, disable_numparse=True,
-                    colalign=("left", "right", "right", "left") + ("right",) * 2 * len(layers))
+                    colalign=("left", "right", "right", "left") + ("right",) * len(columns))
 
 
 def _findings(checkpoint: Checkpoint) -> str:
