@@ -286,3 +286,14 @@ def test_two_reports_are_compared_without_tensorflow(tmp_path: Path) -> None:
     fresh = run_cli_fresh("diff", str(old), str(new), "--fail-on", "warning", "-q")
     assert "EXIT 1" in fresh.stdout
     assert fresh.imported == []
+
+
+def test_the_table_folds_a_new_root_causes_consequences_under_it() -> None:
+    # adam_dying's GA401 on h1 is a consequence of its GA414 (the too-high rate).
+    args = (str(TRAINED / "healthy.keras"), str(TRAINED / "adam_dying.keras"), "--no-probe")
+    table = run_cli("diff", *args, "-q").stdout
+    _, document, _ = _diff(*args)
+    assert [e["caused_by"] for e in document["diff"]["new"]] == [None, "adam_dying"]
+    assert "+ 1 layer gets findings because of it: GA401" in table
+    assert "GA401   h1" not in table  # folded: not a row of its own
+    assert len(document["diff"]["new"]) == 2  # JSON keeps both

@@ -1,5 +1,6 @@
 """``gradaudit diff`` in a table, JSON or Markdown: the findings new in NEW, gone from
-OLD and changed, each in the report's own shape (``json_io.finding_entry``)."""
+OLD and changed, each in the report's own shape (``json_io.finding_entry``); the table
+and Markdown fold a root cause's consequences under it, as ``audit`` does."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gradaudit.formats.common import FINDING_HEADERS
 from gradaudit.formats.markdown import table_lines
 from gradaudit.report import json_io
 from gradaudit.report.diff import FRACTIONS, Change, Diff, Entry
+from gradaudit.report.types import Finding, consequence_text
 
 
 class DiffFormat(str, enum.Enum):
@@ -85,9 +87,25 @@ def _sections(diff: Diff, code: Callable[[str], str],
     model = ["model"] if several else []
 
     def entries(found: Sequence[Entry]) -> list[list[str]]:
-        return [[*([e.model] if several else []), str(e.finding.severity),
-                 code(e.finding.code), code(e.finding.layer), e.finding.message]
-                for e in found]
+        # As audit's table folds them: a consequence listed in the same section as its
+        # root cause is one "+ …" line under it (JSON keeps every finding).
+        roots = {(e.model, e.finding.layer) for e in found if e.finding.caused_by is None}
+        effects: dict[tuple[str, str], list[Finding]] = {}
+        for e in found:
+            if e.finding.caused_by is not None and (e.model, e.finding.caused_by) in roots:
+                effects.setdefault((e.model, e.finding.caused_by), []).append(e.finding)
+        folded = {id(f) for fs in effects.values() for f in fs}
+        rows = []
+        for e in found:
+            if id(e.finding) in folded:
+                continue
+            rows.append([*([e.model] if several else []), str(e.finding.severity),
+                         code(e.finding.code), code(e.finding.layer), e.finding.message])
+            caused = effects.pop((e.model, e.finding.layer), None)
+            if caused is not None and e.finding.caused_by is None:
+                rows.append([*([""] if several else []), "", "", code(e.finding.layer),
+                             f"+ {consequence_text(caused)}"])
+        return rows
 
     changes = [[*([c.model] if several else []), code(c.new.code), code(c.new.layer),
                 _severity(c), _moved(c)] for c in diff.changed]
