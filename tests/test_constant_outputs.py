@@ -2,8 +2,8 @@
 
 The one-unit softmax fixture is the known answer (tests/test_ground_truth.py);
 here: a flat output whose gradients are rounding noise rather than exact zeros
-(before GA206 the audit passed; the noise is now reported as the zero it is), an output constant only
-up to rounding, constant outputs whose cause lies upstream (not GA206), which
+(before GA206 the audit passed; the noise is reported as the zero it is), an output
+constant only up to rounding, constant outputs whose cause lies upstream (not GA206), which
 layer is named, and a SavedModel signature's output key.
 """
 
