@@ -2,8 +2,8 @@
 
 The one-unit softmax fixture is the known answer (tests/test_ground_truth.py);
 here: a flat output whose gradients are rounding noise rather than exact zeros
-(GA202 stays silent, so before GA206 the audit passed), an output constant only
-up to rounding, constant outputs whose cause lies upstream (not GA206), which
+(before GA206 the audit passed; the noise is reported as the zero it is), an output
+constant only up to rounding, constant outputs whose cause lies upstream (not GA206), which
 layer is named, and a SavedModel signature's output key.
 """
 
@@ -47,8 +47,9 @@ def _classifier(head: Any, name: str = "model") -> Any:
 
 def test_flat_output_with_rounding_noise_gradients_fails_the_audit() -> None:
     """exp(x - logsumexp(x)) over one unit (a hand-written softmax) is exactly 1.0, but its
-    gradients are rounding noise, not zeros: only GA206 sees it. A healthy second output
-    keeps the model's gradients alive; the finding is on the constant one only."""
+    gradients are rounding noise, not zeros: GA206 sees it, and the noise that only the
+    flat output sends back ('logit') is the zero it is in exact arithmetic (GA202). A
+    healthy second output keeps the shared layer's gradients alive."""
     keras.utils.set_random_seed(0)
     features = keras.Input((8,), name="features")
     hidden = keras.layers.Dense(16, activation="relu", name="hidden")(features)
@@ -63,7 +64,7 @@ def test_flat_output_with_rounding_noise_gradients_fails_the_audit() -> None:
     assert finding.metrics["output"] == 1
     assert finding.metrics["spread"] == 0.0 and finding.metrics["magnitude"] == 1.0
     assert 0 < finding.metrics["sensitivity"] < 1e-6  # rounding noise, not exact zero
-    assert not [f for f in report.findings if f.code == "GA202"]
+    assert [f.layer for f in report.findings if f.code == "GA202"] == ["logit"]
     assert report.samples == 256  # a constant output needs every sample, like a dead unit
 
 

@@ -84,7 +84,8 @@ def test_healthy_and_frozen_models_have_an_empty_diagnosis(name: str) -> None:
 
 def test_one_unit_softmax_head_is_the_first_root_cause() -> None:
     report = _audit("one_unit_softmax.keras")
-    assert _links(report) == {"GA206:probs": None}
+    assert _links(report) == {"GA206:probs": None, "GA202:hidden1": "probs",
+                              "GA202:hidden2": "probs", "GA202:probs": "probs"}
     assert [(c.layer, c.codes) for c in report.diagnosis] == [("probs", ("GA206",))]
     assert "Dense(1, activation='sigmoid')" in report.diagnosis[0].fix
 

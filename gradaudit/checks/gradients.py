@@ -76,7 +76,8 @@ def _zero_reason(name: str, underflowed: set[str], dead_layers: list[str],
     if dead_layers:
         return f" (fully dead layer(s) on the path: {', '.join(dead_layers)})"
     if constant:
-        return f" (constant output from {', '.join(constant)}; see GA206)"
+        return (f" (constant output from {', '.join(constant)}; see GA206: zero in exact "
+                "arithmetic, whatever rounding the float32 kernels add)")
     return ""
 
 

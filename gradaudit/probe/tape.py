@@ -29,7 +29,7 @@ import tensorflow as tf
 from gradaudit.model.interface import AuditedModel, LayerInfo, Variable
 from gradaudit.model.rules import CONSTANT_EPSILONS, FLOAT32_EPSILON, UnitRule
 from gradaudit.options import Options
-from gradaudit.probe.objective import Objective
+from gradaudit.probe.objective import Objective, OutputLoss
 
 
 @dataclass
@@ -233,7 +233,8 @@ def probe(
                     if not any(stats.flat for stats in output_stats.values()):
                         break
         _measure_constant(step, tensors, output_stats)
-    variables = [(v, step.gradient_stats(i, graded, lookups.get(i)))
+    rounding = step.rounding_only({i for i, stats in output_stats.items() if stats.flat})
+    variables = [(v, step.gradient_stats(i, graded, lookups.get(i), rounding=i in rounding))
                  for i, v in enumerate(step.variables)]
     inputs = [GradStats(connected=c) for c in step.inputs_connected or []]
     return ProbeResult(samples=samples, units=unit_stats, variables=variables,
@@ -284,6 +285,9 @@ class _Step:
         self.variables_connected: list[bool] = []
         self.inputs_connected: list[bool] | None = None
         self.returned = 0  # outputs the model returns, seen when the step runs or traces
+        self.reaches: dict[int, set[int]] | None = None
+        """Per float output whose objective term is its projection: the indices of the
+        variables that term reaches (measured with the sensitivities of constant outputs)."""
 
     def __call__(self, tensors: list[tf.Tensor], labels: list[tf.Tensor | None],
                  offset: tf.Tensor) -> dict[str, Any]:
@@ -353,9 +357,31 @@ class _Step:
             if connected and i not in exclude and bool(tf.reduce_any(tf.not_equal(total, 0.0)))
         }
 
+    def rounding_only(self, flat: set[int]) -> set[int]:
+        """Indices of the variables that only the ``flat`` outputs reach, under an objective
+        of projections alone.
+
+        Such a gradient is zero in exact arithmetic (flat: no weight moves the output), and
+        float32 gives exact zeros or rounding noise depending on the kernels: a softmax
+        over one unit is exactly 1 with oneDNN, so every gradient before it is 0, and
+        1 - 2⁻²⁴ with Eigen (TF_ENABLE_ONEDNN_OPTS=0), which sends back 1e-10 to 1e-8. It
+        is reported as zero either way, so that the report does not depend on the math
+        library. Not under a loss term: Keras differentiates a softmax or sigmoid head
+        through its logits, a real gradient.
+        """
+        if (not flat or self.reaches is None
+                or any(loss is not None for loss in self._losses(self.returned))):
+            return set()
+        moved = set[int]().union(*(r for i, r in self.reaches.items() if i not in flat))
+        return set[int]().union(*(r for i, r in self.reaches.items() if i in flat)) - moved
+
     def gradient_stats(self, index: int, samples: int,
-                       lookups: np.ndarray | None = None) -> GradStats:
+                       lookups: np.ndarray | None = None, *,
+                       rounding: bool = False) -> GradStats:
         """Connectivity, finiteness, non-zero-ness and RMS of the batch gradients.
+
+        ``rounding``: the gradient is rounding noise of an exact zero
+        (:meth:`rounding_only`): zero, and its RMS 0, when finite.
 
         With ``lookups`` (how often each row of an Embedding was looked up) the RMS is
         over the rows looked up, of their mean gradient per lookup. A row gets gradient
@@ -366,6 +392,9 @@ class _Step:
         """
         if not self.variables_connected[index]:
             return GradStats(connected=False)
+        if rounding and bool(tf.reduce_all(tf.math.is_finite(self.totals[index]))):
+            return GradStats(connected=True, nonzero=False, rms=0.0,
+                             rows=None if lookups is None else int(np.count_nonzero(lookups)))
         scale = self.max_samples / max(samples, 1)
         # × 1.0 changes no float: skip the pass over the variable when every sample ran.
         mean = self.totals[index] * scale if scale != 1.0 else tf.convert_to_tensor(
@@ -396,20 +425,32 @@ class _Step:
         (one more eager pass over ``tensors``). Outputs share the objective, so its
         gradient cannot say which output moves a variable. The projection even under a
         loss objective: GA206 asks whether the weights move the output at all, which is
-        the output's own property; a loss through its logits measures the logits."""
+        the output's own property; a loss through its logits measures the logits.
+
+        The first pass also records which variables each float output's projection
+        reaches (:attr:`reaches`)."""
+        wanted = set(indices) if self.reaches is not None else None  # None: every output
         with tf.GradientTape(persistent=True) as tape:
             ran = self.model.run(tensors, training=self.training, watched=[])
             cotangents = self._cotangents(ran.outputs)
-            terms = {i: (self._term(ran.outputs[i], c), rms(c))
-                     for i in indices if (c := cotangents[i]) is not None}
+            terms = {i: (self._term(o, c), rms(c)) for i, (o, c)
+                     in enumerate(zip(ran.outputs, cotangents, strict=True))
+                     if c is not None and (wanted is None or i in wanted)}
         result = {}
+        reaches = {}
         for index, (term, scale) in terms.items():
-            grads = [g.values if isinstance(g, tf.IndexedSlices) else g
-                     for g in tape.gradient(term, self.variables) if g is not None]
+            grads = tape.gradient(term, self.variables)
+            reaches[index] = {i for i, g in enumerate(grads) if g is not None}
+            if index not in indices:
+                continue
+            values = [g.values if isinstance(g, tf.IndexedSlices) else g
+                      for g in grads if g is not None]
             # Nothing trainable reaches it: flatness is unknown, so it is not called flat.
-            largest = max((rms(g.numpy()) for g in grads), default=math.inf)
+            largest = max((rms(g.numpy()) for g in values), default=math.inf)
             result[index] = largest / scale
         del tape
+        if self.reaches is None:
+            self.reaches = reaches
         return result
 
     def _terms(self, outputs: list[tf.Tensor], labels: list[tf.Tensor | None],
@@ -419,7 +460,7 @@ class _Step:
         # The compile config names the outputs in the order the model returns them; a
         # model that returns another number of outputs is not matched by position.
         self.returned = len(outputs)
-        losses = self.objective.losses if len(self.objective.losses) == len(outputs) else ()
+        losses = self._losses(len(outputs))
         cotangents = self._cotangents(outputs)
         terms = []
         for index, (output, cotangent) in enumerate(zip(outputs, cotangents, strict=True)):
@@ -428,6 +469,11 @@ class _Step:
             elif cotangent is not None:
                 terms.append(self._term(output, cotangent))
         return terms
+
+    def _losses(self, returned: int) -> tuple[OutputLoss | None, ...]:
+        """The objective's loss per output position; none for a model that returns another
+        number of outputs than the compile config names."""
+        return self.objective.losses if len(self.objective.losses) == returned else ()
 
     def _cotangents(self, outputs: list[tf.Tensor]) -> list[np.ndarray | None]:
         """One fixed random cotangent per float output (integer/bool outputs carry no
