@@ -79,8 +79,9 @@ def read_graph_batchnorm(graph: FlatGraph, owner: Callable[[Variable], str | Non
                                    activation=activation, **vectors))
     judged = {bn.layer for bn in found}
     notes = [f"BatchNormalization {name}: " + why.get(
-        name, "the serving graph computes no batch normalisation from its variables (folded "
-        "into constants, as an inference-only export may do): nothing to read")
+        name, "the serving graph computes no batch normalisation from its variables in a "
+        "form GA103 reads (FusedBatchNorm, or tf.nn.batch_normalization's arithmetic; a BN "
+        "folded into the weights of an inference-only export leaves nothing to read)")
         + ": GA103 not judged" for name in batchnorms if name not in judged]
     return BatchNormStats(layers=tuple(found), notes=tuple(notes))
 
@@ -95,23 +96,21 @@ def _norms(graph: FlatGraph) -> Iterator[_Norm]:
 
 
 def _decomposed(op: Any) -> _Norm | None:
-    """``x * inv + (offset - mean * inv)`` (or ``+ -(mean * inv)`` without offset), with
+    """``x * inv + (offset - mean * inv)`` (without offset: ``+ (-mean) * inv``), with
     ``inv = rsqrt(variance + eps) [* scale]``: tf.nn.batch_normalization as Keras 3 exports it."""
     for product, shift in permutations(op.inputs):
-        if product.op.type != "Mul":
+        if product.op.type != "Mul" or shift.op.type not in ("Sub", "Mul"):
             continue
-        if shift.op.type == "Sub":
-            offset, centred = shift.op.inputs
-        elif shift.op.type == "Neg":
-            offset, centred = None, shift.op.inputs[0]
-        else:
-            continue
+        offset, centred = shift.op.inputs if shift.op.type == "Sub" else (None, shift)
         if centred.op.type != "Mul":
             continue
         for x, inv in permutations(product.op.inputs):
             if not any(inv is t for t in centred.op.inputs):
                 continue
             mean = next(t for t in centred.op.inputs if t is not inv)
+            if offset is None and mean.op.type != "Neg":
+                continue
+            mean = mean if offset is not None else mean.op.inputs[0]
             if inv.op.type == "Rsqrt":
                 scale, root = None, inv.op
             else:
