@@ -25,9 +25,10 @@ SAVEDMODELS = FIXTURES / "savedmodels"
 
 
 def _judged(report: ModelReport) -> dict[str, tuple[Any, ...]]:
-    """GA103 by layer: what must match between a file and its SavedModel."""
+    """GA103 by layer: what must match between a file and its SavedModel (the message
+    holds every figure)."""
     return {f.layer: (f.severity, f.metrics["bn_layer"], f.metrics["pattern"],
-                      f.metrics["units"], f.metrics["dead_units"])
+                      f.metrics["units"], f.metrics["dead_units"], f.message)
             for f in report.findings if f.code == "GA103"}
 
 
