@@ -106,9 +106,8 @@ class FlatGraph:
     def variable_read(self, tensor: Any) -> Any:
         """The captured variable whose value ``tensor`` is (through reads, identities and
         casts), or None for anything computed."""
-        while tensor.op.type in PASS_OPS and tensor.op.inputs:
-            tensor = tensor.op.inputs[0]
-        return self._variable_at.get(tensor.op.name) if tensor.op.type == "Const" else None
+        source = through(tensor).op
+        return self._variable_at.get(source.name) if source.type == "Const" else None
 
     def cuts_from_variables(self, variables: list[Any]) -> list[str]:
         names = [self._const_of[id(v)] for v in variables if id(v) in self._const_of]
@@ -134,6 +133,13 @@ class FlatGraph:
                 elif not cut and consumer.type not in SHAPE_OPS:
                     frontier.append(consumer)
         return cuts
+
+
+def through(tensor: Any) -> Any:
+    """The tensor ``tensor`` passes on unchanged (through reads, identities and casts)."""
+    while tensor.op.type in PASS_OPS and tensor.op.inputs:
+        tensor = tensor.op.inputs[0]
+    return tensor
 
 
 def scope_owner(scope: list[str], layers: list[str]) -> tuple[str, str] | None:

@@ -27,7 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from gradaudit.history.batchnorm import BatchNorm, BatchNormStats
-from gradaudit.model.flat_graph import PASS_OPS, FlatGraph, display_name, scope_owner
+from gradaudit.model.flat_graph import (
+    PASS_OPS,
+    FlatGraph,
+    display_name,
+    scope_owner,
+    through,
+)
 from gradaudit.model.interface import Variable
 
 FUSED_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
@@ -127,15 +133,9 @@ def _decomposed(op: Any) -> _Norm | None:
     return None
 
 
-def _through(tensor: Any) -> Any:
-    while tensor.op.type in PASS_OPS and tensor.op.inputs:
-        tensor = tensor.op.inputs[0]
-    return tensor
-
-
 def _targets(norm: _Norm) -> Iterator[tuple[Any, bool]]:
     """(ReLU-family op, after?) for either pattern around ``norm``."""
-    source = _through(norm.x).op
+    source = through(norm.x).op
     if source.type in RELU_OPS:
         yield source, False
     elif _linear(source):
@@ -146,7 +146,7 @@ def _targets(norm: _Norm) -> Iterator[tuple[Any, bool]]:
 
 def _linear(op: Any) -> bool:
     return op.type in LINEAR_OPS or (op.type in ("AddV2", "Add") and any(
-        _through(t).op.type in LINEAR_OPS for t in op.inputs))
+        through(t).op.type in LINEAR_OPS for t in op.inputs))
 
 
 def _consumers(tensor: Any) -> Iterator[Any]:
