@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gradaudit.checks import batchnorm, heads, ordered
 from gradaudit.checks.training import LayerHistory, check, history
 from gradaudit.errors import AuditError, reported_as
-from gradaudit.history.batchnorm import BN_CLASSES, BatchNormStats, read_batchnorm
+from gradaudit.history.batchnorm import BatchNormStats, read_batchnorm
 from gradaudit.history.training_state import (
     TrainingState,
     read_training_state,
@@ -106,7 +106,7 @@ def audit_path(
         return audit_model(loaded.model, options, path=path, fmt=loaded.format,
                            unsafe=loaded.unsafe, supplied=supplied, on_step=on_step,
                            training=training, losses=losses, config=loaded.config,
-                           batchnorm=read_batchnorm(path, loaded.format, loaded.config))
+                           batchnorm=_loaded_batchnorm(path, loaded))
 
 
 def audit_checkpoint(
@@ -456,10 +456,6 @@ def _state_rows(state: TrainingState, config: dict[str, Any]) -> tuple[LayerRow,
 # BatchNorm statistics (issue 20): the ReLU units a BN layer's saved statistics show dead
 # on the training data. Read from the file, not from the probe, so --no-probe has them too.
 
-SAVEDMODEL_BN = ("the BatchNormalization statistics of a SavedModel are not read (GA103 reads "
-                 ".keras and .h5 files): its BN layers are judged by the probe only")
-
-
 def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds: Thresholds,
                    config: dict[str, Any] | None,
                    params: Mapping[str, int] | None = None) -> ModelReport:
@@ -468,8 +464,6 @@ def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds
     not list: ``--no-probe``), GA103 among the findings and the notes of what was not read."""
     if stats is None:
         return report
-    if report.format == "savedmodel" and any(_batchnorm_row(row) for row in report.layers):
-        return replace(report, notes=(*report.notes, SAVEDMODEL_BN))
     judged = {result.layer: result for result in batchnorm.judge(stats, thresholds)}
     rows = list(report.layers)
     listed = {row.name for row in rows}
@@ -494,7 +488,11 @@ def with_batchnorm(report: ModelReport, stats: BatchNormStats | None, thresholds
                    checks_run=tuple(sorted(report.checks_run + ran)))
 
 
-def _batchnorm_row(row: LayerRow) -> bool:
-    """A BN layer, by its class or (a SavedModel's restored layers) its moving statistics."""
-    reason = row.non_trainable_reason or ""
-    return row.type in BN_CLASSES or ("moving_mean" in reason and "moving_variance" in reason)
+def _loaded_batchnorm(path: str, loaded: LoadedModel) -> BatchNormStats:
+    """The BN statistics of a loaded file: a ``.keras`` or ``.h5`` file's weights, or the
+    variables a SavedModel's serving graph reads them from (the probe has loaded it)."""
+    from gradaudit.model.signature import SignatureModel
+
+    if isinstance(loaded.model, SignatureModel):
+        return loaded.model.batchnorm()
+    return read_batchnorm(path, loaded.format, loaded.config)

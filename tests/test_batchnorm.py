@@ -120,14 +120,6 @@ def test_the_probe_links_ga103_to_the_dead_layer_it_also_measures() -> None:
     assert _row(report, "act1").dead_units == _row(report, "act1").bn_dead_units == 10
 
 
-def test_a_savedmodel_says_its_bn_statistics_are_not_read(tmp_path: Path) -> None:
-    _load(TRAINED / "bn_dead.keras").export(str(tmp_path / "exported"), verbose=False)
-    report = audit_path(str(tmp_path / "exported"), Options())
-    assert not _ga103(report)
-    assert any("BatchNormalization statistics of a SavedModel are not read" in note
-               for note in report.notes)
-
-
 # --- configurations built in tmp_path ----------------------------------------------------
 
 def _variant(tmp_path: Path, name: str, *, axis: int = -1, center: bool = True,

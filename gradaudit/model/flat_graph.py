@@ -29,6 +29,8 @@ from gradaudit.model.rules import (
 CUT_OPS = NON_DIFFERENTIABLE_OPS | {"ArgMax", "ArgMin"}
 # Ops that read only a tensor's shape: no value flows on, so neither a path nor a cut.
 SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+PASS_OPS = frozenset({"Identity", "Cast", "ReadVariableOp"})
+"""Ops between a variable's frozen value and its use that leave the value as it is."""
 CALL_PREFIX = re.compile(r"^(StatefulPartitionedCall|PartitionedCall)(_\d+)?/")
 
 
@@ -62,6 +64,9 @@ class FlatGraph:
             for outer, inner in function.graph.captures
             if id(outer) in handles
         }
+        self._variable_at = {inner.op.name: handles[id(outer)]
+                             for outer, inner in function.graph.captures
+                             if id(outer) in handles}
 
     def activations(self, layers: list[str]) -> tuple[list[Activation], list[str]]:
         """Each layer's output activation, and the activation ops no layer can claim.
@@ -76,9 +81,9 @@ class FlatGraph:
         for op in self.graph.get_operations():
             if op.type not in ACTIVATION_OPS:
                 continue
-            match = _owner(op.name.split("/")[:-1], layers)
+            match = scope_owner(op.name.split("/")[:-1], layers)
             if match is None:
-                unclaimed.append(_display(op.name))
+                unclaimed.append(display_name(op.name))
                 continue
             layer, scope = match
             if any(not c.name.startswith(scope) for t in op.outputs for c in t.consumers()):
@@ -90,13 +95,19 @@ class FlatGraph:
                 name, rule = ACTIVATION_OPS[op.type]
                 found.append(Activation(layer, op, name, rule))
             else:
-                unclaimed += [_display(op.name) for op, _ in ops]
+                unclaimed += [display_name(op.name) for op, _ in ops]
         return found, sorted(unclaimed)
 
     def fetcher(self, ops: list[Any]) -> Callable[[list[np.ndarray]], list[tf.Tensor]]:
         """A function from one input batch to the outputs of ``ops``."""
         pruned = self._wrapped.prune(feeds=self._feeds, fetches=[op.outputs[0] for op in ops])
         return lambda batch: list(pruned(*[tf.constant(x) for x in batch]))
+
+    def variable_read(self, tensor: Any) -> Any:
+        """The captured variable whose value ``tensor`` is (through reads, identities and
+        casts), or None for anything computed."""
+        source = through(tensor).op
+        return self._variable_at.get(source.name) if source.type == "Const" else None
 
     def cuts_from_variables(self, variables: list[Any]) -> list[str]:
         names = [self._const_of[id(v)] for v in variables if id(v) in self._const_of]
@@ -124,7 +135,14 @@ class FlatGraph:
         return cuts
 
 
-def _owner(scope: list[str], layers: list[str]) -> tuple[str, str] | None:
+def through(tensor: Any) -> Any:
+    """The tensor ``tensor`` passes on unchanged (through reads, identities and casts)."""
+    while tensor.op.type in PASS_OPS and tensor.op.inputs:
+        tensor = tensor.op.inputs[0]
+    return tensor
+
+
+def scope_owner(scope: list[str], layers: list[str]) -> tuple[str, str] | None:
     """(layer, its scope prefix) for the layer that matches ``scope`` most deeply."""
     best: tuple[tuple[int, int, int], str, str] | None = None
     for layer in layers:
@@ -157,10 +175,10 @@ def _cut_name(op: Any) -> str | None:
         label = f"cast to {dtype.name}"
     else:
         return None
-    return f"{label} ({_display(op.name)})"
+    return f"{label} ({display_name(op.name)})"
 
 
-def _display(name: str) -> str:
+def display_name(name: str) -> str:
     """An op name without the inlined call's prefix: ``model/cut/StopGradient``."""
     return CALL_PREFIX.sub("", name)
 

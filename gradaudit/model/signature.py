@@ -19,8 +19,17 @@ from typing import Any
 import tensorflow as tf
 
 from gradaudit.errors import AuditError, first_line
+from gradaudit.history.batchnorm import BatchNormStats
 from gradaudit.model.flat_graph import Activation, FlatGraph
-from gradaudit.model.interface import LayerGraph, LayerInfo, RunResult, Tensor, Variable
+from gradaudit.model.graph_batchnorm import read_graph_batchnorm
+from gradaudit.model.interface import (
+    LayerGraph,
+    LayerInfo,
+    RunResult,
+    Tensor,
+    Variable,
+    variable_label,
+)
 from gradaudit.model.specs import InputShapes, InputSpec, check_shape_names, resolve_shape
 
 # Attributes of restored objects that list variables owned elsewhere.
@@ -156,6 +165,18 @@ class SignatureModel:
             weights=tuple(variables), trainable_weights=trainable, trainable=bool(trainable),
             frozen_by=None if trainable or not variables else name,
         )
+
+    def batchnorm(self) -> BatchNormStats:
+        """The BN statistics the serving graph reads, for GA103
+        (:mod:`gradaudit.model.graph_batchnorm`); a note where the graph could not be read."""
+        held = [info.name for info in self._layers
+                if {"moving_mean", "moving_variance"} <= {variable_label(v) for v in info.weights}]
+        if self._graph is None:
+            return BatchNormStats(notes=tuple(
+                f"BatchNormalization {name}: the serving graph could not be inlined: GA103 "
+                "not judged" for name in held))
+        return read_graph_batchnorm(self._graph, self.owner_of,
+                                    [info.name for info in self._layers], held)
 
     def layer_graph(self) -> LayerGraph:
         """Empty: a signature's variables are grouped by owner, with no order between
