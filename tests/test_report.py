@@ -88,7 +88,8 @@ def test_json_top_level(audited: dict[str, Any]) -> None:
     document = json.loads(run_cli("audit", "-f", "json", "--samples", "8",
                                   str(FIXTURES / "healthy_mlp.keras")).stdout)
     assert document["gradaudit"] == __version__
-    assert set(document) == {"gradaudit", "models", "errors"}
+    assert set(document) == {"gradaudit", "shard", "models", "errors"}
+    assert document["shard"] is None  # every file audited (no --shard)
 
 
 @pytest.mark.parametrize("name", ["frozen_base.keras", "batchnorm.keras", "frozen_layer.keras",
