@@ -175,6 +175,8 @@ def probe(
                  not options.inference, max_samples, objective)
     if compiled is None:
         compiled = model.prefers_tracing or step.objective.reads_logits
+    if compiled:
+        step.accumulate_in_variables()
     run = tf.function(step, reduce_retracing=True) if compiled else step
     unit_stats: dict[str, UnitStats] = {}
     output_stats: dict[int, OutputStats] = {}
@@ -260,9 +262,12 @@ class _Step:
         self.variables = list(model.trainable_variables)
         self.max_samples = max_samples
         # Running mean gradient: each batch adds g × n / max_samples, which stays
-        # within the gradient's own magnitude (no float32 overflow from summing).
-        self.totals = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)
-                       for v in self.variables]
+        # within the gradient's own magnitude (no float32 overflow from summing). None
+        # until a batch's gradient arrives: an eager step keeps the first batch's
+        # product as it is and makes it a variable only for a second gradient batch,
+        # so a probe decided after one batch creates none (a traced step needs them
+        # before its trace: :meth:`accumulate_in_variables`).
+        self.totals: list[tf.Tensor | tf.Variable | None] = [None] * len(self.variables)
         # Mean square of each batch's gradient, weighted by the batch's samples: the
         # gradient RMS the checks compare. Not the RMS of the running mean, which
         # shrinks as 1/√samples where per-sample gradients disagree (early layers),
@@ -322,10 +327,15 @@ class _Step:
                                                 minlength=count, maxlength=count))
                 grad = tf.convert_to_tensor(grad)
             grad = tf.cast(grad, tf.float32)
-            # total += grad × weight in one pass (total - grad × -weight: the same
-            # rounding as a multiply then an add, checked bit for bit).
-            tf.raw_ops.ResourceApplyGradientDescent(var=total.handle, alpha=-weight,
-                                                    delta=grad)
+            if total is None:  # 0 - grad × -weight is grad × weight exactly
+                self.totals[index] = grad * weight
+            else:
+                if not isinstance(total, tf.Variable):
+                    total = self.totals[index] = tf.Variable(total, trainable=False)
+                # total += grad × weight in one pass (total - grad × -weight: the same
+                # rounding as a multiply then an add, checked bit for bit).
+                tf.raw_ops.ResourceApplyGradientDescent(var=total.handle, alpha=-weight,
+                                                        delta=grad)
             # l2_loss is sum(grad²) / 2 in one pass: × 2 / size is reduce_mean(grad²)
             # bit for bit (the same reduction, halved exactly).
             halves.append(tf.nn.l2_loss(grad))
@@ -341,6 +351,19 @@ class _Step:
         return {"units": self._units(ran.activations), "outputs": self._ranges(ran.outputs),
                 "lookups": [None] * len(self.row_variables)}
 
+    def accumulate_in_variables(self) -> None:
+        """Start every running mean gradient as a zero variable: a traced step updates
+        variables it finds (it cannot keep a tensor between calls)."""
+        self.totals = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False)
+                       for v in self.variables]
+
+    def _total(self, index: int) -> np.ndarray:
+        """The running mean gradient of a connected variable, read into numpy (one
+        read: the checks on it are per variable, numpy's calls cost less than ops)."""
+        total = self.totals[index]
+        assert total is not None, "a connected variable has had a gradient"
+        return np.asarray(total)
+
     def _open(self) -> list[LayerInfo]:
         """The watched layers a batch can still change the verdict of (not settled)."""
         return [info for info, _ in self.watched if info.name not in self.settled]
@@ -352,9 +375,8 @@ class _Step:
         cancellation aside), so checking the sum replaces a check per batch.
         """
         return {
-            i for i, (total, connected)
-            in enumerate(zip(self.totals, self.variables_connected, strict=True))
-            if connected and i not in exclude and bool(tf.reduce_any(tf.not_equal(total, 0.0)))
+            i for i, connected in enumerate(self.variables_connected)
+            if connected and i not in exclude and bool(np.any(self._total(i) != 0.0))
         }
 
     def rounding_only(self, flat: set[int]) -> set[int]:
@@ -392,13 +414,14 @@ class _Step:
         """
         if not self.variables_connected[index]:
             return GradStats(connected=False)
-        if rounding and bool(tf.reduce_all(tf.math.is_finite(self.totals[index]))):
+        total = self._total(index)
+        if rounding and bool(np.all(np.isfinite(total))):
             return GradStats(connected=True, nonzero=False, rms=0.0,
                              rows=None if lookups is None else int(np.count_nonzero(lookups)))
         scale = self.max_samples / max(samples, 1)
         # × 1.0 changes no float: skip the pass over the variable when every sample ran.
-        mean = self.totals[index] * scale if scale != 1.0 else tf.convert_to_tensor(
-            self.totals[index])
+        # float32 × float32 in numpy rounds as TensorFlow's multiply does.
+        mean = total * np.float32(scale) if scale != 1.0 else total
         rows = None
         if lookups is None:
             if self._squares is None:  # one read for all variables
@@ -413,8 +436,8 @@ class _Step:
             rms = float(tf.sqrt(tf.reduce_mean(tf.square(judged)))) if rows else 0.0
         return GradStats(
             connected=True,
-            finite=bool(tf.reduce_all(tf.math.is_finite(mean))),
-            nonzero=bool(tf.reduce_any(tf.not_equal(mean, 0.0))),
+            finite=bool(np.all(np.isfinite(mean))),
+            nonzero=bool(np.any(mean != 0.0)),
             rms=rms,
             rows=rows,
         )
@@ -525,10 +548,25 @@ class _Step:
         values = tf.reshape(values, [-1, values.shape[-1]])
         observations = tf.shape(values)[0]
         if rule.kind == "relu":
-            active = tf.logical_and(tf.not_equal(values, 0.0), values < rule.high)
-            return tf.reduce_any(active, axis=0), observations
+            return _fired(values, rule.high), observations
         near = tf.logical_or(values <= rule.low + self.eps, values >= rule.high - self.eps)
         return tf.reduce_sum(tf.cast(near, tf.int32), axis=0), observations
+
+
+def _fired(values: tf.Tensor, high: float) -> tf.Tensor:
+    """Per column of ``values``: whether any value is non-zero and below ``high``.
+
+    Read from each column's extremes first (two reductions, nothing allocated per
+    value): a column whose smallest value is below 0 or whose largest is in (0, high)
+    fired; one whose extremes are both 0 is all zeros. Only a batch with a column the
+    extremes do not decide (one that reached ``high``, a NaN: the reductions propagate
+    it) is checked value by value, with the same answer."""
+    largest, smallest = tf.reduce_max(values, axis=0), tf.reduce_min(values, axis=0)
+    fired = tf.logical_or(smallest < 0.0, tf.logical_and(largest > 0.0, largest < high))
+    known = tf.logical_or(fired, tf.logical_and(tf.equal(largest, 0.0),
+                                                tf.equal(smallest, 0.0)))
+    return tf.cond(tf.reduce_all(known), lambda: fired, lambda: tf.reduce_any(
+        tf.logical_and(tf.not_equal(values, 0.0), values < high), axis=0))
 
 
 def _measure_constant(step: _Step, tensors: list[tf.Tensor],
