@@ -556,17 +556,21 @@ class _Step:
 def _fired(values: tf.Tensor, high: float) -> tf.Tensor:
     """Per column of ``values``: whether any value is non-zero and below ``high``.
 
-    Read from each column's extremes first (two reductions, nothing allocated per
-    value): a column whose smallest value is below 0 or whose largest is in (0, high)
-    fired; one whose extremes are both 0 is all zeros. Only a batch with a column the
-    extremes do not decide (one that reached ``high``, a NaN: the reductions propagate
-    it) is checked value by value, with the same answer."""
-    largest, smallest = tf.reduce_max(values, axis=0), tf.reduce_min(values, axis=0)
-    fired = tf.logical_or(smallest < 0.0, tf.logical_and(largest > 0.0, largest < high))
-    known = tf.logical_or(fired, tf.logical_and(tf.equal(largest, 0.0),
-                                                tf.equal(smallest, 0.0)))
-    return tf.cond(tf.reduce_all(known), lambda: fired, lambda: tf.reduce_any(
-        tf.logical_and(tf.not_equal(values, 0.0), values < high), axis=0))
+    Read from each column's largest value first (one reduction, nothing allocated per
+    value): a column whose largest value is in (0, high) fired. Only the columns it
+    does not decide (all zeros, one that reached ``high``, a NaN: the reduction
+    propagates it, or negative values) are checked value by value, with the same
+    answer: in a healthy layer, none or a few."""
+    largest = tf.reduce_max(values, axis=0)
+    fired = tf.logical_and(largest > 0.0, largest < high)
+
+    def exact() -> tf.Tensor:
+        undecided = tf.where(tf.logical_not(fired))
+        some = tf.gather(values, undecided[:, 0], axis=1)
+        hit = tf.reduce_any(tf.logical_and(tf.not_equal(some, 0.0), some < high), axis=0)
+        return tf.tensor_scatter_nd_update(fired, undecided, hit)
+
+    return tf.cond(tf.reduce_all(fired), lambda: fired, exact)
 
 
 def _measure_constant(step: _Step, tensors: list[tf.Tensor],
