@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -112,3 +113,31 @@ def test_once_the_gradients_are_decided_later_batches_run_forward_only() -> None
         assert ours.nonzero and ours.finite
         if variable.path == "hidden/kernel":  # with every sample, every batch's gradient
             assert ours.rms != pytest.approx(full.rms, rel=1e-3)
+
+
+def test_units_fired_from_extremes_match_the_value_by_value_rule() -> None:
+    """The per-unit ReLU verdict read from each column's largest value, with the exact
+    check on the columns it leaves open, answers as the rule does value by value: zeros,
+    values at relu6's 6, NaN, ±inf, negatives (a ReLU with a negative threshold), empty."""
+    import numpy as np
+    import tensorflow as tf
+
+    from gradaudit.probe.tape import _fired
+
+    rng = np.random.default_rng(0)
+    cases = [np.zeros((0, 3), np.float32)]
+    for rows in (1, 7, 300):
+        values = np.clip(rng.standard_normal((rows, 12)).astype(np.float32) * 4, 0, 6)
+        values[:, 0] = 0.0  # never fired
+        values[:, 1] = 6.0  # always at relu6's bound
+        values[:, 2] = np.where(np.arange(rows) % 2, 6.0, 0.0)  # only 0 and 6
+        values[0, 3] = np.nan
+        values[:, 4] = np.nan
+        values[-1, 5] = np.inf
+        values[:, 6] = -0.5  # a negative output is non-zero
+        values[:, 7] = np.where(np.arange(rows) % 2, np.nan, 0.0)
+        cases.append(values)
+    for values in cases:
+        for high in (6.0, math.inf):
+            expected = np.any((values != 0) & (values < high), axis=0)
+            assert _fired(tf.constant(values), high).numpy().tolist() == expected.tolist()
