@@ -27,9 +27,8 @@ from gradaudit.history.training_state import (
     read_training_state,
     trainable_by_layer,
 )
-from gradaudit.load import archive, config_layers, limits
-from gradaudit.load.detect import detect_format
-from gradaudit.load.prescan import read_model_config
+from gradaudit.load import config_layers, limits
+from gradaudit.load.prescan import checked_config
 from gradaudit.model.interface import (
     AuditedModel,
     LayerGraph,
@@ -402,13 +401,9 @@ def audit_file(path: str, options: Options) -> ModelReport:
     the config cannot tell: a subclassed model).
     """
     file = Path(path)
-    fmt = detect_format(file)
-    if fmt == "savedmodel":
-        raise AuditError("--no-probe reads the training state of .keras and .h5 files; "
-                         "a SavedModel directory has none it can read")
-    if fmt == "keras":
-        archive.check_archive(file, options.limits.max_params)
-    config = read_model_config(file, fmt)
+    fmt, config = checked_config(file, options.limits.max_params,
+                                 "--no-probe reads the training state of .keras and .h5 "
+                                 "files; a SavedModel directory has none it can read")
     total = limits.check_weight_datasets(file, fmt, options.limits.max_params)
     state = file_training_state(path, fmt, config)
     rows = () if state is None else _state_rows(state, config)

@@ -69,13 +69,13 @@ def figure(models: Sequence[ModelReport]) -> Figure:
     FigureCanvasAgg(fig)
     panels: list[SubFigure] = (
         list(fig.subfigures(len(models), 1, squeeze=False)[:, 0]) if models else [])
-    names = _titles([model.path for model in models])
+    names = titles([model.path for model in models])
     for panel, model in zip(panels, models, strict=True):
         _draw(panel, model, names[model.path])
     return fig
 
 
-def _titles(paths: Sequence[str]) -> dict[str, str]:
+def titles(paths: Sequence[str]) -> dict[str, str]:
     """Each path's file name, or as many trailing parts as tell it from the other paths
     in the picture (``run1/model.keras``): a long path in a title is cut off on the left."""
     parts = {path: PurePath(path.replace("\\", "/")).parts or (path,) for path in paths}

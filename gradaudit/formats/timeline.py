@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from gradaudit.formats.plot import COLOURS, DPI, _titles, require
+from gradaudit.formats.plot import COLOURS, DPI, require, titles
 from gradaudit.report import json_io
 from gradaudit.report.timeline import JUMPING, Checkpoint, Event, Timeline
 
@@ -40,7 +40,7 @@ def shown_layers(timeline: Timeline) -> list[str]:
 def table(timeline: Timeline) -> str:
     """The table, series after series, then the events and the notes."""
     layers = shown_layers(timeline)
-    names = _titles([c.path for c in timeline.checkpoints])
+    names = titles([c.path for c in timeline.checkpoints])
     blocks = []
     series = sorted({c.series for c in timeline.checkpoints})
     for index in series:
@@ -186,7 +186,7 @@ def figure(timeline: Timeline) -> Figure:
                          xycoords=("data", "axes fraction"), xytext=(0, 3),
                          textcoords="offset points", ha="center", va="bottom",
                          fontsize=8, color=colour)
-    axes[-1].set_xticks(x, [_text(c.step) if c.step is not None else _titles(
+    axes[-1].set_xticks(x, [_text(c.step) if c.step is not None else titles(
         [c.path])[c.path] for c in checkpoints], rotation=60, ha="right", fontsize=8)
     axes[-1].set_xlabel("checkpoint (optimizer step)")
     fig.suptitle(f"timeline of {len(checkpoints)} checkpoints: {len(timeline.events)} "

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from gradaudit.history.trainable_vars import (
     own_variables,
     variable_labels,
 )
-from gradaudit.load import h5read, limits
+from gradaudit.load import h5read
 from gradaudit.model.rules import RELU_FAMILY
 
 BN_CLASSES = frozenset({"BatchNormalization", "SyncBatchNormalization"})
@@ -159,9 +158,7 @@ def _name(layer: dict[str, Any]) -> str:
 def _read(path: Path, fmt: str, pairs: list[_Pair]) -> BatchNormStats:
     notes: list[str] = []
     found: list[BatchNorm] = []
-    opener: AbstractContextManager[Any] = (
-        h5read.zip_member(path, limits.WEIGHTS_MEMBER) if fmt == "keras" else _h5_file(path))
-    with opener as handle:
+    with h5read.weights_file(path, fmt) as handle:
         if handle is None:
             return BatchNormStats(notes=("the archive holds no model.weights.h5: the "
                                          "BatchNormalization statistics are not read",))
@@ -181,13 +178,6 @@ def _read(path: Path, fmt: str, pairs: list[_Pair]) -> BatchNormStats:
                                    activation=compile_info.activation_of(pair.target) or "",
                                    **vectors))
     return BatchNormStats(layers=tuple(found), notes=tuple(notes))
-
-
-def _h5_file(path: Path) -> AbstractContextManager[Any]:
-    import h5py
-
-    handle: AbstractContextManager[Any] = h5py.File(path, "r")
-    return handle
 
 
 def _keras_datasets(groups: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import json
 import math
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -85,9 +84,7 @@ def trainable_params(path: str, fmt: str, config: dict[str, Any]) -> int | None:
 def trainable_by_layer(path: str, fmt: str, config: dict[str, Any]) -> dict[str, int] | None:
     """:func:`trainable_params` per layer (qualified name), for rows typed from the file."""
     file = Path(path)
-    opener: AbstractContextManager[Any] = (
-        h5read.zip_member(file, limits.WEIGHTS_MEMBER) if fmt == "keras" else _h5_file(file))
-    with opener as handle:
+    with h5read.weights_file(file, fmt) as handle:
         if handle is None:
             return None
         try:
@@ -136,9 +133,7 @@ def _read(path: Path, fmt: str, max_params: int,
         return _with(base, optimizer_config=optimizer.config, notes=notes)
     flavor = "keras3" if fmt == "keras" or (version or "").startswith("3.") else (
         "tf_keras" if optimizer.config.get("is_legacy_optimizer") is False else "legacy")
-    opener: AbstractContextManager[Any] = (
-        h5read.zip_member(path, limits.WEIGHTS_MEMBER) if fmt == "keras" else _h5_file(path))
-    with opener as handle:
+    with h5read.weights_file(path, fmt) as handle:
         if handle is None:
             notes.append("the archive holds no model.weights.h5")
             return _with(base, optimizer_config=optimizer.config, notes=notes)
@@ -160,16 +155,9 @@ def _with(state: TrainingState, **changes: Any) -> TrainingState:
     return replace(state, **changes)
 
 
-def _h5_file(path: Path) -> AbstractContextManager[Any]:
-    import h5py
-
-    handle: AbstractContextManager[Any] = h5py.File(path, "r")
-    return handle
-
-
 def _h5_attributes(path: Path, notes: list[str]) -> tuple[Any, str | None]:
     """The ``training_config`` (decoded JSON, or None) and ``keras_version`` of an HDF5 file."""
-    with _h5_file(path) as handle:
+    with h5read.weights_file(path, "h5") as handle:
         raw = h5read.text(h5read.attr(handle, "training_config"))
         version = h5read.text(h5read.attr(handle, "keras_version"))
     if raw is None:

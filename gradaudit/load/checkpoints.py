@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import KERAS_LOAD_FAILED, AuditError, reported_as
-from gradaudit.load import archive, limits
+from gradaudit.load import limits, prescan
 from gradaudit.load.detect import detect_format
 from gradaudit.load.imports import import_modules
 from gradaudit.load.loader import LoadedModel, load_model
-from gradaudit.load.prescan import read_model_config, refuse_unsafe
+from gradaudit.load.prescan import refuse_unsafe
 from gradaudit.options import Limits, Options
 from gradaudit.report.timeline import Plan
 from gradaudit.report.types import LoadError
@@ -36,14 +36,9 @@ _BUILT: dict[str, LoadedModel] = {}
 def checked_config(path: str, max_params: int = Limits.max_params) -> dict[str, Any]:
     """The model config of a .keras or .h5 checkpoint, read past the archive gate
     (no TensorFlow); AuditError for a SavedModel or an unreadable file."""
-    file = Path(path)
-    fmt = detect_format(file)
-    if fmt == "savedmodel":
-        raise AuditError("a SavedModel directory holds no model config to compare "
-                         "architectures by; timelines read .keras and .h5 checkpoints")
-    if fmt == "keras":
-        archive.check_archive(file, max_params)
-    return read_model_config(file, fmt)
+    return prescan.checked_config(Path(path), max_params, "a SavedModel directory holds no "
+                                  "model config to compare architectures by; timelines read "
+                                  ".keras and .h5 checkpoints")[1]
 
 
 def architecture_key(config: dict[str, Any]) -> str:

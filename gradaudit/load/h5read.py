@@ -15,10 +15,14 @@ import io
 import struct
 import zipfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+WEIGHTS_MEMBER = "model.weights.h5"
+"""The member of a ``.keras`` archive that holds the weights (and optimizer state)."""
 
 BLOCK_ELEMENTS = 1 << 20
 """Values per block read from a dataset (8 MB as float64)."""
@@ -194,3 +198,14 @@ def zip_member(path: Path, name: str) -> Iterator[Any | None]:
             return
         with archive.open(info) as member, h5py.File(member, "r") as weights:
             yield weights
+
+
+def weights_file(path: Path, fmt: str) -> AbstractContextManager[Any | None]:
+    """The open HDF5 file that holds a model's weights: a ``.keras`` archive's
+    ``model.weights.h5`` member (None when it has none), or the ``.h5`` file itself."""
+    if fmt == "keras":
+        return zip_member(path, WEIGHTS_MEMBER)
+    import h5py
+
+    handle: AbstractContextManager[Any] = h5py.File(path, "r")
+    return handle

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gradaudit.errors import AuditError, first_line
-from gradaudit.load import config_tree, keras2_ops
+from gradaudit.load import archive, config_tree, keras2_ops
+from gradaudit.load.detect import detect_format
 from gradaudit.load.imports import NOTHING, Provided
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
@@ -43,6 +44,18 @@ FUNCTION_NAMESPACES = frozenset({
 })
 # Functions in those namespaces that turn config data into arbitrary objects.
 META_FUNCTIONS = frozenset({"deserialize", "serialize", "get"})
+
+
+def checked_config(path: Path, max_params: int, savedmodel: str) -> tuple[str, dict[str, Any]]:
+    """The format and model config of a .keras or .h5 file, read past the archive gate
+    without TensorFlow; AuditError ``savedmodel`` (why this reader needs a config) for a
+    SavedModel directory, which holds none."""
+    fmt = detect_format(path)
+    if fmt == "savedmodel":
+        raise AuditError(savedmodel)
+    if fmt == "keras":
+        archive.check_archive(path, max_params)
+    return fmt, read_model_config(path, fmt)
 
 
 def read_model_config(path: Path, fmt: str) -> dict[str, Any]:
