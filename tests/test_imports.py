@@ -21,7 +21,7 @@ import pytest
 
 import gradaudit
 from gradaudit.errors import AuditError
-from gradaudit.load.imports import NOTHING, Provided
+from gradaudit.load.imports import NOTHING, Provided, import_modules
 from gradaudit.load.prescan import unsafe_references
 from tests.conftest import ROOT, UserModels, run_cli
 
@@ -193,3 +193,53 @@ def test_a_module_that_cannot_be_imported_is_one_line(
     assert (result.exit_code, result.stdout) == (2, "")
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"gradaudit: error: --import {spec}: {error}")
+
+
+SUBLAYER_MODULE = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="sublayers")
+class Wrapped(keras.layers.Layer):
+    """A layer of one's own holding an unnamed Dense: Keras names it as it is made."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = keras.layers.Dense(units, activation="relu")
+
+    def build(self, shape):
+        self.dense.build(shape)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+'''
+
+
+def test_an_unnamed_sublayer_has_the_same_name_in_a_batch_as_alone(tmp_path: Path) -> None:
+    # Keras numbers generated names per process (dense, dense_1 …); the worker audits
+    # file after file, so each load starts the counters afresh, and a finding's id
+    # (code:layer, what baselines and diffs match) does not depend on the batch.
+    module = tmp_path / "sublayers.py"
+    module.write_text(SUBLAYER_MODULE)
+    import_modules([str(module)])
+    import sublayers  # type: ignore[import-not-found]
+
+    paths = []
+    for name in ("first", "second"):
+        inputs = keras.Input((4,))
+        outputs = keras.layers.Dense(1, name="out")(sublayers.Wrapped(8, name="wrap")(inputs))
+        paths.append(tmp_path / f"{name}.keras")
+        keras.Model(inputs, outputs).save(paths[-1])
+
+    def names(*files: Path) -> list[list[str]]:
+        result = run_cli("audit", *map(str, files), "--import", str(module), "-f", "json",
+                         "--samples", "8", "--fail-on", "never", "-q")
+        return [[layer["name"] for layer in m["layers"]]
+                for m in json.loads(result.stdout)["models"]]
+
+    batch = names(*paths)
+    assert batch[0] == batch[1] == names(paths[1])[0]

@@ -10,6 +10,7 @@ independent gates.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import re
@@ -80,6 +81,7 @@ def load_model(path_text: str, *, unsafe: bool = False, limits: Limits = Limits(
     from gradaudit.model.keras_graph import KerasModel
 
     version = keras2.keras2_version(path) if fmt == "h5" else None
+    _fresh_layer_names(keras2=version is not None)
     model: AuditedModel
     with _unresolved_class_hint():
         if version is None:
@@ -99,6 +101,24 @@ def _import_tensorflow(seed: int | None) -> None:
         import keras
 
         keras.utils.set_random_seed(seed)
+
+
+def _fresh_layer_names(keras2: bool) -> None:
+    """Start Keras's counters of generated layer names afresh, as in a new process: a
+    layer of your own that makes an unnamed sublayer (``Dense(8)`` in ``__init__``) gets
+    the name ``dense`` in every file of a batch, not ``dense_1`` in the second, so a
+    finding's id is the same whether the file is audited alone or with others. Only the
+    counters: the settings an ``--import`` module made (a dtype policy) stay."""
+    if keras2:
+        import tf_keras
+
+        tf_keras.backend.reset_uids()
+        return
+    try:  # Keras internals (3.x): keras.utils.clear_session would reset the settings too
+        from keras.src.backend.common import global_state
+    except ImportError:
+        return
+    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
 
 
 @contextlib.contextmanager
